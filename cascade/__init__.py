@@ -1,0 +1,1 @@
+"""Cascade: the pure core (schema, features, models, recall, rerank, exposure, Triton specs)."""

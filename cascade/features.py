@@ -1,0 +1,154 @@
+"""Feature assembly: (users, candidate items, histories, timestamps) -> model tensors.
+
+This module is the only place features are computed. Training calls `assemble` on rows of the
+log; Triton's `feature_assembly` model calls `assemble_requests` on serving requests, which
+broadcasts each request's user side to its candidates and then calls the same `assemble`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cascade.hashing import hash_bucket
+from cascade.history import PAD_ITEM, pad_history
+from cascade.schema import USER_FIELDS, Dataset, Interactions
+
+ITEM_SALT = 101
+CATEGORY_SALT = 102
+USER_FIELD_SALT = 200  # field f uses USER_FIELD_SALT + f
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    history_len: int = 50
+    item_buckets: int = 100_003
+    category_buckets: int = 1_009
+    user_field_buckets: int = 1_009
+    hours: int = 24
+    weekdays: int = 7
+
+
+@dataclass(frozen=True)
+class FeatureTables:
+    """Everything assembly needs to know about users and items, fitted on the training split."""
+
+    config: FeatureConfig
+    user_fields: np.ndarray  # int64 [U, F]
+    user_activity: np.ndarray  # float32 [U]: log1p(training interactions)
+    item_category: np.ndarray  # int64 [I]
+    item_numeric: np.ndarray  # float32 [I]: standardised log of the price-like value
+    item_popularity: np.ndarray  # float32 [I]: standardised log1p(training positives)
+    item_positives: np.ndarray  # int64 [I]: training positives (popular channel, logQ)
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user_fields.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_category.shape[0])
+
+    def save(self, path: Path) -> None:
+        arrays = {k: v for k, v in asdict(self).items() if k != "config"}
+        np.savez(path, config=np.array(json.dumps(asdict(self.config))), **arrays)
+
+    @staticmethod
+    def load(path: Path) -> "FeatureTables":
+        with np.load(path, allow_pickle=False) as z:
+            config = FeatureConfig(**json.loads(str(z["config"])))
+            return FeatureTables(config, **{k: z[k] for k in z.files if k != "config"})
+
+
+def _standardise(x: np.ndarray) -> np.ndarray:
+    return ((x - x.mean()) / (x.std() + 1e-6)).astype(np.float32)
+
+
+def build_tables(dataset: Dataset, train: Interactions, config: FeatureConfig) -> FeatureTables:
+    activity = np.bincount(train.user, minlength=dataset.n_users)
+    positives = np.bincount(train.item, weights=train.label, minlength=dataset.n_items).astype(np.int64)
+    return FeatureTables(
+        config=config,
+        user_fields=dataset.user_fields.astype(np.int64),
+        user_activity=np.log1p(activity).astype(np.float32),
+        item_category=dataset.item_category.astype(np.int64),
+        item_numeric=_standardise(np.log(dataset.item_numeric)),
+        item_popularity=_standardise(np.log1p(positives)),
+        item_positives=positives,
+    )
+
+
+def check_items(tables: FeatureTables, item_ids: np.ndarray, what: str) -> None:
+    bad = (item_ids < 0) | (item_ids >= tables.n_items)
+    if bad.any():
+        raise ValueError(f"{what} holds {int(item_ids[bad][0])}, outside the catalogue [0, {tables.n_items})")
+
+
+def assemble_items(tables: FeatureTables, item_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Item-side tensors (cacheable: they depend on the item alone)."""
+    cfg = tables.config
+    item_ids = np.asarray(item_ids, dtype=np.int64)
+    check_items(tables, item_ids, "item_ids")
+    return {
+        "item_id": hash_bucket(item_ids, ITEM_SALT, cfg.item_buckets),
+        "item_cat": hash_bucket(tables.item_category[item_ids], CATEGORY_SALT, cfg.category_buckets),
+        "item_num": np.stack([tables.item_numeric[item_ids], tables.item_popularity[item_ids]], axis=1),
+    }
+
+
+def assemble_users(
+    tables: FeatureTables, user_ids: np.ndarray, histories: np.ndarray, timestamps: np.ndarray
+) -> dict[str, np.ndarray]:
+    """User-side tensors. Unknown users (outside the table) get the 0 'unknown' buckets."""
+    cfg = tables.config
+    user_ids = np.asarray(user_ids, dtype=np.int64)
+    histories = np.asarray(histories, dtype=np.int64).reshape(len(user_ids), cfg.history_len)
+    known = (user_ids >= 0) & (user_ids < tables.n_users)
+    safe = np.where(known, user_ids, 0)
+    fields = np.where(known[:, None], tables.user_fields[safe], -1)
+    user_cat = np.stack(
+        [hash_bucket(fields[:, f], USER_FIELD_SALT + f, cfg.user_field_buckets) for f in range(len(USER_FIELDS))],
+        axis=1,
+    )
+    padded = histories == PAD_ITEM
+    check_items(tables, histories[~padded], "history")
+    hist_safe = np.where(padded, 0, histories)
+    ts = np.asarray(timestamps, dtype=np.int64)
+    return {
+        "user_cat": user_cat,
+        "user_num": np.where(known, tables.user_activity[safe], 0.0).astype(np.float32)[:, None],
+        "hist_item": hash_bucket(histories, ITEM_SALT, cfg.item_buckets),
+        "hist_cat": np.where(padded, 0, hash_bucket(tables.item_category[hist_safe], CATEGORY_SALT, cfg.category_buckets)),
+        "ctx": np.stack([(ts // 3600) % cfg.hours, (ts // 86400 + 3) % cfg.weekdays], axis=1),
+    }
+
+
+def assemble(
+    tables: FeatureTables,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    histories: np.ndarray,
+    timestamps: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """One row per (user, item) pair: the tensors every model reads (see cascade.specs)."""
+    return {**assemble_users(tables, user_ids, histories, timestamps), **assemble_items(tables, item_ids)}
+
+
+def assemble_requests(
+    tables: FeatureTables,
+    requests: list[tuple[int, np.ndarray, np.ndarray, int]],
+) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Serving: many (user_id, item_ids, history, timestamp) requests assembled in one call.
+
+    Each request's user side is broadcast to its candidates; returns the stacked tensors and the
+    row count of each request, so the caller can split the result back.
+    """
+    L = tables.config.history_len
+    counts = [len(items) for _, items, _, _ in requests]
+    user_ids = np.repeat([u for u, _, _, _ in requests], counts).astype(np.int64)
+    item_ids = np.concatenate([np.asarray(i, dtype=np.int64) for _, i, _, _ in requests]) if requests else np.empty(0, np.int64)
+    histories = np.repeat(np.stack([pad_history(h, L) for _, _, h, _ in requests]), counts, axis=0) if requests else np.empty((0, L), np.int64)
+    timestamps = np.repeat([t for _, _, _, t in requests], counts).astype(np.int64)
+    return assemble(tables, user_ids, item_ids, histories, timestamps), counts

@@ -1,0 +1,52 @@
+"""Embedding blocks shared by every model: one table per feature, sized from FeatureConfig."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cascade.features import FeatureConfig
+
+
+class UserEmbedding(nn.Module):
+    """user_cat [N, F] + user_num [N, 1] + ctx [N, 2] -> [N, out_dim]."""
+
+    def __init__(self, cfg: FeatureConfig, dim: int, n_fields: int = 3, with_ctx: bool = True) -> None:
+        super().__init__()
+        self.fields = nn.Embedding(cfg.user_field_buckets, dim)
+        self.field_offset = nn.Parameter(torch.zeros(n_fields, dim))
+        self.with_ctx = with_ctx
+        self.hour = nn.Embedding(cfg.hours, dim // 2)
+        self.weekday = nn.Embedding(cfg.weekdays, dim // 2)
+        self.out_dim = n_fields * dim + 1 + (dim if with_ctx else 0)
+
+    def forward(self, user_cat: torch.Tensor, user_num: torch.Tensor, ctx: torch.Tensor | None = None) -> torch.Tensor:
+        fields = (self.fields(user_cat) + self.field_offset).flatten(1)
+        parts = [fields, user_num]
+        if self.with_ctx and ctx is not None:
+            parts += [self.hour(ctx[:, 0]), self.weekday(ctx[:, 1])]
+        return torch.cat(parts, dim=1)
+
+
+class ItemEmbedding(nn.Module):
+    """item_id [N] + item_cat [N] (+ item_num [N, 2]) -> [N, out_dim]; also embeds histories."""
+
+    def __init__(self, cfg: FeatureConfig, dim: int) -> None:
+        super().__init__()
+        self.item = nn.Embedding(cfg.item_buckets, dim, padding_idx=0)
+        self.category = nn.Embedding(cfg.category_buckets, dim, padding_idx=0)
+        self.dim = dim
+
+    def ids(self, item_id: torch.Tensor, item_cat: torch.Tensor) -> torch.Tensor:
+        return self.item(item_id) + self.category(item_cat)
+
+    def forward(self, item_id: torch.Tensor, item_cat: torch.Tensor, item_num: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.ids(item_id, item_cat), item_num], dim=1)
+
+
+def mlp(sizes: list[int], final_activation: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2 or final_activation:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)

@@ -1,0 +1,92 @@
+"""One spec for every tensor: names, dtypes and per-row dims of each model's inputs and outputs.
+
+ONNX export, every Triton config, the ensemble maps and the orchestrator's client read these;
+no traced name ever leaks anywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: type  # a numpy scalar type
+    dims: tuple[int, ...]  # dims after the leading row (candidate) dimension; -1 = variable
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+
+def feature_tensors(history_len: int, n_user_fields: int = 3) -> dict[str, TensorSpec]:
+    """Every tensor feature assembly produces, one row per candidate item."""
+    specs = (
+        TensorSpec("user_cat", np.int64, (n_user_fields,)),
+        TensorSpec("user_num", np.float32, (1,)),
+        TensorSpec("item_id", np.int64, ()),
+        TensorSpec("item_cat", np.int64, ()),
+        TensorSpec("item_num", np.float32, (2,)),
+        TensorSpec("hist_item", np.int64, (history_len,)),
+        TensorSpec("hist_cat", np.int64, (history_len,)),
+        TensorSpec("ctx", np.int64, (2,)),
+    )
+    return {t.name: t for t in specs}
+
+
+USER_SIDE = ("user_cat", "user_num", "hist_item", "hist_cat", "ctx")
+ITEM_SIDE = ("item_id", "item_cat", "item_num")
+SCORE = TensorSpec("score", np.float32, ())
+USER_EMBEDDING = "user_emb"
+
+# Raw request tensors sent to feature assembly (and to the pipelines): one user, many items.
+REQUEST_INPUTS = (
+    TensorSpec("user_id", np.int64, (1,)),
+    TensorSpec("item_ids", np.int64, (-1,)),
+    TensorSpec("history", np.int64, (-1,)),
+    TensorSpec("timestamp", np.int64, (1,)),
+)
+PIPELINE_OUTPUT = TensorSpec("scores", np.float32, (-1,))
+
+PRERANK_FEATURES = ("user_cat", "user_num", "item_id", "item_cat", "item_num", "ctx")
+RANK_FEATURES = ("user_cat", "user_num", "item_id", "item_cat", "item_num", "hist_item", "hist_cat", "ctx")
+USER_TOWER_FEATURES = ("user_cat", "user_num", "hist_item", "hist_cat")
+
+
+def scorer_spec(name: str, features: tuple[str, ...], history_len: int) -> ModelSpec:
+    all_features = feature_tensors(history_len)
+    return ModelSpec(name, tuple(all_features[f] for f in features), (SCORE,))
+
+
+def prerank_spec(history_len: int) -> ModelSpec:
+    return scorer_spec("prerank", PRERANK_FEATURES, history_len)
+
+
+def rank_spec(history_len: int) -> ModelSpec:
+    return scorer_spec("rank", RANK_FEATURES, history_len)
+
+
+def user_tower_spec(history_len: int, dim: int) -> ModelSpec:
+    all_features = feature_tensors(history_len)
+    return ModelSpec(
+        "user_tower",
+        tuple(all_features[f] for f in USER_TOWER_FEATURES),
+        (TensorSpec(USER_EMBEDDING, np.float32, (dim,)),),
+    )
+
+
+def feature_assembly_spec(history_len: int) -> ModelSpec:
+    return ModelSpec("feature_assembly", REQUEST_INPUTS, tuple(feature_tensors(history_len).values()))
