@@ -1,0 +1,69 @@
+"""Where the export leaves its artefacts, and the manifest that describes them.
+
+Written by `python -m export`, read (and checked) by the orchestrator at start.
+Plain formats only: .npz/.npy arrays, .onnx models, a FAISS index file and manifest.json.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ArtifactPaths:
+    root: Path
+
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables.npz"
+
+    @property
+    def user_history(self) -> Path:
+        return self.root / "user_history.npy"
+
+    @property
+    def item_embeddings(self) -> Path:
+        return self.root / "item_embeddings.npy"
+
+    @property
+    def faiss_index(self) -> Path:
+        return self.root / "items.faiss"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    def onnx(self, name: str) -> Path:
+        return self.root / "onnx" / f"{name}.onnx"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    dataset: str
+    n_users: int
+    n_items: int
+    n_categories: int
+    history_len: int
+    embedding_dim: int
+    model_versions: dict[str, int]
+    source_commit: str
+    created: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    train_seconds: dict[str, float] = field(default_factory=dict)
+    parity_max_abs_diff: dict[str, float] = field(default_factory=dict)
+    manifest_version: int = MANIFEST_VERSION
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @staticmethod
+    def read(path: Path) -> "Manifest":
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: run `python -m export` first")
+        data = json.loads(path.read_text())
+        if data.get("manifest_version") != MANIFEST_VERSION:
+            raise ValueError(f"{path}: manifest version {data.get('manifest_version')} != {MANIFEST_VERSION}; re-run the export")
+        return Manifest(**data)

@@ -1,0 +1,1 @@
+"""Triton glue: config rendering, request batching helpers and the Python-backend adapters."""

@@ -1,0 +1,96 @@
+"""Render every Triton config through the typed protobuf, from the tensor specs.
+
+Each served model takes one request per user: a batch dimension of 1 followed by a variable
+candidate dimension. Ragged batching lets the dynamic batcher hand requests with different
+candidate counts to one `execute` call, which concatenates them (see cascade.triton.batching).
+"""
+from __future__ import annotations
+
+import numpy as np
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from cascade.specs import PIPELINE_OUTPUT, REQUEST_INPUTS, ModelSpec, TensorSpec
+
+_DTYPES = {np.int64: mc.TYPE_INT64, np.float32: mc.TYPE_FP32, np.int32: mc.TYPE_INT32}
+
+
+def triton_dtype(dtype: type) -> int:
+    return _DTYPES[dtype]
+
+
+def _dims(spec: TensorSpec, per_candidate: bool) -> list[int]:
+    return [-1, *spec.dims] if per_candidate else list(spec.dims)
+
+
+def _input(spec: TensorSpec, per_candidate: bool) -> mc.ModelInput:
+    dims = _dims(spec, per_candidate)
+    return mc.ModelInput(name=spec.name, data_type=triton_dtype(spec.dtype), dims=dims, allow_ragged_batch=-1 in dims)
+
+
+def _output(spec: TensorSpec, per_candidate: bool) -> mc.ModelOutput:
+    return mc.ModelOutput(name=spec.name, data_type=triton_dtype(spec.dtype), dims=_dims(spec, per_candidate))
+
+
+def python_model_config(
+    spec: ModelSpec,
+    per_candidate_inputs: bool,
+    max_batch_size: int,
+    max_queue_delay_us: int,
+    instances: int,
+    parameters: dict[str, str] | None = None,
+) -> mc.ModelConfig:
+    """A Python-backend model with dynamic batching and CPU instances."""
+    config = mc.ModelConfig(
+        name=spec.name,
+        backend="python",
+        max_batch_size=max_batch_size,
+        input=[_input(t, per_candidate_inputs) for t in spec.inputs],
+        output=[_output(t, True) for t in spec.outputs],
+        dynamic_batching=mc.ModelDynamicBatching(
+            preferred_batch_size=sorted({max(1, max_batch_size // 4), max_batch_size}),
+            max_queue_delay_microseconds=max_queue_delay_us,
+        ),
+        instance_group=[mc.ModelInstanceGroup(count=instances, kind=mc.ModelInstanceGroup.KIND_CPU)],
+    )
+    for key, value in (parameters or {}).items():
+        config.parameters[key].string_value = value
+    return config
+
+
+def ensemble_config(name: str, assembly: ModelSpec, scorer: ModelSpec, max_batch_size: int) -> mc.ModelConfig:
+    """feature_assembly -> scorer, exposing the raw request inputs and the scores."""
+    assembly_outputs = set(assembly.output_names)
+    missing = [n for n in scorer.input_names if n not in assembly_outputs]
+    if missing:
+        raise ValueError(f"{scorer.name} needs {missing}, which {assembly.name} does not produce")
+    steps = [
+        mc.ModelEnsembling.Step(
+            model_name=assembly.name,
+            model_version=-1,
+            input_map={t.name: t.name for t in REQUEST_INPUTS},
+            output_map={n: f"{name}_{n}" for n in scorer.input_names},
+        ),
+        mc.ModelEnsembling.Step(
+            model_name=scorer.name,
+            model_version=-1,
+            input_map={n: f"{name}_{n}" for n in scorer.input_names},
+            output_map={scorer.output_names[0]: PIPELINE_OUTPUT.name},
+        ),
+    ]
+    return mc.ModelConfig(
+        name=name,
+        platform="ensemble",
+        max_batch_size=max_batch_size,
+        input=[_input(t, False) for t in REQUEST_INPUTS],
+        output=[_output(PIPELINE_OUTPUT, False)],
+        ensemble_scheduling=mc.ModelEnsembling(step=steps),
+    )
+
+
+def render(config: mc.ModelConfig) -> str:
+    return text_format.MessageToString(config)
+
+
+def parse(text: str) -> mc.ModelConfig:
+    return text_format.Parse(text, mc.ModelConfig())

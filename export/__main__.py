@@ -1,0 +1,92 @@
+"""`python -m export`: data -> features -> train -> ONNX (+parity) -> FAISS -> Triton repositories."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from cascade.artifacts import ArtifactPaths, Manifest
+from cascade.features import FeatureConfig, build_tables
+from cascade.history import HistoryIndex, latest_histories
+from cascade.schema import time_split
+from cascade.settings import Settings
+from cascade.specs import prerank_spec, rank_spec, user_tower_spec
+from export.datasets import load_dataset
+from export.faiss_index import build_index, item_embeddings, write_index
+from export.onnx_export import check_parity, export_onnx
+from export.repository import write_repositories
+from export.train import RowFeatures, train_all
+
+MODEL_VERSION = 1
+
+
+def source_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def run_export(settings: Settings) -> Manifest:
+    started = time.perf_counter()
+    paths = ArtifactPaths(settings.artifacts_dir)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset(settings)
+    log = dataset.interactions
+    train_mask, _ = time_split(log, settings.holdout_fraction)
+    train_log = log.take(np.flatnonzero(train_mask))
+    tables = build_tables(dataset, train_log, FeatureConfig(history_len=settings.history_len))
+    tables.save(paths.tables)
+    np.save(paths.user_history, latest_histories(train_log, dataset.n_users, settings.history_len))
+    print(f"data: {dataset.name}, {dataset.n_users} users, {dataset.n_items} items, {len(log)} interactions "
+          f"({int(train_mask.sum())} train), positive rate {log.label.mean():.3f}")
+
+    trained = train_all(tables, log, train_mask, settings.epochs, settings.batch_size, settings.seed)
+    sample_rows = np.flatnonzero(~train_mask)[:512]
+    sample = {k: v.numpy() for k, v in RowFeatures(tables, log)(sample_rows).items()}
+    L = settings.history_len
+    models = {
+        "prerank": (trained.prerank, prerank_spec(L)),
+        "rank": (trained.rank, rank_spec(L)),
+        "user_tower": (trained.two_tower.user_tower, user_tower_spec(L, trained.two_tower.out_dim)),
+    }
+    parity = {}
+    for name, (model, spec) in models.items():
+        export_onnx(model, spec, sample, paths.onnx(name))
+        parity[name] = check_parity(model, spec, sample, paths.onnx(name))
+        print(f"onnx: {name} -> {paths.onnx(name)}, parity max abs diff {parity[name]:.2e}")
+
+    embeddings = item_embeddings(trained.two_tower, tables)
+    np.save(paths.item_embeddings, embeddings)
+    write_index(build_index(embeddings), paths.faiss_index)
+    configs = write_repositories(
+        settings.model_repository, settings.ensemble_repository, paths.tables,
+        {n: (models[n][1], paths.onnx(n)) for n in ("prerank", "rank")},
+        L, settings.max_batch_size, settings.max_queue_delay_us, settings.model_instances, MODEL_VERSION,
+    )
+    manifest = Manifest(
+        dataset=dataset.name, n_users=dataset.n_users, n_items=dataset.n_items, n_categories=dataset.n_categories,
+        history_len=L, embedding_dim=int(embeddings.shape[1]),
+        model_versions={"prerank": MODEL_VERSION, "rank": MODEL_VERSION, "user_tower": MODEL_VERSION},
+        source_commit=source_commit(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        metrics=trained.metrics, train_seconds=trained.seconds, parity_max_abs_diff=parity,
+    )
+    manifest.write(paths.manifest)
+    print(f"triton: wrote {len(configs)} configs under {settings.model_repository}/ and {settings.ensemble_repository}/")
+    print("metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in trained.metrics.items()))
+    print("train seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in trained.seconds.items())
+          + f"; whole export {time.perf_counter() - started:.1f}s")
+    return manifest
+
+
+def main() -> int:
+    run_export(Settings())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
