@@ -1,0 +1,33 @@
+"""Exposure rules: drop candidates the user has already been shown, without starving the funnel.
+
+The orchestrator keeps each user's shown items in a Redis sorted set (member = item id, score = unix
+seconds when shown); these functions decide what to do with what it reads back.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def unexposed_mask(item_ids: np.ndarray, exposed: np.ndarray) -> np.ndarray:
+    """bool [n]: True where the item is not in `exposed`."""
+    return ~np.isin(item_ids, exposed)
+
+
+def filter_exposed(item_ids: np.ndarray, exposed: np.ndarray, min_keep: int) -> np.ndarray:
+    """Indices (int64, into `item_ids`) of the candidates to keep.
+
+    The unexposed candidates, in candidate order. If fewer than `min_keep` of them remain, exposed
+    candidates are appended after them, in candidate order, until `min_keep` (or all candidates)
+    are kept: a response of already-seen items beats an empty one.
+    """
+    unexposed = unexposed_mask(item_ids, exposed)
+    keep = np.flatnonzero(unexposed)
+    shortfall = min_keep - len(keep)
+    if shortfall <= 0:
+        return keep
+    return np.concatenate([keep, np.flatnonzero(~unexposed)[:shortfall]])
+
+
+def expired_before(now: float, ttl_s: float) -> float:
+    """The score below which buffer entries are expired (`ZREMRANGEBYSCORE key -inf (<cutoff>`)."""
+    return now - ttl_s

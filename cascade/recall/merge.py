@@ -1,0 +1,84 @@
+"""Merge recall channels into one distinct candidate set, remembering which channel brought each item.
+
+Channels come in priority order. An item belongs to the first channel that *takes* it: an item a
+channel skipped because its quota was spent is still free for a later channel. That makes the merge
+sequential across channels (there are a handful), while the work inside each channel is vectorised.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Candidates:
+    item_ids: np.ndarray  # int64 [n], distinct
+    channels: np.ndarray  # int64 [n], index into `channel_names`: the channel that brought the item
+    scores: np.ndarray  # float32 [n], that channel's own score for the item
+    channel_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def take(self, index: np.ndarray) -> "Candidates":
+        """Subset and/or reorder the candidates; `channel_names` is kept as it is."""
+        return Candidates(
+            self.item_ids[index], self.channels[index], self.scores[index], self.channel_names
+        )
+
+
+def _first_occurrences(ids: np.ndarray) -> np.ndarray:
+    """Positions of the first occurrence of each distinct id, in their original order."""
+    _, first = np.unique(ids, return_index=True)
+    return np.sort(first)
+
+
+def merge_channels(
+    channels: list[tuple[str, np.ndarray, np.ndarray]],
+    limit: int,
+    quotas: dict[str, int] | None = None,
+) -> Candidates:
+    """Merge (name, item_ids, scores) channels, each sorted best-first, listed in priority order.
+
+    Each channel contributes at most `quotas[name]` items (no entry: unlimited) that no earlier
+    channel took, dropping its own duplicates too; the result keeps channel order, then each
+    channel's own order, and is cut at `limit`.
+    """
+    quotas = quotas or {}
+    negative = {name: quota for name, quota in quotas.items() if quota < 0}
+    if negative:
+        raise ValueError(f"recall quotas must be >= 0, got {negative}")
+    names = tuple(name for name, _, _ in channels)
+    taken_ids: list[np.ndarray] = []
+    taken_scores: list[np.ndarray] = []
+    taken_channels: list[np.ndarray] = []
+    room = max(limit, 0)
+    for index, (name, ids, scores) in enumerate(channels):
+        ids = np.asarray(ids, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float32)
+        if ids.shape != scores.shape or ids.ndim != 1:
+            raise ValueError(
+                f"recall channel {name!r}: item_ids {ids.shape} and scores {scores.shape}"
+                " must be 1-d and of the same length"
+            )
+        if (ids < 0).any():
+            raise ValueError(f"recall channel {name!r}: negative item ids {ids[ids < 0][:5].tolist()}")
+        keep = _first_occurrences(ids)
+        if taken_ids:
+            keep = keep[~np.isin(ids[keep], np.concatenate(taken_ids))]
+        keep = keep[: min(quotas.get(name, room), room)]
+        taken_ids.append(ids[keep])
+        taken_scores.append(scores[keep])
+        taken_channels.append(np.full(len(keep), index, dtype=np.int64))
+        room -= len(keep)
+    if not taken_ids:
+        return Candidates(
+            np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32), names
+        )
+    return Candidates(
+        np.concatenate(taken_ids),
+        np.concatenate(taken_channels),
+        np.concatenate(taken_scores),
+        names,
+    )

@@ -1,0 +1,25 @@
+"""The one name -> operator table that configuration refers to, and the chain builder."""
+from __future__ import annotations
+
+from typing import Any
+
+from cascade.rerank.base import RerankOperator
+from cascade.rerank.mmr import DiversifyByMMR
+from cascade.rerank.truncate import TruncateToK
+
+OPERATORS: dict[str, type] = {"mmr": DiversifyByMMR, "truncate": TruncateToK}
+
+
+def build_chain(spec: list[dict[str, Any]]) -> list[RerankOperator]:
+    """Operators from [{"name": "mmr", "lam": 0.5}, {"name": "truncate"}, ...], in order."""
+    chain = []
+    for entry in spec:
+        params = dict(entry)
+        name = params.pop("name", None)
+        if name not in OPERATORS:
+            raise ValueError(f"unknown rerank operator {name!r}; known: {sorted(OPERATORS)}")
+        try:
+            chain.append(OPERATORS[name](**params))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"rerank operator {name!r}: bad parameters {params}: {error}") from error
+    return chain
