@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,8 +49,10 @@ class Settings(BaseSettings):
     recall_popular_k: int = Field(200, ge=0)
     prerank_keep: int = Field(200, ge=1)
     rank_keep: int = Field(50, ge=1)
-    max_k: int = Field(200, ge=1)
-    mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
+    rerank_chain: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"name": "mmr", "lam": 0.7}, {"name": "truncate"}],
+        description="operators applied in order; JSON in CASCADE_RERANK_CHAIN",
+    )
     exposure_ttl_s: int = Field(1_800, ge=1)
     exposure_max_items: int = Field(2_000, ge=1)
     triton_timeout_s: float = Field(2.0, gt=0.0)

@@ -1,0 +1,39 @@
+"""App factory and lifespan: open Triton, Redis and the recall index on start, close them on stop."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from cascade.settings import Settings
+from orchestrator.clients.exposure import ExposureStore
+from orchestrator.clients.triton import TritonScorer
+from orchestrator.errors import install_error_handlers
+from orchestrator.pipeline import Funnel
+from orchestrator.resources import Resources
+from orchestrator.routes import health, recommend
+
+
+def build_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        resources = Resources.load(settings)
+        scorer = TritonScorer(settings.triton_grpc_url, settings.triton_timeout_s)
+        exposure = ExposureStore(settings.effective_redis_url, settings.exposure_ttl_s, settings.exposure_max_items)
+        app.state.funnel = Funnel(settings, resources, scorer, exposure)
+        try:
+            yield
+        finally:
+            await scorer.close()
+            await exposure.close()
+
+    app = FastAPI(title="Cascade", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app, settings.max_body_bytes)
+    app.include_router(recommend.router)
+    app.include_router(health.router)
+    return app
+
+
+def create_app() -> FastAPI:
+    """For `uvicorn --factory orchestrator.app:create_app`: settings from CASCADE_* variables."""
+    return build_app(Settings())

@@ -1,0 +1,56 @@
+"""Everything the funnel reads from the export's artefacts, loaded once and checked against the manifest."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cascade.artifacts import ArtifactPaths, Manifest
+from cascade.features import FeatureTables
+from cascade.recall.ann import AnnRecall, load_index
+from cascade.recall.popular import popular_items
+from cascade.settings import Settings
+
+
+class ArtifactMismatch(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Resources:
+    manifest: Manifest
+    tables: FeatureTables
+    user_history: np.ndarray  # int64 [n_users, L]
+    item_embeddings: np.ndarray  # float32 [n_items, d]
+    popular_ids: np.ndarray
+    popular_scores: np.ndarray
+    ann: AnnRecall
+
+    @staticmethod
+    def load(settings: Settings) -> "Resources":
+        paths = ArtifactPaths(settings.artifacts_dir)
+        manifest = Manifest.read(paths.manifest)
+        tables = FeatureTables.load(paths.tables)
+        history = np.load(paths.user_history, allow_pickle=False)
+        embeddings = np.load(paths.item_embeddings, allow_pickle=False)
+        index = load_index(paths.faiss_index)
+        checks = {
+            "tables items": (tables.n_items, manifest.n_items),
+            "tables users": (tables.n_users, manifest.n_users),
+            "history length": (tables.config.history_len, manifest.history_len),
+            "user_history shape": (history.shape, (manifest.n_users, manifest.history_len)),
+            "item_embeddings shape": (embeddings.shape, (manifest.n_items, manifest.embedding_dim)),
+            "faiss index size": (index.ntotal, manifest.n_items),
+        }
+        for what, (got, want) in checks.items():
+            if got != want:
+                raise ArtifactMismatch(f"{paths.root}: {what} is {got}, manifest says {want}; re-run the export")
+        pop_ids, pop_scores = popular_items(tables.item_positives, settings.recall_ann_k + settings.recall_popular_k)
+        return Resources(
+            manifest, tables, history, embeddings, pop_ids, pop_scores,
+            AnnRecall(tables, paths.onnx("user_tower"), index),
+        )
+
+    def history_of(self, user_id: int) -> np.ndarray | None:
+        """The user's behaviour sequence, or None for a user the export never saw (cold start)."""
+        return self.user_history[user_id] if 0 <= user_id < self.tables.n_users else None

@@ -1,0 +1,1 @@
+"""HTTP routes: thin adapters that parse, call the funnel and shape the answer."""

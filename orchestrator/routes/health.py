@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from orchestrator.deps import get_funnel
+from orchestrator.pipeline import Funnel
+
+router = APIRouter()
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(funnel: Funnel = Depends(get_funnel)) -> JSONResponse:
+    """Readiness: every Triton pipeline ready, Redis reachable, recall index loaded; 503 until then."""
+    triton = await funnel.scorer.ready()
+    checks = {
+        "triton": {"ready": all(triton.values()), "models": triton},
+        "redis": {"ready": await funnel.exposure.ping()},
+        "index": {"ready": funnel.resources.ann.index.ntotal > 0, "items": int(funnel.resources.ann.index.ntotal)},
+    }
+    ready = all(c["ready"] for c in checks.values())
+    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, **checks})

@@ -1,0 +1,112 @@
+"""`python -m orchestrator.stack up|demo|down`: run the whole stack locally in the background.
+
+`up` starts redis-server (unless CASCADE_REDIS_URL names one), tritonserver on the exported
+repositories and the orchestrator under uvicorn, each detached with a pidfile under
+CASCADE_RUN_DIR; `demo` sends a few requests and prints the answers; `down` stops all three.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from cascade.servers.process import ManagedProcess, pid_alive, stop_pid
+from cascade.servers.redis import start_redis
+from cascade.servers.triton import start_triton
+from cascade.settings import Settings
+
+SERVICES = ("orchestrator", "tritonserver", "redis-server")
+
+
+def _pidfile(settings: Settings, name: str) -> Path:
+    return settings.run_dir / f"{name}.pid"
+
+
+def _record(settings: Settings, process: ManagedProcess) -> None:
+    _pidfile(settings, process.name).write_text(str(process.pid))
+    print(f"  {process.name:<13} pid {process.pid:<7} log {process.log_path}")
+
+
+def _http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def up(settings: Settings) -> None:
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    running = [n for n in SERVICES if _pidfile(settings, n).exists() and pid_alive(int(_pidfile(settings, n).read_text()))]
+    if running:
+        raise SystemExit(f"already running: {', '.join(running)}; stop them first with `make stop`")
+    print("starting the stack:")
+    env = dict(os.environ)
+    if settings.redis_url is None:
+        _record(settings, start_redis(settings.redis_port, settings.run_dir))
+        env["CASCADE_REDIS_URL"] = settings.effective_redis_url
+    _record(settings, start_triton(
+        [settings.model_repository, settings.ensemble_repository], settings.run_dir, settings.triton_host,
+        settings.triton_http_port, settings.triton_grpc_port, settings.triton_metrics_port,
+    ))
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "orchestrator.app:create_app",
+            "--host", settings.host, "--port", str(settings.port), "--log-level", "warning"]
+    app = ManagedProcess("orchestrator", argv, settings.run_dir / "orchestrator.log", env)
+    app.wait_ready(lambda: _http("GET", f"http://{settings.host}:{settings.port}/readyz")[0] == 200, 120)
+    _record(settings, app)
+    print(f"orchestrator ready on http://{settings.host}:{settings.port}")
+
+
+def demo(settings: Settings) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    for title, body in [
+        ("user 1, k=10", {"user_id": 1, "k": 10}),
+        ("user 1 again (exposure filter: no repeats)", {"user_id": 1, "k": 10}),
+        ("cold-start user 10**9", {"user_id": 10**9, "k": 5}),
+        ("bad request (k=0)", {"user_id": 1, "k": 0}),
+    ]:
+        status, answer = _http("POST", f"{base}/v1/recommend", body)
+        print(f"\n== POST /v1/recommend {json.dumps(body)}  [{title}] -> HTTP {status}")
+        if status != 200:
+            print(f"   {answer.get('error')}")
+            continue
+        items = ", ".join(f"{i['item_id']}({i['category']},{i['channel']},{i['score']:.3f})" for i in answer["items"])
+        print(f"   items (id(category,channel,score)): {items}")
+        print("   latency ms: " + ", ".join(f"{k} {v:.2f}" for k, v in answer["latency_ms"].items()))
+        print(f"   models {answer['model_versions']}  cold_start={answer['cold_start']}  degraded={answer['degraded']}")
+    print(f"\n== GET /readyz -> {_http('GET', f'{base}/readyz')[1]}")
+    print("\nThe stack keeps running; stop it with `make stop`.")
+
+
+def down(settings: Settings) -> None:
+    for name in SERVICES:
+        path = _pidfile(settings, name)
+        if not path.exists():
+            continue
+        pid = int(path.read_text())
+        if pid_alive(pid):
+            stop_pid(pid)
+            print(f"stopped {name} (pid {pid})")
+        path.unlink()
+
+
+def main(argv: list[str]) -> int:
+    commands = {"up": up, "demo": demo, "down": down}
+    if len(argv) != 1 or argv[0] not in commands:
+        print(f"usage: python -m orchestrator.stack {'|'.join(commands)}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    commands[argv[0]](Settings())
+    if argv[0] == "up":
+        print(f"stack up in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
