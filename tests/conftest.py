@@ -1,0 +1,55 @@
+"""Session fixtures shared by integration tests: a small real export, real tritonserver and redis-server."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cascade.servers.process import ManagedProcess, free_port
+from cascade.servers.redis import start_redis
+from cascade.servers.triton import start_triton
+from cascade.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Small sizes so the export trains in seconds; every server on a free port."""
+    root = tmp_path_factory.mktemp("cascade")
+    return Settings(
+        n_users=300, n_items=2_000, n_interactions=30_000, n_categories=12, epochs=1,
+        artifacts_dir=root / "artifacts", model_repository=root / "model_repository",
+        ensemble_repository=root / "ensemble", run_dir=root / "run",
+        triton_http_port=free_port(), triton_grpc_port=free_port(), triton_metrics_port=free_port(),
+        redis_port=free_port(), recall_ann_k=300, recall_popular_k=50, prerank_keep=100, rank_keep=30,
+    )
+
+
+@pytest.fixture(scope="session")
+def exported(settings: Settings) -> Settings:
+    from export.__main__ import run_export
+
+    run_export(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def triton(exported: Settings) -> Iterator[ManagedProcess]:
+    s = exported
+    process = start_triton(
+        [s.model_repository, s.ensemble_repository], s.run_dir, s.triton_host,
+        s.triton_http_port, s.triton_grpc_port, s.triton_metrics_port,
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(settings: Settings) -> Iterator[ManagedProcess]:
+    process = start_redis(settings.redis_port, Path(settings.run_dir))
+    try:
+        yield process
+    finally:
+        process.stop()
