@@ -139,16 +139,21 @@ def assemble(
 def assemble_requests(
     tables: FeatureTables,
     requests: list[tuple[int, np.ndarray, np.ndarray, int]],
+    names: frozenset[str] | None = None,
 ) -> tuple[dict[str, np.ndarray], list[int]]:
     """Serving: many (user_id, item_ids, history, timestamp) requests assembled in one call.
 
-    Each request's user side is broadcast to its candidates; returns the stacked tensors and the
-    row count of each request, so the caller can split the result back.
+    The user side is computed once per request and broadcast to its candidates (equal, row for
+    row, to `assemble` on the broadcast inputs, since every feature is computed per row). Only
+    the tensors in `names` are returned (all when None). Returns them and each request's row count.
     """
     L = tables.config.history_len
     counts = [len(items) for _, items, _, _ in requests]
-    user_ids = np.repeat([u for u, _, _, _ in requests], counts).astype(np.int64)
+    user_ids = np.array([u for u, _, _, _ in requests], dtype=np.int64)
+    histories = np.stack([pad_history(h, L) for _, _, h, _ in requests]) if requests else np.empty((0, L), np.int64)
+    timestamps = np.array([t for _, _, _, t in requests], dtype=np.int64)
     item_ids = np.concatenate([np.asarray(i, dtype=np.int64) for _, i, _, _ in requests]) if requests else np.empty(0, np.int64)
-    histories = np.repeat(np.stack([pad_history(h, L) for _, _, h, _ in requests]), counts, axis=0) if requests else np.empty((0, L), np.int64)
-    timestamps = np.repeat([t for _, _, _, t in requests], counts).astype(np.int64)
-    return assemble(tables, user_ids, item_ids, histories, timestamps), counts
+    users = assemble_users(tables, user_ids, histories, timestamps)
+    per_row = {n: np.repeat(t, counts, axis=0) for n, t in users.items() if names is None or n in names}
+    items = {n: t for n, t in assemble_items(tables, item_ids).items() if names is None or n in names}
+    return {**per_row, **items}, counts

@@ -21,6 +21,7 @@ def build_app(settings: Settings) -> FastAPI:
         scorer = TritonScorer(settings.triton_grpc_url, settings.triton_timeout_s)
         exposure = ExposureStore(settings.effective_redis_url, settings.exposure_ttl_s, settings.exposure_max_items)
         app.state.funnel = Funnel(settings, resources, scorer, exposure)
+        await app.state.funnel.warm_up()
         try:
             yield
         finally:

@@ -48,6 +48,16 @@ class Funnel:
         self.settings, self.resources, self.scorer, self.exposure = settings, resources, scorer, exposure
         self.chain = build_chain(settings.rerank_chain)
 
+    async def warm_up(self) -> None:
+        """One small call per pipeline, so the first user request pays no lazy initialisation."""
+        r = self.resources
+        history = np.full(r.tables.config.history_len, PAD_ITEM, np.int64)
+        for pipeline in ("prerank_pipeline", "rank_pipeline"):
+            try:
+                await self.scorer.score(pipeline, -1, r.popular_ids[:8], history, int(time.time()))
+            except Exception as err:  # Triton not up yet: /readyz says so, requests degrade
+                log.warning("warm-up of %s failed: %s", pipeline, err)
+
     def recall(self, user_id: int, history: np.ndarray | None, timestamp: int) -> Candidates:
         s, r = self.settings, self.resources
         limit = s.recall_ann_k + s.recall_popular_k

@@ -33,10 +33,13 @@ class TritonPythonModel:
                     error=pb_utils.TritonError(str(err), pb_utils.TritonError.INVALID_ARG)
                 )
         if parsed:
-            good = list(parsed)
+            wanted = {i: set(requests[i].requested_output_names()) or set(self.output_names) for i in parsed}
             features, counts = assemble_requests(
-                self.tables, [(r.user_id, r.item_ids, r.history, r.timestamp) for r in parsed.values()]
+                self.tables,
+                [(r.user_id, r.item_ids, r.history, r.timestamp) for r in parsed.values()],
+                frozenset().union(*wanted.values()),
             )
-            for i, out in zip(good, split_candidates({n: features[n] for n in self.output_names}, counts)):
-                responses[i] = pb_utils.InferenceResponse([pb_utils.Tensor(n, t) for n, t in out.items()])
+            for i, out in zip(parsed, split_candidates(features, counts)):
+                tensors = [pb_utils.Tensor(n, t) for n, t in out.items() if n in wanted[i]]
+                responses[i] = pb_utils.InferenceResponse(tensors)
         return responses
