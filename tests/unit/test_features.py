@@ -1,0 +1,177 @@
+"""build_tables / assemble / assemble_requests on the tiny hand-made dataset (see conftest)."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cascade.features import (
+    CATEGORY_SALT,
+    ITEM_SALT,
+    USER_FIELD_SALT,
+    FeatureTables,
+    assemble,
+    assemble_requests,
+    build_tables,
+)
+from cascade.hashing import hash_bucket
+from cascade.history import PAD_ITEM
+from cascade.schema import Dataset
+from cascade.specs import feature_tensors
+
+TS = 1_700_000_000  # 2023-11-14 22:13:20 UTC, a Tuesday
+P = PAD_ITEM
+
+
+def hb(values: list[int] | int, salt: int, buckets: int) -> np.ndarray:
+    return hash_bucket(np.asarray(values), salt, buckets)
+
+
+@pytest.fixture
+def rows() -> dict[str, np.ndarray]:
+    """Three rows: a known user, another known user, an unknown user (5)."""
+    return {
+        "user_ids": np.array([0, 1, 5]),
+        "item_ids": np.array([2, 0, 3]),
+        "histories": np.array([[P, P, 0], [P, 3, 1], [2, 1, 0]]),
+        "timestamps": np.array([TS, 0, TS + 3 * 3600]),
+    }
+
+
+def test_build_tables_hand_values(tiny_tables: FeatureTables) -> None:
+    t = tiny_tables
+    assert (t.n_users, t.n_items) == (2, 4)
+    assert t.user_fields.tolist() == [[1, 0, 3], [2, 1, 4]]
+    assert t.user_activity.dtype == np.float32
+    assert t.user_activity == pytest.approx([math.log(4), math.log(4)])  # three rows each
+    assert t.item_positives.dtype == np.int64
+    assert t.item_positives.tolist() == [2, 1, 1, 1]
+    # log1p(positives) = [a, b, b, b] standardises to [sqrt(3), -1/sqrt(3) x 3].
+    s3 = math.sqrt(3.0)
+    assert t.item_popularity == pytest.approx([s3, -1 / s3, -1 / s3, -1 / s3], rel=1e-5)
+    # log(price) = log 5 + log 2 * [1, 2, 0, 3]: standardised (k - 1.5) / sqrt(1.25).
+    assert t.item_numeric == pytest.approx([(k - 1.5) / math.sqrt(1.25) for k in (1, 2, 0, 3)], rel=1e-5)
+
+
+def test_build_tables_counts_only_the_training_split(tiny_dataset: Dataset, tiny_tables: FeatureTables) -> None:
+    log = tiny_dataset.interactions
+    first_rows = log.take(np.array([0, 3]))  # user 0 item 0 (pos), user 1 item 3 (pos)
+    t = build_tables(tiny_dataset, first_rows, tiny_tables.config)
+    assert t.item_positives.tolist() == [1, 0, 0, 1]
+    assert t.user_activity == pytest.approx([math.log(2), math.log(2)])
+
+
+def test_assemble_shapes_and_dtypes_follow_the_specs(tiny_tables: FeatureTables, rows: dict) -> None:
+    out = assemble(tiny_tables, **rows)
+    specs = feature_tensors(tiny_tables.config.history_len)
+    assert set(out) == set(specs)
+    for name, spec in specs.items():
+        assert out[name].dtype == spec.dtype, name
+        assert out[name].shape == (3, *spec.dims), name
+
+
+def test_assemble_hand_values(tiny_tables: FeatureTables, rows: dict) -> None:
+    cfg = tiny_tables.config
+    out = assemble(tiny_tables, **rows)
+
+    assert out["item_id"].tolist() == hb([2, 0, 3], ITEM_SALT, cfg.item_buckets).tolist()
+    assert out["item_cat"].tolist() == hb([2, 0, 1], CATEGORY_SALT, cfg.category_buckets).tolist()
+    assert out["item_num"][:, 0].tolist() == tiny_tables.item_numeric[[2, 0, 3]].tolist()
+    assert out["item_num"][:, 1].tolist() == tiny_tables.item_popularity[[2, 0, 3]].tolist()
+
+    user0 = [hb(v, USER_FIELD_SALT + f, cfg.user_field_buckets) for f, v in enumerate([1, 0, 3])]
+    user1 = [hb(v, USER_FIELD_SALT + f, cfg.user_field_buckets) for f, v in enumerate([2, 1, 4])]
+    assert out["user_cat"].tolist() == [user0, user1, [0, 0, 0]]
+    assert min(user0 + user1) >= 1  # a raw code 0 is a real bucket, not the unknown one
+    assert out["user_num"][:, 0] == pytest.approx([math.log(4), math.log(4), 0.0])
+
+    item_hash = {i: int(hb(i, ITEM_SALT, cfg.item_buckets)) for i in range(4)}
+    cat_hash = {i: int(hb(c, CATEGORY_SALT, cfg.category_buckets)) for i, c in enumerate([0, 1, 2, 1])}
+    assert out["hist_item"].tolist() == [
+        [0, 0, item_hash[0]],
+        [0, item_hash[3], item_hash[1]],
+        [item_hash[2], item_hash[1], item_hash[0]],
+    ]
+    assert out["hist_cat"].tolist() == [
+        [0, 0, cat_hash[0]],
+        [0, cat_hash[3], cat_hash[1]],
+        [cat_hash[2], cat_hash[1], cat_hash[0]],
+    ]
+    assert cat_hash[0] != 0  # item 0's category 0 is not confused with padding
+
+
+def test_ctx_is_hour_of_day_and_weekday_monday_zero(tiny_tables: FeatureTables, rows: dict) -> None:
+    # TS: Tuesday 22:13 UTC; 0: Thursday 1970-01-01 00:00; TS + 3 h: Wednesday 01:13.
+    out = assemble(tiny_tables, **rows)
+    assert out["ctx"].tolist() == [[22, 1], [0, 3], [1, 2]]
+    monday = 1_700_438_400  # 2023-11-20 00:00 UTC
+    week_edge = np.array([monday - 60, monday])  # Sunday 23:59, then Monday 00:00
+    two = assemble(tiny_tables, np.array([0, 0]), np.array([0, 0]), np.full((2, 3), P), week_edge)
+    assert two["ctx"].tolist() == [[23, 6], [0, 0]]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "what"),
+    [
+        ("item_ids", [2, 4, 3], "item_ids holds 4"),
+        ("item_ids", [2, -1, 3], "item_ids holds -1"),
+        ("histories", [[P, P, 0], [P, 7, 1], [2, 1, 0]], "history holds 7"),
+        ("histories", [[P, P, 0], [P, -2, 1], [2, 1, 0]], "history holds -2"),
+    ],
+)
+def test_ids_outside_the_catalogue_are_rejected(
+    tiny_tables: FeatureTables, rows: dict, field: str, value: list, what: str
+) -> None:
+    with pytest.raises(ValueError, match="outside the catalogue") as err:
+        assemble(tiny_tables, **{**rows, field: np.array(value)})
+    assert what in str(err.value)
+
+
+REQUESTS = [
+    (0, np.array([1, 2]), np.array([0]), TS),
+    (5, np.array([3]), np.array([], dtype=np.int64), 0),
+    (1, np.array([0, 1, 2, 3]), np.array([3, 1, 0, 2, 1]), TS + 3600),  # history longer than L = 3
+]
+
+
+def test_assemble_requests_equals_assemble_on_broadcast_rows(tiny_tables: FeatureTables) -> None:
+    got, counts = assemble_requests(tiny_tables, REQUESTS)
+    assert counts == [2, 1, 4]
+    h0, h1, h2 = [P, P, 0], [P, P, P], [0, 2, 1]
+    expected = assemble(
+        tiny_tables,
+        np.array([0, 0, 5, 1, 1, 1, 1]),
+        np.array([1, 2, 3, 0, 1, 2, 3]),
+        np.array([h0, h0, h1, h2, h2, h2, h2]),
+        np.array([TS, TS, 0, *[TS + 3600] * 4]),
+    )
+    assert set(got) == set(expected)
+    for name in expected:
+        assert got[name].dtype == expected[name].dtype, name
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+def test_assemble_requests_with_empty_requests_keeps_the_spec_shapes(tiny_tables: FeatureTables) -> None:
+    specs = feature_tensors(tiny_tables.config.history_len)
+    for requests, counts in ([], []), ([(0, np.array([], dtype=np.int64), np.array([1]), TS)], [0]):
+        got, got_counts = assemble_requests(tiny_tables, requests)
+        assert got_counts == counts
+        for name, spec in specs.items():
+            assert got[name].shape == (0, *spec.dims), name
+            assert got[name].dtype == spec.dtype, name
+
+
+def test_feature_tables_save_load_round_trip(tiny_tables: FeatureTables, tmp_path: Path) -> None:
+    path = tmp_path / "tables.npz"
+    tiny_tables.save(path)
+    loaded = FeatureTables.load(path)
+    assert loaded.config == tiny_tables.config
+    for name, array in asdict(tiny_tables).items():
+        if name == "config":
+            continue
+        again = getattr(loaded, name)
+        assert again.dtype == array.dtype, name
+        np.testing.assert_array_equal(again, array, err_msg=name)

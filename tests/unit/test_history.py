@@ -1,0 +1,106 @@
+"""HistoryIndex.rows, latest_histories and pad_history on a hand-made log."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from cascade.history import PAD_ITEM, HistoryIndex, latest_histories, pad_history
+from cascade.schema import Interactions
+
+
+@pytest.fixture
+def log(make_log: Callable[[list], Interactions]) -> Interactions:
+    # (user, item, ts, label); given shuffled, the log is sorted by (user, ts):
+    # rows 0-4 user 0, rows 5-7 user 1, row 8 user 2 (no positives).
+    return make_log([
+        (1, 22, 3, 1.0),
+        (0, 13, 4, 1.0),
+        (2, 30, 9, 0.0),
+        (0, 10, 1, 1.0),
+        (0, 14, 5, 0.0),
+        (1, 20, 1, 0.0),
+        (0, 11, 2, 0.0),
+        (1, 21, 2, 1.0),
+        (0, 12, 3, 1.0),
+    ])
+
+
+def test_the_fixture_is_sorted_as_the_tests_assume(log: Interactions) -> None:
+    assert log.user.tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 2]
+    assert log.item.tolist() == [10, 11, 12, 13, 14, 20, 21, 22, 30]
+
+
+def test_rows_hold_only_earlier_positives_most_recent_last_left_padded(log: Interactions) -> None:
+    index = HistoryIndex.build(log)
+    got = index.rows(np.arange(len(log)), 2)
+    assert got.dtype == np.int64
+    assert got.tolist() == [
+        [PAD_ITEM, PAD_ITEM],  # user 0, first row: nothing before
+        [PAD_ITEM, 10],  # 10 was positive
+        [PAD_ITEM, 10],  # 11 was negative: not part of the history
+        [10, 12],
+        [12, 13],  # three positives before: keep the last two
+        [PAD_ITEM, PAD_ITEM],  # user 1 starts empty: nothing of user 0 leaks in
+        [PAD_ITEM, PAD_ITEM],  # 20 was negative
+        [PAD_ITEM, 21],
+        [PAD_ITEM, PAD_ITEM],  # user 2 has no positives
+    ]
+
+
+def test_rows_never_include_the_row_itself(log: Interactions) -> None:
+    got = HistoryIndex.build(log).rows(np.array([3]), 5)  # row 3 is user 0's positive 13
+    assert got.tolist() == [[PAD_ITEM, PAD_ITEM, PAD_ITEM, 10, 12]]
+
+
+def test_rows_for_a_subset_in_any_order(log: Interactions) -> None:
+    got = HistoryIndex.build(log).rows(np.array([7, 4, 4]), 3)
+    assert got.tolist() == [[PAD_ITEM, PAD_ITEM, 21], [10, 12, 13], [10, 12, 13]]
+
+
+def test_rows_on_a_log_without_positives_are_all_padding() -> None:
+    negatives = Interactions.sorted(np.array([0, 0, 1]), np.array([1, 2, 3]), np.array([1, 2, 1]), np.zeros(3))
+    got = HistoryIndex.build(negatives).rows(np.arange(3), 2)
+    assert got.tolist() == [[PAD_ITEM, PAD_ITEM]] * 3
+
+
+def test_latest_histories_take_each_users_last_positives(log: Interactions) -> None:
+    got = latest_histories(log, n_users=4, length=2)
+    assert got.dtype == np.int64
+    assert got.tolist() == [[12, 13], [21, 22], [PAD_ITEM, PAD_ITEM], [PAD_ITEM, PAD_ITEM]]
+    assert latest_histories(log, n_users=2, length=4).tolist() == [
+        [PAD_ITEM, 10, 12, 13],
+        [PAD_ITEM, PAD_ITEM, 21, 22],
+    ]
+
+
+def test_latest_history_equals_the_history_of_a_row_appended_after_the_log(log: Interactions) -> None:
+    """Serving's latest history is what training would see for the user's next interaction."""
+    extended = Interactions.sorted(
+        np.r_[log.user, 0, 1], np.r_[log.item, 99, 99], np.r_[log.ts, 100, 100], np.r_[log.label, 0.0, 0.0]
+    )
+    next_rows = np.flatnonzero(extended.item == 99)
+    from_index = HistoryIndex.build(extended).rows(next_rows, 3)
+    assert from_index.tolist() == latest_histories(log, n_users=2, length=3).tolist()
+
+
+def test_latest_histories_of_a_log_without_positives() -> None:
+    negatives = Interactions.sorted(np.array([0]), np.array([1]), np.array([1]), np.zeros(1))
+    assert latest_histories(negatives, n_users=2, length=3).tolist() == [[PAD_ITEM] * 3] * 2
+
+
+@pytest.mark.parametrize(
+    ("history", "length", "expected"),
+    [
+        ([5, 6, 7, 8], 2, [7, 8]),  # longer: keep the last L
+        ([5, 6], 4, [PAD_ITEM, PAD_ITEM, 5, 6]),  # shorter: left pad
+        ([5, 6, 7], 3, [5, 6, 7]),  # exact
+        ([], 3, [PAD_ITEM] * 3),
+        ([5, 6], 0, []),  # L = 0 must not keep the whole history ([-0:])
+    ],
+)
+def test_pad_history(history: list[int], length: int, expected: list[int]) -> None:
+    got = pad_history(np.array(history, dtype=np.int64), length)
+    assert got.dtype == np.int64
+    assert got.tolist() == expected

@@ -1,0 +1,189 @@
+"""write_repositories -> config.pbtxt files parsed back: batching, adapters, ensemble wiring, dtypes."""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tritonclient.grpc import model_config_pb2 as mc
+
+from cascade.specs import (
+    PIPELINE_OUTPUT,
+    REQUEST_INPUTS,
+    ModelSpec,
+    TensorSpec,
+    feature_assembly_spec,
+    prerank_spec,
+    rank_spec,
+)
+from cascade.triton.config import ensemble_config, parse, triton_dtype
+from cascade.triton.layout import FEATURE_ASSEMBLY_ADAPTER, ONNX_ADAPTER, ONNX_FILE, TABLES_FILE
+from export.repository import PIPELINES, write_repositories
+
+L = 3
+MAX_BATCH = 8
+QUEUE_US = 300
+INSTANCES = 2
+SPECS = {"feature_assembly": feature_assembly_spec(L), "prerank": prerank_spec(L), "rank": rank_spec(L)}
+ADAPTERS = {"feature_assembly": FEATURE_ASSEMBLY_ADAPTER, "prerank": ONNX_ADAPTER, "rank": ONNX_ADAPTER}
+
+
+@dataclass
+class Repo:
+    model_root: Path
+    ensemble_root: Path
+    written: list[Path]
+    configs: dict[str, mc.ModelConfig]
+
+
+@pytest.fixture
+def repo(tiny_tables_path: Path, tmp_path: Path) -> Repo:
+    onnx = tmp_path / "dummy.onnx"
+    onnx.write_bytes(b"not a real model")
+    model_root, ensemble_root = tmp_path / "models", tmp_path / "ensembles"
+    written = write_repositories(
+        model_root,
+        ensemble_root,
+        tiny_tables_path,
+        {"prerank": (SPECS["prerank"], onnx), "rank": (SPECS["rank"], onnx)},
+        history_len=L,
+        max_batch_size=MAX_BATCH,
+        max_queue_delay_us=QUEUE_US,
+        instances=INSTANCES,
+    )
+    configs = {p.parent.name: parse(p.read_text()) for p in written}
+    return Repo(model_root, ensemble_root, written, configs)
+
+
+def by_name(entries) -> dict:
+    return {e.name: e for e in entries}
+
+
+def test_the_expected_models_and_ensembles_are_written(repo: Repo) -> None:
+    assert sorted(repo.configs) == ["feature_assembly", "prerank", "prerank_pipeline", "rank", "rank_pipeline"]
+    for path in repo.written:
+        assert repo.configs[path.parent.name].name == path.parent.name
+    assert {p.parent.parent for p in repo.written} == {repo.model_root, repo.ensemble_root}
+    assert sorted(p.name for p in repo.ensemble_root.iterdir()) == ["prerank_pipeline", "rank_pipeline"]
+    for pipeline in PIPELINES.values():
+        assert (repo.ensemble_root / pipeline / "1").is_dir()
+
+
+def test_every_model_batches_dynamically_with_an_instance_group(repo: Repo) -> None:
+    for name, config in repo.configs.items():
+        assert config.max_batch_size == MAX_BATCH, name
+        if config.platform == "ensemble":
+            continue  # ensembles are scheduled by their steps
+        assert config.HasField("dynamic_batching"), name
+        assert list(config.dynamic_batching.preferred_batch_size) == [MAX_BATCH // 4, MAX_BATCH], name
+        assert config.dynamic_batching.max_queue_delay_microseconds == QUEUE_US, name
+        assert [(g.count, g.kind) for g in config.instance_group] == [(INSTANCES, mc.ModelInstanceGroup.KIND_CPU)]
+
+
+def test_python_models_reexport_the_layout_adapters_and_carry_their_files(repo: Repo) -> None:
+    for name, adapter in ADAPTERS.items():
+        assert repo.configs[name].backend == "python"
+        version_dir = repo.model_root / name / "1"
+        lines = (version_dir / "model.py").read_text().splitlines()
+        assert lines == [f"from {adapter} import TritonPythonModel  # noqa: F401"]
+        # The adapter module exists (find_spec does not run it: it needs Triton's stub).
+        assert importlib.util.find_spec(adapter) is not None
+    assert (repo.model_root / "feature_assembly" / "1" / TABLES_FILE).is_file()
+    for scorer in ("prerank", "rank"):
+        assert (repo.model_root / scorer / "1" / ONNX_FILE).read_bytes() == b"not a real model"
+        assert repo.configs[scorer].parameters["intra_op_threads"].string_value == "1"
+
+
+def check_tensor(entry, spec: TensorSpec, per_candidate: bool) -> None:
+    assert entry.data_type == triton_dtype(spec.dtype), spec.name
+    assert list(entry.dims) == ([-1, *spec.dims] if per_candidate else list(spec.dims)), spec.name
+
+
+def test_python_model_tensors_follow_the_specs(repo: Repo) -> None:
+    for name, spec in SPECS.items():
+        config = repo.configs[name]
+        inputs, outputs = by_name(config.input), by_name(config.output)
+        assert list(inputs) == spec.input_names
+        assert list(outputs) == spec.output_names
+        # feature_assembly takes the raw request (one user); scorers take one row per candidate.
+        for t in spec.inputs:
+            check_tensor(inputs[t.name], t, per_candidate=name != "feature_assembly")
+        for t in spec.outputs:
+            check_tensor(outputs[t.name], t, per_candidate=True)
+
+
+def test_variable_dims_allow_ragged_batches(repo: Repo) -> None:
+    seen = 0
+    for name, config in repo.configs.items():
+        for entry in config.input:
+            assert entry.allow_ragged_batch == (-1 in entry.dims), (name, entry.name)
+            seen += -1 in entry.dims
+    assert seen > 0
+
+
+@pytest.mark.parametrize("scorer", ["prerank", "rank"])
+def test_ensemble_wiring(repo: Repo, scorer: str) -> None:
+    config = repo.configs[PIPELINES[scorer]]
+    assert config.platform == "ensemble"
+    ens_inputs, ens_outputs = by_name(config.input), by_name(config.output)
+    assert list(ens_inputs) == [t.name for t in REQUEST_INPUTS]
+    for t in REQUEST_INPUTS:
+        check_tensor(ens_inputs[t.name], t, per_candidate=False)
+    assert list(ens_outputs) == [PIPELINE_OUTPUT.name]
+    check_tensor(ens_outputs[PIPELINE_OUTPUT.name], PIPELINE_OUTPUT, per_candidate=False)
+
+    steps = config.ensemble_scheduling.step
+    assert [s.model_name for s in steps] == ["feature_assembly", scorer]
+    available = {name: entry.data_type for name, entry in ens_inputs.items()}  # ensemble tensor -> dtype
+    for step in steps:
+        model = repo.configs[step.model_name]  # the step's model is in the written repository
+        model_inputs, model_outputs = by_name(model.input), by_name(model.output)
+        assert set(step.input_map) <= set(model_inputs)
+        assert set(step.input_map) == set(model_inputs), "every model input must be fed"
+        assert set(step.output_map) <= set(model_outputs)
+        for model_input, tensor in step.input_map.items():
+            assert tensor in available, f"{step.model_name} reads {tensor}, produced by no earlier step"
+            assert available[tensor] == model_inputs[model_input].data_type, tensor
+        for model_output, tensor in step.output_map.items():
+            assert tensor not in available, f"{tensor} produced twice"
+            available[tensor] = model_outputs[model_output].data_type
+    for name, entry in ens_outputs.items():
+        assert available.get(name) == entry.data_type, name
+    # The internal tensors are exactly what the scorer reads, named per pipeline.
+    assert sorted(steps[1].input_map) == sorted(SPECS[scorer].input_names)
+    assert all(v.startswith(f"{PIPELINES[scorer]}_") for v in steps[0].output_map.values())
+    assert dict(steps[1].output_map) == {"score": PIPELINE_OUTPUT.name}
+
+
+def test_ensemble_config_rejects_a_scorer_needing_an_unproduced_tensor() -> None:
+    assembly = feature_assembly_spec(L)
+    greedy = ModelSpec(
+        "greedy",
+        (*prerank_spec(L).inputs, TensorSpec("user_emb", np.float32, (8,))),
+        prerank_spec(L).outputs,
+    )
+    with pytest.raises(ValueError, match=r"greedy needs \['user_emb'\], which feature_assembly does not produce"):
+        ensemble_config("greedy_pipeline", assembly, greedy, MAX_BATCH)
+
+
+def test_assembly_output_and_rank_input_agree_on_history_dims(repo: Repo) -> None:
+    """ensemble_config checks names only, so the dims agree because one history_len built both."""
+    hist = by_name(repo.configs["rank"].input)["hist_item"]
+    assert list(hist.dims) == [-1, L]
+    assembly_hist = by_name(repo.configs["feature_assembly"].output)["hist_item"]
+    assert list(assembly_hist.dims) == list(hist.dims)
+
+
+def test_rewriting_clears_old_models_but_keeps_readme(repo: Repo, tiny_tables_path: Path, tmp_path: Path) -> None:
+    (repo.model_root / "README.md").write_text("keep me")
+    (repo.model_root / "stale_model").mkdir()
+    (repo.ensemble_root / "stray.txt").write_text("x")
+    onnx = tmp_path / "dummy.onnx"
+    write_repositories(
+        repo.model_root, repo.ensemble_root, tiny_tables_path, {"rank": (SPECS["rank"], onnx)}, L, 4, 100, 1
+    )
+    assert sorted(p.name for p in repo.model_root.iterdir()) == ["README.md", "feature_assembly", "rank"]
+    assert sorted(p.name for p in repo.ensemble_root.iterdir()) == ["rank_pipeline"]
+    assert (repo.model_root / "README.md").read_text() == "keep me"
