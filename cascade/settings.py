@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,6 +64,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"CASCADE_RANK_KEEP ({self.rank_keep}) must not exceed CASCADE_PRERANK_KEEP ({self.prerank_keep})"
             )
+        if self.data_source == "synthetic" and self.n_interactions < 5 * self.n_users:
+            raise ValueError(
+                f"CASCADE_N_INTERACTIONS ({self.n_interactions}) must be at least 5 x CASCADE_N_USERS "
+                f"({5 * self.n_users}): the generator gives every user five interactions or more"
+            )
         return self
 
     @property
@@ -77,3 +82,19 @@ class Settings(BaseSettings):
     @property
     def effective_redis_url(self) -> str:
         return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with errors that name the CASCADE_* variable at fault."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            variable = "CASCADE_" + "_".join(str(p) for p in e["loc"]).upper() if e["loc"] else "settings"
+            problems.append(f"{variable}: {e['msg']} (got {e.get('input')!r})" if e["loc"] else f"{variable}: {e['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None

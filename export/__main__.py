@@ -12,7 +12,7 @@ from cascade.artifacts import ArtifactPaths, Manifest
 from cascade.features import FeatureConfig, build_tables
 from cascade.history import HistoryIndex, latest_histories
 from cascade.schema import time_split
-from cascade.settings import Settings
+from cascade.settings import Settings, SettingsError, load_settings
 from cascade.specs import prerank_spec, rank_spec, user_tower_spec
 from export.datasets import load_dataset
 from export.faiss_index import build_index, item_embeddings, write_index
@@ -84,7 +84,12 @@ def run_export(settings: Settings) -> Manifest:
 
 
 def main() -> int:
-    run_export(Settings())
+    try:
+        settings = load_settings()
+    except SettingsError as err:
+        print(err, file=sys.stderr)
+        return 2
+    run_export(settings)
     return 0
 
 

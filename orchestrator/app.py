@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from cascade.settings import Settings
+from cascade.settings import Settings, load_settings
 from orchestrator.clients.exposure import ExposureStore
 from orchestrator.clients.triton import TritonScorer
 from orchestrator.errors import install_error_handlers
@@ -37,4 +37,4 @@ def build_app(settings: Settings) -> FastAPI:
 
 def create_app() -> FastAPI:
     """For `uvicorn --factory orchestrator.app:create_app`: settings from CASCADE_* variables."""
-    return build_app(Settings())
+    return build_app(load_settings())

@@ -17,7 +17,7 @@ from pathlib import Path
 from cascade.servers.process import ManagedProcess, pid_alive, stop_pid
 from cascade.servers.redis import start_redis
 from cascade.servers.triton import start_triton
-from cascade.settings import Settings
+from cascade.settings import Settings, SettingsError, load_settings
 
 SERVICES = ("orchestrator", "tritonserver", "redis-server")
 
@@ -102,7 +102,12 @@ def main(argv: list[str]) -> int:
         print(f"usage: python -m orchestrator.stack {'|'.join(commands)}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    commands[argv[0]](Settings())
+    try:
+        settings = load_settings()
+    except SettingsError as err:
+        print(err, file=sys.stderr)
+        return 2
+    commands[argv[0]](settings)
     if argv[0] == "up":
         print(f"stack up in {time.perf_counter() - started:.1f}s")
     return 0

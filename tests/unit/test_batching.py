@@ -77,26 +77,15 @@ def test_parse_feature_request_out_of_catalogue(tiny_tables: FeatureTables, over
     assert message in str(err.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG cascade/triton/batching.py parse_feature_request checks only history[history >= 0], so a "
-        "history id below -1 (e.g. -5) passes validation; assemble_users treats only PAD_ITEM (-1) as "
-        "padding and then raises 'history holds -5, outside the catalogue' from assemble_requests, "
-        "which feature_assembly_model.execute calls outside its per-request try: one bad request "
-        "fails the whole batch instead of getting its own error"
-    ),
-)
 def test_parse_feature_request_rejects_history_ids_below_padding(tiny_tables: FeatureTables) -> None:
     with pytest.raises(ValueError, match="history"):
         parse_feature_request(tiny_tables, raw(history=(-5, 1)))
 
 
-def test_a_history_id_below_padding_makes_assembly_fail(tiny_tables: FeatureTables) -> None:
-    """The other half of the bug above, as it behaves today: assembly (not parsing) rejects -5."""
+def test_assembly_also_rejects_history_ids_below_padding(tiny_tables: FeatureTables) -> None:
+    """Parsing catches -5 first (so only that request fails); assembly refuses it too."""
     good = parse_feature_request(tiny_tables, raw())
-    bad = parse_feature_request(tiny_tables, raw(history=(-5, 1)))
-    requests = [(r.user_id, r.item_ids, r.history, r.timestamp) for r in (good, bad)]
+    requests = [(good.user_id, good.item_ids, good.history, good.timestamp), (0, good.item_ids, np.array([-5, 1]), 0)]
     with pytest.raises(ValueError, match="history holds -5, outside the catalogue"):
         assemble_requests(tiny_tables, requests)
 

@@ -126,3 +126,16 @@ def test_manifest_read_rejects_missing_and_old_versions(tmp_path: Path) -> None:
     Manifest(**{**asdict(manifest()), "manifest_version": MANIFEST_VERSION + 1}).write(path)
     with pytest.raises(ValueError, match=f"manifest version {MANIFEST_VERSION + 1} != {MANIFEST_VERSION}"):
         Manifest.read(path)
+
+
+def test_load_settings_names_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cascade.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("CASCADE_N_USERS", "five")
+    with pytest.raises(SettingsError, match=r"CASCADE_N_USERS: .*'five'"):
+        load_settings()
+
+
+def test_synthetic_needs_five_interactions_per_user() -> None:
+    with pytest.raises(ValidationError, match="CASCADE_N_INTERACTIONS"):
+        Settings(n_users=1_000, n_interactions=4_000)
