@@ -1,0 +1,152 @@
+"""perf.csvfmt (perf_analyzer's CSV and percentiles) and perf.input_data (--input-data JSON)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cascade.features import FeatureConfig, FeatureTables, assemble_requests
+from cascade.specs import PRERANK_FEATURES, RANK_FEATURES, feature_tensors
+from perf.csvfmt import REQUEST_RATE, Row, format_table, from_csv, percentile, percentile_index, summarise, to_csv
+from perf.input_data import write_input_data
+
+HEADER = "Concurrency,Inferences/Second,Client Send,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency"
+
+
+# ---- percentiles -------------------------------------------------------------------------
+
+def test_percentile_index_by_hand() -> None:
+    # n = 10: p50 -> floor(4.5 + .5) = 5, p90 -> floor(8.1 + .5) = 8, p95 -> floor(8.55 + .5) = 9, p99 -> floor(8.91 + .5) = 9
+    assert [percentile_index(p, 10) for p in (50, 90, 95, 99)] == [5, 8, 9, 9]
+    # n = 4: p50 -> floor(1.5 + .5) = 2 (rounds half up, not the lower median), p90 -> floor(2.7 + .5) = 3
+    assert percentile_index(50, 4) == 2 and percentile_index(90, 4) == 3
+    assert percentile_index(99, 1) == 0 and percentile_index(0, 7) == 0 and percentile_index(100, 7) == 6
+    with pytest.raises(ValueError):
+        percentile_index(50, 0)
+
+
+def test_summarise_by_hand() -> None:
+    latencies = [700, 100, 1000, 300, 200, 900, 400, 800, 600, 500]  # sorted: 100 .. 1000
+    row = summarise(4, latencies, elapsed_s=2.0, send_us=[1, 2, 4], recv_us=[])
+    assert row == Row(4, 5.0, 2, 0, 600, 900, 1000, 1000)  # send mean 7/3 truncated to 2
+    assert percentile(sorted(latencies), 50) == 600
+    with pytest.raises(ValueError):
+        summarise(1, [], 1.0)
+
+
+# ---- CSV -------------------------------------------------------------------------------
+
+def test_csv_exact_text_sorted_by_throughput() -> None:
+    rows = [
+        Row(8, 12345.67, 12, 3, 640, 900, 1000, 2100),
+        Row(1, 589.61149, 10, 3, 1600, 1800, 1900, 2700),
+        Row(4, 1139.5, 11, 4, 3400, 4000, 4500, 5100),
+    ]
+    assert to_csv(rows) == (
+        f"{HEADER}\n"
+        "1,589.611,10,3,1600,1800,1900,2700\n"
+        "4,1139.5,11,4,3400,4000,4500,5100\n"
+        "8,12345.7,12,3,640,900,1000,2100\n"
+    )
+
+
+def test_csv_open_loop_header() -> None:
+    text = to_csv([Row(250.5, 250.1, 1, 2, 3, 4, 5, 6)], first=REQUEST_RATE)
+    assert text.splitlines() == [HEADER.replace("Concurrency", "Request Rate"), "250.5,250.1,1,2,3,4,5,6"]
+    with pytest.raises(ValueError):
+        to_csv([], first="Threads")
+
+
+def test_reads_perf_analyzer_own_csv() -> None:
+    # a real perf_analyzer 2.51 CSV (it has more columns, and may append other sections after a blank line)
+    text = (
+        "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,"
+        "Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency\n"
+        "1,138.079,10,2488,2,87,4009,605,3,5996,10175,13002,20027\n"
+        "\nServer metrics,whatever\n"
+    )
+    assert from_csv(text) == [Row(1, 138.079, 10, 3, 5996, 10175, 13002, 20027)]
+    rows = [Row(2, 10.0, 1, 1, 5, 6, 7, 8), Row(1, 5.0, 1, 1, 1, 2, 3, 4)]
+    assert from_csv(to_csv(rows)) == sorted(rows, key=lambda r: r.throughput)
+    with pytest.raises(ValueError):
+        from_csv("a,b\n1,2\n")
+
+
+def test_table_lists_models_by_load() -> None:
+    table = format_table({"rank": [Row(2, 10.04, 0, 0, 5, 6, 7, 8), Row(1, 5.0, 0, 0, 1, 2, 3, 4)]})
+    assert table.splitlines()[2:] == ["| rank | 1 | 5.0 | 1 | 2 | 4 |", "| rank | 2 | 10.0 | 5 | 6 | 8 |"]
+
+
+# ---- input data JSON ---------------------------------------------------------------------
+
+L, N_USERS, N_ITEMS = 4, 6, 40
+
+
+@pytest.fixture()
+def artifacts(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(1)
+    tables = FeatureTables(
+        config=FeatureConfig(history_len=L),
+        user_fields=rng.integers(0, 5, size=(N_USERS, 3)).astype(np.int64),
+        user_activity=rng.random(N_USERS).astype(np.float32),
+        item_category=rng.integers(0, 7, size=N_ITEMS).astype(np.int64),
+        item_numeric=rng.standard_normal(N_ITEMS).astype(np.float32),
+        item_popularity=rng.standard_normal(N_ITEMS).astype(np.float32),
+        item_positives=rng.integers(0, 9, size=N_ITEMS).astype(np.int64),
+    )
+    tables.save(tmp_path / "tables.npz")
+    history = np.full((N_USERS, L), -1, dtype=np.int64)
+    history[0, 2:] = [5, 6]
+    history[2] = [1, 2, 3, 4]
+    history[3, 3] = 39
+    # users 1, 4 and 5 have no history: never sampled
+    np.save(tmp_path / "user_history.npy", history)
+    return tmp_path
+
+
+def _load(path: Path) -> list[dict]:
+    doc = json.loads(path.read_text())
+    assert list(doc) == ["data"] and isinstance(doc["data"], list)
+    for entry in doc["data"]:
+        for name, tensor in entry.items():
+            assert set(tensor) == {"content", "shape"}, name
+            assert len(tensor["content"]) == int(np.prod(tensor["shape"])), name
+    return doc["data"]
+
+
+def test_input_data_json(artifacts: Path, tmp_path: Path) -> None:
+    written = write_input_data(artifacts, tmp_path / "out", n_entries=5, prerank_candidates=10, rank_candidates=6)
+    assert sorted(written) == sorted(["feature_assembly", "prerank_pipeline", "rank_pipeline", "prerank", "rank"])
+    tables = FeatureTables.load(artifacts / "tables.npz")
+    history = np.load(artifacts / "user_history.npy")
+    specs = feature_tensors(L)
+    for pipeline, scorer, n, names in (("prerank_pipeline", "prerank", 10, PRERANK_FEATURES),
+                                       ("rank_pipeline", "rank", 6, RANK_FEATURES)):
+        requests, features = _load(written[pipeline]), _load(written[scorer])
+        assert len(requests) == len(features) == 5
+        for req, feat in zip(requests, features):
+            assert sorted(req) == ["history", "item_ids", "timestamp", "user_id"]
+            assert req["user_id"]["shape"] == [1] and req["timestamp"]["shape"] == [1]
+            user, items, hist = req["user_id"]["content"][0], req["item_ids"]["content"], req["history"]["content"]
+            assert req["item_ids"]["shape"] == [n] and len(set(items)) == n and all(0 <= i < N_ITEMS for i in items)
+            real = history[user][history[user] >= 0].tolist()
+            assert real and hist == real and req["history"]["shape"] == [len(real)]
+            # the scorer's entry is what feature assembly makes of the same request
+            assert sorted(feat) == sorted(names)
+            expected, _ = assemble_requests(tables, [(user, np.array(items), np.array(hist), req["timestamp"]["content"][0])])
+            for name in names:
+                assert feat[name]["shape"] == [n, *specs[name].dims], name
+                np.testing.assert_allclose(np.array(feat[name]["content"]).reshape(feat[name]["shape"]), expected[name], rtol=1e-6)
+    assert _load(written["feature_assembly"]) == _load(written["prerank_pipeline"])
+
+
+def test_input_data_caps_candidates_at_catalogue(artifacts: Path, tmp_path: Path) -> None:
+    written = write_input_data(artifacts, tmp_path / "out", ["rank_pipeline"], n_entries=2, rank_candidates=500)
+    assert list(written) == ["rank_pipeline"]
+    assert all(e["item_ids"]["shape"] == [N_ITEMS] for e in _load(written["rank_pipeline"]))
+    with pytest.raises(ValueError):
+        write_input_data(artifacts, tmp_path / "out", ["user_tower"])
+    with pytest.raises(FileNotFoundError):
+        write_input_data(tmp_path / "missing", tmp_path / "out")
