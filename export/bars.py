@@ -1,0 +1,119 @@
+"""The bars the models must clear, judged on an evaluation report (see export.evaluate).
+
+Each bar is met (True), missed (False) or not measurable (None: what it needs was not produced),
+always with the figure it was judged on. The latency bar reads the benchmark perf/bench_models.py
+writes (`latency.json`: a list of {model, precision, batch, p50_ms, p99_ms, items_per_s}).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+LATENCY_FILE = "latency.json"
+LATENCY_BATCH = 512
+FEW_HITS = 30  # below this many relevant items in the top 10s, the funnel/exhaustive ratio is noise
+
+
+@dataclass(frozen=True)
+class Bar:
+    bar: str
+    met: bool | None
+    figure: str
+    note: str = ""
+
+
+def read_latency(path: Path) -> list[dict] | None:
+    """The benchmark's rows, or None when it has not been run."""
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def model_costs(manifest: dict | None) -> dict[str, dict]:
+    """name -> {params, flops_per_item} from the manifest's `models` (a dict by name or a list with names)."""
+    models = (manifest or {}).get("models") or {}
+    if isinstance(models, list):
+        models = {m.get("name", str(i)): m for i, m in enumerate(models)}
+    keys = ("params", "flops_per_item")
+    return {name: {k: m[k] for k in keys if k in m} for name, m in models.items() if isinstance(m, dict) and any(k in m for k in keys)}
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _auc(report: dict, variant: str) -> float | None:
+    return _finite(report["scorers"]["variants"].get(variant, {}).get("auc"))
+
+
+def _ratio_bar(name: str, a: tuple[str, float | None], b: tuple[str, float | None], least: float, missing: str) -> Bar:
+    """Bar met when a / b >= least."""
+    (a_name, a_value), (b_name, b_value) = (a[0], _finite(a[1])), (b[0], _finite(b[1]))
+    if a_value is None or b_value is None or b_value == 0:
+        return Bar(name, None, missing)
+    ratio = a_value / b_value
+    shown = f"{ratio:.2f}x (needs ≥ {least:g}x)" if least > 1 else f"{ratio:.2%} (needs ≥ {least:.0%})"
+    return Bar(name, ratio >= least, f"{a_name} {a_value:.4g} / {b_name} {b_value:.4g} = {shown}")
+
+
+def _int8_bars(report: dict) -> list[Bar]:
+    name = "INT8 student AUC within 0.002 of FP32"
+    fp32 = _auc(report, "rank")
+    bars = []
+    for variant in ("rank.int8", "rank.int8dyn"):
+        value = _auc(report, variant)
+        if value is not None and fp32 is not None:
+            delta = value - fp32
+            bars.append(Bar(f"{name} ({variant})", abs(delta) <= 0.002, f"{variant} {value:.4f} vs rank {fp32:.4f}: Δ {delta:+.4f}"))
+    return bars or [Bar(name, None, "no rank.int8.onnx / rank.int8dyn.onnx present")]
+
+
+def _funnel_bar(report: dict) -> Bar:
+    funnel = report["funnel"]
+    bar = _ratio_bar(
+        "funnel NDCG@10 ≥ 95% of exhaustive teacher",
+        ("funnel", funnel["funnel"]["ndcg@10"]), (f"exhaustive {funnel['exhaustive_scorer']}", funnel["exhaustive"]["ndcg@10"]),
+        0.95, "exhaustive NDCG@10 is 0 or undefined",
+    )
+    notes = []
+    if funnel["exhaustive_scorer"] != "teacher":
+        notes.append("judged against exhaustive rank (the student): no teacher.onnx in the export")
+    hits = (funnel["funnel"]["hits@10"], funnel["exhaustive"]["hits@10"])
+    if min(hits) < FEW_HITS:
+        notes.append(f"only {hits[0]} (funnel) and {hits[1]} (exhaustive) relevant items in all top 10s: "
+                     "too few to tell the two apart; evaluate more users (--funnel-users)")
+    return Bar(bar.bar, bar.met, bar.figure, "; ".join(notes))
+
+
+def _latency_bar(report: dict) -> Bar:
+    name = "student at least 5x cheaper per item"
+    costs = report.get("model_costs") or {}
+    flops = [costs.get(m, {}).get("flops_per_item") for m in ("teacher", "rank")]
+    note = f"FLOPs per item: teacher {flops[0]:,.0f}, rank {flops[1]:,.0f} ({flops[0] / flops[1]:.1f}x)" if all(flops) else ""
+    rows = report.get("latency") or []
+    ips = {
+        r["model"]: r["items_per_s"] for r in rows
+        if str(r.get("precision", "")).lower() == "fp32" and r.get("batch") == LATENCY_BATCH and r.get("model") in ("teacher", "rank")
+    }
+    if not rows:
+        return Bar(name, None, f"{LATENCY_FILE} not present (run perf/bench_models.py)", note)
+    bar = _ratio_bar(name, ("rank items/s", ips.get("rank")), ("teacher items/s", ips.get("teacher")), 5.0,
+                     f"no fp32 teacher and rank rows at batch {LATENCY_BATCH} in {LATENCY_FILE}")
+    return Bar(bar.bar, bar.met, bar.figure, note)
+
+
+def judge(report: dict) -> list[dict]:
+    """Every bar, as JSON-ready dicts, in the order the report shows them."""
+    retrieval = report["retrieval"]
+    bars = [
+        _ratio_bar("student AUC ≥ 99% of teacher's", ("rank", _auc(report, "rank")), ("teacher", _auc(report, "teacher")),
+                   0.99, "teacher.onnx not present"),
+        *_int8_bars(report),
+        _ratio_bar("pre-ranker AUC within 3% of student's", ("prerank", _auc(report, "prerank")), ("rank", _auc(report, "rank")),
+                   0.97, "rank or prerank AUC undefined"),
+        _funnel_bar(report),
+        _ratio_bar("retrieval Recall@100 ≥ 2x popularity baseline", ("ANN", retrieval["ann"]["recall@100"]),
+                   ("popular", retrieval["popular"]["recall@100"]), 2.0, "popular Recall@100 is 0 or undefined"),
+        _latency_bar(report),
+    ]
+    return [asdict(b) for b in bars]

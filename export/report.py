@@ -1,0 +1,171 @@
+"""An evaluation report on disk: report.json (everything), report.md (tables, bars) and PNG plots."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+PLOTS = {"auc": "auc.png", "retrieval": "retrieval_recall.png", "funnel": "funnel_vs_exhaustive.png"}
+
+
+def json_ready(value):
+    """NaN and infinities become null (strict JSON); numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}" if abs(value) < 1e3 else f"{value:,.0f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _status(bar: dict) -> str:
+    mark = {True: "**met**", False: "**not met**", None: "not measurable"}[bar["met"]]
+    return mark + (" *" if bar["note"] else "")
+
+
+def _bars_md(bars: list[dict]) -> str:
+    notes = [f"\\* {b['bar']}: {b['note']}" for b in bars if b["note"]]
+    return _table(["bar", "status", "figure"], [[b["bar"], _status(b), b["figure"]] for b in bars]) + (
+        "\n\n" + "  \n".join(notes) if notes else ""
+    )
+
+
+def _scorers_md(scorers: dict) -> str:
+    cols = ["auc", "gauc", "logloss", "mean_score", "rows_per_s", "kendall_tau_vs_fp32", "max_abs_diff_vs_fp32", "kendall_tau_vs_teacher"]
+    rows = [[name, m["file"], *(m.get(c) for c in cols)] for name, m in scorers["variants"].items()]
+    missing = ", ".join(f"`{n}`" for n in scorers["not_present"]) or "none"
+    return (
+        f"{scorers['n_rows']:,} held-out rows of {scorers['n_users']:,} users, positive rate {scorers['positive_rate']:.3f}; "
+        "all scores from ONNX Runtime on the exported files. τ: Kendall tau-b on the first "
+        f"{scorers['tau_rows']:,} rows.\n\n"
+        + _table(["variant", "file", "AUC", "GAUC", "LogLoss", "mean score", "rows/s", "τ vs fp32", "max abs Δ vs fp32", "τ vs teacher"], rows)
+        + f"\n\nNot present: {missing}."
+    )
+
+
+def _retrieval_md(retrieval: dict) -> str:
+    keys = [f"recall@{k}" for k in retrieval["ks"]] + ["ndcg@10"]
+    rows = [[channel, *(retrieval[channel][k] for k in keys)] for channel in ("ann", "popular")]
+    return (
+        f"{retrieval['n_users']:,} held-out users with positives they had not met in training; training items excluded.\n\n"
+        + _table(["channel", *[k.replace("recall", "Recall").replace("ndcg", "NDCG") for k in keys]], rows)
+    )
+
+
+def _funnel_md(funnel: dict) -> str:
+    sizes = funnel["sizes"]
+    note = "" if funnel["exhaustive_scorer"] == "teacher" else " (no teacher.onnx in the export: the student stands in)"
+    keys = ["ndcg@10", "recall@10", "hits@10", "ms_per_user"]
+    rows = [[name, *(funnel[name][k] for k in keys)] for name in ("funnel", "exhaustive")]
+    rows.append(["funnel / exhaustive", funnel["ndcg@10_ratio"], funnel["recall@10_ratio"], None, None])
+    return (
+        f"{funnel['n_users']:,} users. Exhaustive: `{funnel['exhaustive_scorer']}` scores the whole catalogue minus training items"
+        f"{note}. Funnel: ANN {sizes['recall_ann_k']} ∪ popular {sizes['recall_popular_k']} → prerank keeps "
+        f"{sizes['prerank_keep']} → rank keeps {sizes['rank_keep']} → top {sizes['top_k']}.\n\n"
+        + _table(["", "NDCG@10", "Recall@10", "relevant items in all top 10s", "ms / user (in process; ANN search not included)"], rows)
+        + f"\n\nOverlap of the funnel's top 10 with the exhaustive top 10: {_fmt(funnel['overlap@10'])}; "
+        f"exhaustive top 10 reaching the candidate set: {_fmt(funnel['exhaustive_top10_in_candidates'])}; "
+        f"held-out positives in the candidate set (candidate recall): {_fmt(funnel['candidate_recall'])}; "
+        f"mean candidates: {_fmt(funnel['mean_candidates'], 1)}."
+    )
+
+
+def _optional_md(report: dict) -> list[str]:
+    parts = []
+    if report.get("latency"):
+        keys = ["model", "precision", "batch", "p50_ms", "p99_ms", "items_per_s"]
+        parts += ["## Latency (perf/bench_models.py)", _table(keys, [[r.get(k) for k in keys] for r in report["latency"]])]
+    if report.get("model_costs"):
+        rows = [[name, c.get("params"), c.get("flops_per_item")] for name, c in report["model_costs"].items()]
+        parts += ["## Model cost (manifest)", _table(["model", "params", "FLOPs per item"], rows)]
+    return parts
+
+
+def markdown(report: dict) -> str:
+    d = report["dataset"]
+    head = (
+        f"# Cascade evaluation: {d['name']}\n\n"
+        f"{d['n_users']:,} users, {d['n_items']:,} items, {d['n_interactions']:,} interactions "
+        f"({d['n_train']:,} train, {d['n_held_out']:,} held out: each user's last "
+        f"{report['settings']['holdout_fraction']:.0%}). Artefacts: `{report['artifacts_dir']}`"
+        f" (export commit {(report.get('manifest') or {}).get('source_commit', 'unknown')}). Created {report['created']}."
+    )
+    parts = [
+        head, "## Bars", _bars_md(report["bars"]),
+        "## Scorers on held-out interactions", _scorers_md(report["scorers"]), f"![AUC per variant]({PLOTS['auc']})",
+        "## Retrieval: ANN vs most popular", _retrieval_md(report["retrieval"]), f"![Recall@K]({PLOTS['retrieval']})",
+        "## Funnel vs exhaustive", _funnel_md(report["funnel"]), f"![funnel vs exhaustive]({PLOTS['funnel']})",
+        *_optional_md(report),
+        "## Timings (seconds)", _table(["step", "seconds"], [[k, v] for k, v in report["timings_s"].items()]),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def _bar_chart(path: Path, groups: list[str], series: dict[str, list[float]], ylabel: str, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(groups) * len(series)), 3.6))
+    width = 0.8 / max(len(series), 1)
+    for i, (label, values) in enumerate(series.items()):
+        xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        ax.bar(xs, [v if v is not None else 0.0 for v in values], width, label=label)
+    ax.set_xticks(range(len(groups)), groups, rotation=20)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot(report: dict, out_dir: Path) -> None:
+    variants = report["scorers"]["variants"]
+    _bar_chart(out_dir / PLOTS["auc"], list(variants), {m.upper(): [v[m] for v in variants.values()] for m in ("auc", "gauc")},
+               "AUC", "Held-out AUC per scorer variant (ONNX Runtime)")
+    retrieval = report["retrieval"]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for channel in ("ann", "popular"):
+        ax.plot(retrieval["ks"], [retrieval[channel][f"recall@{k}"] for k in retrieval["ks"]], marker="o", label=channel)
+    ax.set_xscale("log")
+    ax.set_xlabel("K")
+    ax.set_ylabel("Recall@K")
+    ax.set_title(f"Retrieval on {retrieval['n_users']} held-out users")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / PLOTS["retrieval"], dpi=110)
+    plt.close(fig)
+    funnel = report["funnel"]
+    names = {"funnel": "funnel", "exhaustive": f"exhaustive {funnel['exhaustive_scorer']}"}
+    _bar_chart(out_dir / PLOTS["funnel"], ["NDCG@10", "Recall@10"],
+               {label: [funnel[key]["ndcg@10"], funnel[key]["recall@10"]] for key, label in names.items()},
+               "metric", "Funnel vs exhaustive scoring")
+
+
+def write_report(report: dict, out_dir: Path) -> list[Path]:
+    """report.json, report.md and the plots under `out_dir`; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = json_ready(report)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "report.md").write_text(markdown(report))
+    plot(report, out_dir)
+    return [out_dir / "report.json", out_dir / "report.md", *(out_dir / p for p in PLOTS.values())]

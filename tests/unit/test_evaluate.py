@@ -1,0 +1,142 @@
+"""`export.evaluate` on a tiny real export: files, sections and ranges, scores equal to the ONNX model
+run directly, a missing teacher, the latency bar, and clear errors on missing or foreign artefacts."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from cascade.artifacts import ArtifactPaths
+from cascade.features import FeatureTables
+from cascade.schema import time_split
+from cascade.settings import Settings
+from export.bars import judge
+from export.datasets import load_dataset
+from export.evaluate import ArtifactMismatch, EvalOptions, Evaluation, evaluate
+from export.report import PLOTS, markdown
+from export.train import RowFeatures
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    from export.__main__ import run_export
+
+    tmp = tmp_path_factory.mktemp("evaluate")
+    settings = Settings(
+        n_users=100, n_items=400, n_interactions=5_000, n_categories=8, epochs=1,
+        artifacts_dir=tmp / "a", model_repository=tmp / "m", ensemble_repository=tmp / "e",
+        recall_ann_k=100, recall_popular_k=20, prerank_keep=40, rank_keep=20,
+    )
+    run_export(settings)
+    return settings
+
+
+def _options(out: Path) -> EvalOptions:
+    return EvalOptions(out_dir=out, retrieval_users=60, funnel_users=15, threads=1, tau_rows=300)
+
+
+@pytest.fixture(scope="module")
+def evaluation(exported: Settings, tmp_path_factory: pytest.TempPathFactory) -> Evaluation:
+    return evaluate(exported, _options(tmp_path_factory.mktemp("report")))
+
+
+def _in_unit_interval(value: float) -> bool:
+    return value is not None and math.isfinite(value) and 0.0 <= value <= 1.0
+
+
+def test_writes_report_json_markdown_and_plots(evaluation: Evaluation) -> None:
+    for name in ("report.json", "report.md", *PLOTS.values()):
+        assert (evaluation.out_dir / name).stat().st_size > 0, name
+    # strict JSON: NaN would not parse
+    report = json.loads((evaluation.out_dir / "report.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    for section in ("dataset", "settings", "manifest", "scorers", "retrieval", "funnel", "bars", "timings_s"):
+        assert section in report, section
+    assert report["dataset"]["n_items"] == 400 and report["dataset"]["n_held_out"] > 0
+    assert all(v >= 0 for v in report["timings_s"].values())
+    md = (evaluation.out_dir / "report.md").read_text()
+    assert "## Bars" in md and all(p in md for p in PLOTS.values())
+
+
+def test_scorer_metrics_cover_every_present_variant_in_range(exported: Settings, evaluation: Evaluation) -> None:
+    scorers = evaluation.report["scorers"]
+    onnx_dir = ArtifactPaths(exported.artifacts_dir).onnx("x").parent
+    present = {p.name.removesuffix(".onnx") for p in onnx_dir.glob("*.onnx")} - {"user_tower"}
+    assert set(scorers["variants"]) == present and {"rank", "prerank"} <= present
+    assert not present & set(scorers["not_present"])
+    assert scorers["n_rows"] == len(evaluation.rows) > 0
+    for name, m in scorers["variants"].items():
+        assert _in_unit_interval(m["auc"]) and _in_unit_interval(m["gauc"]), name
+        assert 0.0 < m["logloss"] < 5.0, name
+        assert len(evaluation.scores[name]) == len(evaluation.rows)
+        assert _in_unit_interval(float(evaluation.scores[name].min())) and _in_unit_interval(float(evaluation.scores[name].max()))
+
+
+def test_retrieval_and_funnel_numbers_in_range(exported: Settings, evaluation: Evaluation) -> None:
+    retrieval, funnel = evaluation.report["retrieval"], evaluation.report["funnel"]
+    assert retrieval["n_users"] > 0
+    for channel in ("ann", "popular"):
+        recalls = [retrieval[channel][f"recall@{k}"] for k in retrieval["ks"]]
+        assert all(_in_unit_interval(r) for r in recalls), channel
+        assert recalls == sorted(recalls), channel  # Recall@K never falls as K grows
+        assert _in_unit_interval(retrieval[channel]["ndcg@10"])
+    assert funnel["n_users"] == 15
+    for key in ("funnel", "exhaustive"):
+        assert _in_unit_interval(funnel[key]["ndcg@10"]) and _in_unit_interval(funnel[key]["recall@10"])
+    assert _in_unit_interval(funnel["overlap@10"]) and _in_unit_interval(funnel["candidate_recall"])
+    assert funnel["mean_candidates"] == exported.recall_ann_k + exported.recall_popular_k
+    has_teacher = ArtifactPaths(exported.artifacts_dir).onnx("teacher").exists()
+    assert funnel["exhaustive_scorer"] == ("teacher" if has_teacher else "rank")
+    assert {b["met"] for b in evaluation.report["bars"]} <= {True, False, None}
+
+
+def test_rank_scores_are_the_rank_onnx_on_row_features(exported: Settings, evaluation: Evaluation) -> None:
+    paths = ArtifactPaths(exported.artifacts_dir)
+    log = load_dataset(exported).interactions
+    rows = evaluation.rows[:: max(1, len(evaluation.rows) // 20)][:20]
+    features = {k: v.numpy() for k, v in RowFeatures(FeatureTables.load(paths.tables), log)(rows).items()}
+    session = ort.InferenceSession(str(paths.onnx("rank")), providers=["CPUExecutionProvider"])
+    direct = session.run(["score"], {i.name: features[i.name] for i in session.get_inputs()})[0]
+    got = evaluation.scores["rank"][np.searchsorted(evaluation.rows, rows)]
+    assert np.max(np.abs(got - direct)) < 1e-6
+    _, test = time_split(log, exported.holdout_fraction)
+    assert test[evaluation.rows].all()
+
+
+def test_without_a_teacher_the_student_scores_exhaustively(exported: Settings, tmp_path: Path) -> None:
+    root = tmp_path / "a"
+    shutil.copytree(exported.artifacts_dir, root, ignore=shutil.ignore_patterns("teacher*.onnx", "report", "checkpoints"))
+    result = evaluate(exported.model_copy(update={"artifacts_dir": root}), _options(tmp_path / "report"))
+    assert result.report["funnel"]["exhaustive_scorer"] == "rank"
+    assert "teacher" in result.report["scorers"]["not_present"]
+    bars = {b["bar"]: b for b in result.report["bars"]}
+    assert bars["student AUC ≥ 99% of teacher's"]["met"] is None
+    assert "no teacher.onnx" in bars["funnel NDCG@10 ≥ 95% of exhaustive teacher"]["note"]
+    assert "the student stands in" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_latency_rows_feed_the_cost_bar_and_a_table(evaluation: Evaluation) -> None:
+    latency = [
+        {"model": "teacher", "precision": "fp32", "batch": 512, "p50_ms": 10.0, "p99_ms": 12.0, "items_per_s": 50_000.0},
+        {"model": "rank", "precision": "fp32", "batch": 512, "p50_ms": 1.5, "p99_ms": 2.0, "items_per_s": 300_000.0},
+        {"model": "rank", "precision": "fp32", "batch": 64, "p50_ms": 1.0, "p99_ms": 1.5, "items_per_s": 60_000.0},
+    ]
+    costs = {"teacher": {"params": 1_000_000, "flops_per_item": 2_000_000}, "rank": {"params": 50_000, "flops_per_item": 100_000}}
+    report = {**evaluation.report, "latency": latency, "model_costs": costs}
+    bar = next(b for b in judge(report) if b["bar"] == "student at least 5x cheaper per item")
+    assert bar["met"] is True and "6.00x" in bar["figure"] and "20.0x" in bar["note"]
+    slow = [dict(r, items_per_s=100_000.0) if r["model"] == "rank" else r for r in latency]
+    assert next(b for b in judge({**report, "latency": slow}) if "cheaper" in b["bar"])["met"] is False
+    md = markdown({**report, "bars": judge(report)})
+    assert "## Latency" in md and "## Model cost" in md
+
+
+def test_missing_or_foreign_artefacts_are_named(exported: Settings, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="python -m export"):
+        evaluate(exported.model_copy(update={"artifacts_dir": tmp_path / "empty"}), _options(tmp_path / "r"))
+    with pytest.raises(ArtifactMismatch, match="other data"):
+        evaluate(exported.model_copy(update={"seed": exported.seed + 1}), _options(tmp_path / "r"))
