@@ -33,6 +33,10 @@ class ArtifactPaths:
         return self.root / "items.faiss"
 
     @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
     def manifest(self) -> Path:
         return self.root / "manifest.json"
 

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     holdout_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     epochs: int = Field(2, ge=1)
     batch_size: int = Field(1024, ge=16)
+    distill_temperature: float = Field(2.0, gt=0.0)
+    distill_label_weight: float = Field(0.5, ge=0.0, le=1.0)
+    distill_hint_weight: float = Field(0.1, ge=0.0)
+    calibration_rows: int = Field(2_048, ge=16)
     cache_dir: Path = Path.home() / ".cache" / "cascade"
 
     # --- artefacts ---------------------------------------------------------------------

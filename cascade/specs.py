@@ -61,7 +61,7 @@ REQUEST_INPUTS = (
 )
 PIPELINE_OUTPUT = TensorSpec("scores", np.float32, (-1,))
 
-PRERANK_FEATURES = ("user_cat", "user_num", "item_id", "item_cat", "item_num", "ctx")
+PRERANK_FEATURES = ("user_cat", "user_num", "item_id", "item_cat", "item_num", "hist_item", "hist_cat", "ctx")
 RANK_FEATURES = ("user_cat", "user_num", "item_id", "item_cat", "item_num", "hist_item", "hist_cat", "ctx")
 USER_TOWER_FEATURES = ("user_cat", "user_num", "hist_item", "hist_cat")
 
@@ -77,6 +77,10 @@ def prerank_spec(history_len: int) -> ModelSpec:
 
 def rank_spec(history_len: int) -> ModelSpec:
     return scorer_spec("rank", RANK_FEATURES, history_len)
+
+
+def teacher_spec(history_len: int) -> ModelSpec:
+    return scorer_spec("teacher", RANK_FEATURES, history_len)
 
 
 def user_tower_spec(history_len: int, dim: int) -> ModelSpec:

@@ -13,14 +13,20 @@ from cascade.features import FeatureConfig, build_tables
 from cascade.history import latest_histories
 from cascade.schema import time_split
 from cascade.settings import Settings, SettingsError, load_settings
-from cascade.specs import prerank_spec, rank_spec, user_tower_spec
+from cascade.specs import prerank_spec, rank_spec, teacher_spec, user_tower_spec
 from export.datasets import load_dataset
 from export.faiss_index import build_index, item_embeddings, write_index
 from export.onnx_export import check_parity, export_onnx
 from export.repository import write_repositories
-from export.train import RowFeatures, train_all
+from export.checkpoints import Checkpoints
+from export.distill import DistillWeights
+from export.train import RowFeatures, Schedule, train_all
 
 MODEL_VERSION = 1
+TRAINING_FIELDS = {
+    "data_source", "seed", "n_users", "n_items", "n_interactions", "n_categories", "history_len",
+    "holdout_fraction", "epochs", "batch_size", "distill_temperature", "distill_label_weight", "distill_hint_weight",
+}
 
 
 def source_commit() -> str:
@@ -45,13 +51,17 @@ def run_export(settings: Settings) -> Manifest:
     print(f"data: {dataset.name}, {dataset.n_users} users, {dataset.n_items} items, {len(log)} interactions "
           f"({int(train_mask.sum())} train), positive rate {log.label.mean():.3f}")
 
-    trained = train_all(tables, log, train_mask, settings.epochs, settings.batch_size, settings.seed)
+    run_config = settings.model_dump(include=TRAINING_FIELDS) | {"dataset": dataset.name}
+    schedule = Schedule(settings.epochs, settings.batch_size, settings.seed, Checkpoints(paths.checkpoints, run_config))
+    weights = DistillWeights(settings.distill_temperature, settings.distill_label_weight, settings.distill_hint_weight)
+    trained = train_all(tables, log, train_mask, schedule, weights)
     sample_rows = np.flatnonzero(~train_mask)[:512]
     sample = {k: v.numpy() for k, v in RowFeatures(tables, log)(sample_rows).items()}
     L = settings.history_len
     models = {
+        "teacher": (trained.teacher, teacher_spec(L)),
         "prerank": (trained.prerank, prerank_spec(L)),
-        "rank": (trained.rank, rank_spec(L)),
+        "rank": (trained.student, rank_spec(L)),
         "user_tower": (trained.two_tower.user_tower, user_tower_spec(L, trained.two_tower.out_dim)),
     }
     parity = {}

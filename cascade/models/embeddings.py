@@ -50,3 +50,9 @@ def mlp(sizes: list[int], final_activation: bool = False) -> nn.Sequential:
         if i < len(sizes) - 2 or final_activation:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+def masked_mean(seq: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean over the sequence axis of [N, L, D] where `keep` [N, L] is True; zeros if none kept."""
+    w = keep.to(seq.dtype).unsqueeze(-1)
+    return (seq * w).sum(1) / w.sum(1).clamp(min=1.0)

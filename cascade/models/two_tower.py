@@ -6,7 +6,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cascade.features import FeatureConfig
-from cascade.models.embeddings import ItemEmbedding, UserEmbedding, mlp
+from cascade.models.embeddings import ItemEmbedding, UserEmbedding, masked_mean, mlp
 
 
 class UserTower(nn.Module):
@@ -17,9 +17,7 @@ class UserTower(nn.Module):
         self.net = mlp([self.user.out_dim + dim, 64, out_dim])
 
     def forward(self, user_cat, user_num, hist_item, hist_cat) -> torch.Tensor:
-        seq = self.items.ids(hist_item, hist_cat)
-        mask = (hist_item != 0).to(seq.dtype).unsqueeze(-1)
-        pooled = (seq * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        pooled = masked_mean(self.items.ids(hist_item, hist_cat), hist_item != 0)
         return F.normalize(self.net(torch.cat([self.user(user_cat, user_num), pooled], dim=1)), dim=1)
 
 

@@ -38,7 +38,7 @@ def test_onnxruntime_cuda_runs_a_scorer(tmp_path) -> None:
     import torch
 
     from cascade.features import FeatureConfig
-    from cascade.models.scorers import Ranker
+    from cascade.models.scorers import StudentRanker
     from cascade.specs import rank_spec
     from export.onnx_export import export_onnx
 
@@ -50,7 +50,7 @@ def test_onnxruntime_cuda_runs_a_scorer(tmp_path) -> None:
         for t in spec.inputs
     }
     sample["ctx"][:, 1] %= 7
-    model = Ranker(cfg)
+    model = StudentRanker(cfg)
     export_onnx(model, spec, sample, tmp_path / "rank.onnx")
     gpu = ort.InferenceSession(str(tmp_path / "rank.onnx"), providers=["CUDAExecutionProvider"])
     got = gpu.run(["score"], sample)[0]
