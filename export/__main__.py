@@ -25,7 +25,7 @@ from export.train import RowFeatures, Schedule, train_all
 MODEL_VERSION = 1
 TRAINING_FIELDS = {
     "data_source", "seed", "n_users", "n_items", "n_interactions", "n_categories", "history_len",
-    "holdout_fraction", "epochs", "batch_size", "distill_temperature", "distill_label_weight", "distill_hint_weight",
+    "holdout_fraction", "epochs", "distill_epochs", "retrieval_epochs", "batch_size", "distill_temperature", "distill_label_weight", "distill_hint_weight",
 }
 
 
@@ -52,9 +52,14 @@ def run_export(settings: Settings) -> Manifest:
           f"({int(train_mask.sum())} train), positive rate {log.label.mean():.3f}")
 
     run_config = settings.model_dump(include=TRAINING_FIELDS) | {"dataset": dataset.name}
-    schedule = Schedule(settings.epochs, settings.batch_size, settings.seed, Checkpoints(paths.checkpoints, run_config))
+    checkpoints = Checkpoints(paths.checkpoints, run_config)
+    schedules = {
+        name: Schedule(epochs, settings.batch_size, settings.seed, checkpoints)
+        for name, epochs in (("teacher", settings.epochs), ("student", settings.distill_epochs),
+                             ("prerank", settings.distill_epochs), ("two_tower", settings.retrieval_epochs))
+    }
     weights = DistillWeights(settings.distill_temperature, settings.distill_label_weight, settings.distill_hint_weight)
-    trained = train_all(tables, log, train_mask, schedule, weights)
+    trained = train_all(tables, log, train_mask, schedules, weights)
     sample_rows = np.flatnonzero(~train_mask)[:512]
     sample = {k: v.numpy() for k, v in RowFeatures(tables, log)(sample_rows).items()}
     L = settings.history_len

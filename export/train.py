@@ -96,8 +96,9 @@ def predict_logits(model: torch.nn.Module, names: tuple[str, ...], features: Row
     return np.concatenate(out) if out else np.empty(0, np.float32)
 
 
-def train_all(tables: FeatureTables, log: Interactions, train_mask: np.ndarray, schedule: Schedule,
+def train_all(tables: FeatureTables, log: Interactions, train_mask: np.ndarray, schedules: dict[str, Schedule],
               weights: DistillWeights) -> Trained:
+    """`schedules` names one Schedule per model: teacher, student, prerank, two_tower."""
     cfg = tables.config
     features = RowFeatures(tables, log)
     train_rows, test_rows = np.flatnonzero(train_mask), np.flatnonzero(~train_mask)
@@ -105,16 +106,16 @@ def train_all(tables: FeatureTables, log: Interactions, train_mask: np.ndarray, 
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     seconds: dict[str, float] = {}
 
-    torch.manual_seed(schedule.seed)
+    torch.manual_seed(schedules["teacher"].seed)
     teacher = TeacherRanker(cfg)
 
     def teacher_loss(rows: np.ndarray) -> torch.Tensor:
         f = features(rows)
         return bce(teacher.logits(*[f[n] for n in RANK_FEATURES]), labels[rows])
 
-    seconds["teacher"] = fit("teacher", teacher, teacher_loss, train_rows, schedule, lr=2e-3)
+    seconds["teacher"] = fit("teacher", teacher, teacher_loss, train_rows, schedules["teacher"], lr=2e-3)
 
-    torch.manual_seed(schedule.seed + 1)
+    torch.manual_seed(schedules["student"].seed + 1)
     student = StudentRanker(cfg)
     regressor = torch.nn.Linear(student.hint_dim, teacher.hint_dim)  # training only, never exported
 
@@ -128,9 +129,9 @@ def train_all(tables: FeatureTables, log: Interactions, train_mask: np.ndarray, 
         s_logits = student.out(s_hidden).squeeze(1)
         return distillation_loss(s_logits, t_logits, labels[rows], weights, regressor(s_hidden), t_hidden)
 
-    seconds["rank"] = fit("student", student, student_loss, train_rows, schedule, extra=(regressor,))
+    seconds["rank"] = fit("student", student, student_loss, train_rows, schedules["student"], extra=(regressor,))
 
-    torch.manual_seed(schedule.seed + 2)
+    torch.manual_seed(schedules["prerank"].seed + 2)
     prerank = PreRanker(cfg)
     prerank_weights = DistillWeights(weights.temperature, weights.label, hint=0.0)
 
@@ -140,9 +141,9 @@ def train_all(tables: FeatureTables, log: Interactions, train_mask: np.ndarray, 
             s_logits = student.logits(*[f[n] for n in RANK_FEATURES])
         return distillation_loss(prerank.logits(*[f[n] for n in PRERANK_FEATURES]), s_logits, labels[rows], prerank_weights)
 
-    seconds["prerank"] = fit("prerank", prerank, prerank_loss, train_rows, schedule)
+    seconds["prerank"] = fit("prerank", prerank, prerank_loss, train_rows, schedules["prerank"])
 
-    torch.manual_seed(schedule.seed + 3)
+    torch.manual_seed(schedules["two_tower"].seed + 3)
     two_tower = TwoTower(cfg)
     log_q = torch.from_numpy(np.log((tables.item_positives + 1.0) / (tables.item_positives + 1.0).sum()).astype(np.float32))
 
@@ -153,7 +154,7 @@ def train_all(tables: FeatureTables, log: Interactions, train_mask: np.ndarray, 
         return two_tower.in_batch_loss(user, item, log_q[torch.from_numpy(log.item[rows])])
 
     positive_rows = train_rows[log.label[train_rows] > 0.5]
-    seconds["two_tower"] = fit("two_tower", two_tower, retrieval_loss, positive_rows, schedule)
+    seconds["two_tower"] = fit("two_tower", two_tower, retrieval_loss, positive_rows, schedules["two_tower"])
 
     y = log.label[test_rows]
     scored = (("teacher", teacher, RANK_FEATURES), ("rank", student, RANK_FEATURES), ("prerank", prerank, PRERANK_FEATURES))

@@ -16,7 +16,7 @@ class PreRanker(nn.Module):
     """COLD-style: a small MLP over cheap features; the behaviour sequence enters only as a mean
     of its embeddings (a user-side vector), so cost per candidate stays a few thousand MACs."""
 
-    def __init__(self, cfg: FeatureConfig, dim: int = 8, hidden: int = 64) -> None:
+    def __init__(self, cfg: FeatureConfig, dim: int = 16, hidden: int = 64) -> None:
         super().__init__()
         self.user = UserEmbedding(cfg, dim)
         self.item = ItemEmbedding(cfg, dim)
@@ -44,7 +44,7 @@ class DotAttention(nn.Module):
 class StudentRanker(nn.Module):
     """The ranker Triton serves: distilled from the teacher, a fraction of its cost per item."""
 
-    def __init__(self, cfg: FeatureConfig, dim: int = 8, hidden: int = 64, hint_dim: int = 32) -> None:
+    def __init__(self, cfg: FeatureConfig, dim: int = 16, hidden: int = 128, hint_dim: int = 32) -> None:
         super().__init__()
         self.user = UserEmbedding(cfg, dim)
         self.item = ItemEmbedding(cfg, dim)

@@ -9,16 +9,22 @@ from cascade.features import FeatureConfig
 from cascade.models.embeddings import ItemEmbedding, UserEmbedding, masked_mean, mlp
 
 
+RECENT = 5  # histories are ordered oldest to newest, so the tail is the current interest
+
+
 class UserTower(nn.Module):
     def __init__(self, cfg: FeatureConfig, items: ItemEmbedding, dim: int, out_dim: int) -> None:
         super().__init__()
         self.user = UserEmbedding(cfg, dim, with_ctx=False)
         self.items = items  # shared with the item tower: history items live in the same space
-        self.net = mlp([self.user.out_dim + dim, 64, out_dim])
+        self.net = mlp([self.user.out_dim + 2 * dim, 128, out_dim])
 
     def forward(self, user_cat, user_num, hist_item, hist_cat) -> torch.Tensor:
-        pooled = masked_mean(self.items.ids(hist_item, hist_cat), hist_item != 0)
-        return F.normalize(self.net(torch.cat([self.user(user_cat, user_num), pooled], dim=1)), dim=1)
+        """Long-term taste (mean of the whole sequence) and current interest (its last RECENT items)."""
+        seq, keep = self.items.ids(hist_item, hist_cat), hist_item != 0
+        recent = masked_mean(seq[:, -RECENT:], keep[:, -RECENT:])
+        x = torch.cat([self.user(user_cat, user_num), masked_mean(seq, keep), recent], dim=1)
+        return F.normalize(self.net(x), dim=1)
 
 
 class ItemTower(nn.Module):

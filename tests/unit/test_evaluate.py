@@ -115,7 +115,7 @@ def test_without_a_teacher_the_student_scores_exhaustively(exported: Settings, t
     assert "teacher" in result.report["scorers"]["not_present"]
     bars = {b["bar"]: b for b in result.report["bars"]}
     assert bars["student AUC ≥ 99% of teacher's"]["met"] is None
-    assert "no teacher.onnx" in bars["funnel NDCG@10 ≥ 95% of exhaustive teacher"]["note"]
+    assert "no teacher.onnx" in bars["funnel NDCG@10 ≥ 95% of exhaustive teacher ranking"]["note"]
     assert "the student stands in" in (tmp_path / "report" / "report.md").read_text()
 
 
