@@ -33,6 +33,10 @@ class ArtifactPaths:
         return self.root / "items.faiss"
 
     @property
+    def calibration(self) -> Path:
+        return self.root / "calibration.npz"
+
+    @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
 
@@ -58,6 +62,10 @@ class Manifest:
     metrics: dict[str, float] = field(default_factory=dict)
     train_seconds: dict[str, float] = field(default_factory=dict)
     parity_max_abs_diff: dict[str, float] = field(default_factory=dict)
+    models: dict[str, dict] = field(default_factory=dict)  # name -> file, sha256, params, flops_per_item, role
+    quantized: dict[str, dict] = field(default_factory=dict)  # '<name>.<precision>' -> file, method, agreement
+    calibration: dict = field(default_factory=dict)  # the INT8 calibration set: path, rows, sha256, tensors
+    served: dict[str, str] = field(default_factory=dict)  # Triton model -> the ONNX file it serves
     manifest_version: int = MANIFEST_VERSION
 
     def write(self, path: Path) -> None:

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     model_repository: Path = Path("model_repository")
     ensemble_repository: Path = Path("ensemble")
     triton_profile: Literal["cpu", "gpu"] = "cpu"
+    serve_precision: Literal["fp32", "int8"] = Field("fp32", description="which ONNX the CPU profile's scorers serve")
     max_batch_size: int = Field(64, ge=1)
     max_queue_delay_us: int = Field(500, ge=0)
     model_instances: int = Field(1, ge=1)

@@ -16,13 +16,22 @@ from cascade.settings import Settings, SettingsError, load_settings
 from cascade.specs import prerank_spec, rank_spec, teacher_spec, user_tower_spec
 from export.datasets import load_dataset
 from export.faiss_index import build_index, item_embeddings, write_index
+from export.model_cost import onnx_cost
 from export.onnx_export import check_parity, export_onnx
+from export.quantize import quantize_all
 from export.repository import write_repositories
+from export.calibrate import calibration_features, sha256_file, write_calibration_set
 from export.checkpoints import Checkpoints
 from export.distill import DistillWeights
 from export.train import RowFeatures, Schedule, train_all
 
 MODEL_VERSION = 1
+ROLES = {
+    "teacher": "teacher ranker (DIN attention + DCN-v2), offline only",
+    "rank": "student ranker distilled from the teacher, served as Triton `rank`",
+    "prerank": "COLD-style pre-ranker distilled from the student, served as Triton `prerank`",
+    "user_tower": "two-tower user side, run in the orchestrator for ANN recall",
+}
 TRAINING_FIELDS = {
     "data_source", "seed", "n_users", "n_items", "n_interactions", "n_categories", "history_len",
     "holdout_fraction", "epochs", "distill_epochs", "retrieval_epochs", "batch_size", "distill_temperature", "distill_label_weight", "distill_hint_weight",
@@ -75,12 +84,23 @@ def run_export(settings: Settings) -> Manifest:
         parity[name] = check_parity(model, spec, sample, paths.onnx(name))
         print(f"onnx: {name} -> {paths.onnx(name)}, parity max abs diff {parity[name]:.2e}")
 
+    calibration = calibration_features(tables, log, train_mask, settings.calibration_rows, settings.seed)
+    calibration_entry = write_calibration_set(calibration, paths.calibration)
+    quantized = quantize_all(paths.onnx("rank").parent, ["teacher", "rank", "prerank"], calibration)
+    served = {n: paths.onnx(n if settings.serve_precision == "fp32" else f"{n}.{settings.serve_precision}")
+              for n in ("prerank", "rank")}
+    model_entries = {
+        name: {"file": paths.onnx(name).name, "sha256": sha256_file(paths.onnx(name)), "role": ROLES[name],
+               **onnx_cost(paths.onnx(name))}
+        for name in models
+    }
+
     embeddings = item_embeddings(trained.two_tower, tables)
     np.save(paths.item_embeddings, embeddings)
     write_index(build_index(embeddings), paths.faiss_index)
     configs = write_repositories(
         settings.model_repository, settings.ensemble_repository, paths.tables,
-        {n: (models[n][1], paths.onnx(n)) for n in ("prerank", "rank")},
+        {n: (models[n][1], served[n]) for n in ("prerank", "rank")},
         L, settings.max_batch_size, settings.max_queue_delay_us, settings.model_instances, MODEL_VERSION,
     )
     manifest = Manifest(
@@ -89,10 +109,15 @@ def run_export(settings: Settings) -> Manifest:
         model_versions={"prerank": MODEL_VERSION, "rank": MODEL_VERSION, "user_tower": MODEL_VERSION},
         source_commit=source_commit(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         metrics=trained.metrics, train_seconds=trained.seconds, parity_max_abs_diff=parity,
+        models=model_entries, quantized=quantized, calibration=calibration_entry,
+        served={n: p.name for n, p in served.items()},
     )
     manifest.write(paths.manifest)
     print(f"triton: wrote {len(configs)} configs under {settings.model_repository}/ and {settings.ensemble_repository}/")
     print("metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in trained.metrics.items()))
+    print("cost per item: " + ", ".join(f"{n} {e['flops_per_item']:,} FLOPs / {e['params']:,} params" for n, e in model_entries.items()))
+    print("quantized: " + ", ".join(f"{k} tau {e['kendall_tau']:.3f}" for k, e in quantized.items()))
+    print(f"serving: {', '.join(f'{n} <- {p.name}' for n, p in served.items())}")
     print("train seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in trained.seconds.items())
           + f"; whole export {time.perf_counter() - started:.1f}s")
     return manifest

@@ -23,7 +23,6 @@ from cascade.settings import Settings
 from cascade.specs import feature_tensors
 from export.train import RowFeatures
 
-CALIBRATION_FILE = "calibration.npz"
 DEFAULT_ROWS = 2048
 
 

@@ -28,16 +28,16 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from cascade.artifacts import ArtifactPaths
 from cascade.settings import load_settings
 from export.calibrate import (
-    CALIBRATION_FILE,
     calibration_from_settings,
     load_calibration_set,
 )
 from export.eval_scorers import PRECISIONS, SCORERS
 from export.onnx_export import session
 from perf.csvfmt import percentile
-from perf.model_cost import onnx_cost
+from export.model_cost import onnx_cost
 
 THREADS = 1
 WARMUP_S = 0.2
@@ -47,7 +47,7 @@ MIN_REPEATS = 20
 
 def feature_rows(artifacts: Path, rows: int) -> tuple[dict[str, np.ndarray], str]:
     """Real feature rows and where they came from."""
-    path = artifacts / CALIBRATION_FILE
+    path = ArtifactPaths(artifacts).calibration
     if path.exists():
         return load_calibration_set(path), str(path)
     features = calibration_from_settings(load_settings(artifacts_dir=artifacts), n=rows)

@@ -72,3 +72,36 @@ def test_concurrent_requests_each_get_their_own_scores(exported: Settings, grpc)
         assert error is None
         single = grpc.infer("prerank_pipeline", pipeline_inputs(2, np.arange(size), history)).as_numpy("scores")[0]
         np.testing.assert_allclose(result.as_numpy("scores")[0], single, atol=1e-6)
+
+
+def test_served_rank_is_the_distilled_student_and_scores_as_evaluated(exported: Settings, grpc) -> None:
+    """Triton's `rank` serves the student's ONNX (same bytes), and scores held-out rows exactly as
+    the offline evaluation does."""
+    from cascade.artifacts import Manifest
+    from cascade.schema import time_split
+    from export.calibrate import sha256_file
+    from export.datasets import load_dataset
+    from export.eval_scorers import OnnxModel
+    from export.train import RowFeatures
+
+    paths = ArtifactPaths(exported.artifacts_dir)
+    manifest = Manifest.read(paths.manifest)
+    assert manifest.served["rank"] == "rank.onnx" and "student" in manifest.models["rank"]["role"]
+    assert sha256_file(exported.model_repository / "rank" / "1" / "model.onnx") == manifest.models["rank"]["sha256"]
+    assert manifest.models["teacher"]["flops_per_item"] > 5 * manifest.models["rank"]["flops_per_item"]
+
+    log = load_dataset(exported).interactions
+    _, test = time_split(log, exported.holdout_fraction)
+    rows = np.flatnonzero(test)[:300]
+    features = {k: v.numpy() for k, v in RowFeatures(FeatureTables.load(paths.tables), log)(rows).items()}
+    evaluated = OnnxModel(paths.onnx("rank"))(features)
+
+    names = rank_spec(exported.history_len).input_names
+    inputs = []
+    for name in names:
+        array = features[name][None]
+        tensor = grpcclient.InferInput(name, list(array.shape), "INT64" if array.dtype == np.int64 else "FP32")
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    served = grpc.infer("rank", inputs).as_numpy("score")[0]
+    assert np.max(np.abs(served - evaluated)) < 1e-6

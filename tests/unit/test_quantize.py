@@ -29,7 +29,7 @@ from export.calibrate import (
 from export.onnx_export import export_onnx, session
 from export.synthetic import generate
 from export.train import RowFeatures
-from perf.model_cost import onnx_cost
+from export.model_cost import onnx_cost
 
 CONFIG = FeatureConfig(history_len=8, item_buckets=1_009, category_buckets=101, user_field_buckets=101)
 # Measured on this model over training seeds 0-3: static INT8 vs FP32 Kendall tau-b 0.962-0.976 on
