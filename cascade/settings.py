@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     history_len: int = Field(50, ge=1, le=512)
     holdout_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     epochs: int = Field(2, ge=1, description="teacher epochs")
-    distill_epochs: int = Field(4, ge=1, description="student and pre-ranker epochs")
+    distill_epochs: int = Field(6, ge=1, description="student and pre-ranker epochs")
     retrieval_epochs: int = Field(10, ge=1, description="two-tower epochs")
     batch_size: int = Field(1024, ge=16)
     distill_temperature: float = Field(2.0, gt=0.0)
