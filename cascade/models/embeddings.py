@@ -56,3 +56,9 @@ def masked_mean(seq: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Mean over the sequence axis of [N, L, D] where `keep` [N, L] is True; zeros if none kept."""
     w = keep.to(seq.dtype).unsqueeze(-1)
     return (seq * w).sum(1) / w.sum(1).clamp(min=1.0)
+
+
+def attend(weights: torch.Tensor, seq: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+    """Softmax of [N, L] attention `weights` over the unpadded positions, applied to seq [N, L, D]."""
+    w = torch.softmax(weights.masked_fill(pad, -1e4), dim=1) * (~pad).to(seq.dtype)
+    return torch.einsum("nl,nld->nd", w, seq)

@@ -6,21 +6,8 @@ import torch
 from torch import nn
 
 from cascade.features import FeatureConfig
-from cascade.models.embeddings import ItemEmbedding, UserEmbedding, mlp
-
-
-class TargetAttention(nn.Module):
-    """DIN: an MLP scores each behaviour against the candidate; padding masked."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.score = mlp([4 * dim, hidden, 1])
-
-    def forward(self, target: torch.Tensor, seq: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        t = target.unsqueeze(1).expand_as(seq)
-        w = self.score(torch.cat([seq, t, seq - t, seq * t], dim=-1)).squeeze(-1)
-        w = torch.softmax(w.masked_fill(pad, -1e4), dim=1) * (~pad).to(seq.dtype)
-        return torch.einsum("nl,nld->nd", w, seq)
+from cascade.models.base import SequenceScorer
+from cascade.models.embeddings import attend, mlp
 
 
 class CrossNetV2(nn.Module):
@@ -37,30 +24,23 @@ class CrossNetV2(nn.Module):
         return x
 
 
-class TeacherRanker(nn.Module):
+class TeacherRanker(SequenceScorer):
     def __init__(
         self, cfg: FeatureConfig, dim: int = 32, attention_hidden: int = 64, cross_layers: int = 3,
         deep: tuple[int, ...] = (256, 128), hint_dim: int = 64,
     ) -> None:
-        super().__init__()
-        self.user = UserEmbedding(cfg, dim)
-        self.item = ItemEmbedding(cfg, dim)
-        self.attention = TargetAttention(dim, attention_hidden)
-        width = self.user.out_dim + 3 * dim + 2
-        self.cross = CrossNetV2(width, cross_layers)
-        self.deep = mlp([width, *deep], final_activation=True)
-        self.body = mlp([width + deep[-1], hint_dim], final_activation=True)
+        super().__init__(cfg, dim)
+        self.attention = mlp([4 * dim, attention_hidden, 1])
+        self.cross = CrossNetV2(self.width, cross_layers)
+        self.deep = mlp([self.width, *deep], final_activation=True)
+        self.combine = mlp([self.width + deep[-1], hint_dim], final_activation=True)
         self.out = nn.Linear(hint_dim, 1)
         self.hint_dim = hint_dim
 
-    def hidden(self, user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx) -> torch.Tensor:
-        target = self.item.ids(item_id, item_cat)
-        interest = self.attention(target, self.item.ids(hist_item, hist_cat), hist_item == 0)
-        x = torch.cat([self.user(user_cat, user_num, ctx), target, item_num, interest, target * interest], dim=1)
-        return self.body(torch.cat([self.cross(x), self.deep(x)], dim=1))
+    def pool(self, target: torch.Tensor, seq: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """DIN: an MLP scores each behaviour against the candidate; padding masked."""
+        t = target.unsqueeze(1).expand_as(seq)
+        return attend(self.attention(torch.cat([seq, t, seq - t, seq * t], dim=-1)).squeeze(-1), seq, pad)
 
-    def logits(self, *features: torch.Tensor) -> torch.Tensor:
-        return self.out(self.hidden(*features)).squeeze(1)
-
-    def forward(self, user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx) -> torch.Tensor:
-        return torch.sigmoid(self.logits(user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx))
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        return self.combine(torch.cat([self.cross(x), self.deep(x)], dim=1))
