@@ -17,7 +17,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Small sizes so the export trains in seconds; every server on a free port."""
     root = tmp_path_factory.mktemp("cascade")
     return Settings(
-        n_users=300, n_items=2_000, n_interactions=30_000, n_categories=12, epochs=1,
+        n_users=300, n_items=2_000, n_interactions=30_000, n_categories=12, epochs=1, distill_epochs=2, retrieval_epochs=3,
         artifacts_dir=root / "artifacts", model_repository=root / "model_repository",
         ensemble_repository=root / "ensemble", run_dir=root / "run",
         triton_http_port=free_port(), triton_grpc_port=free_port(), triton_metrics_port=free_port(),
