@@ -1,8 +1,9 @@
 """What every rerank operator sees and returns, and how a chain of them composes."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -25,7 +26,7 @@ class RerankInput:
     def __len__(self) -> int:
         return len(self.item_ids)
 
-    def take(self, index: np.ndarray) -> "RerankInput":
+    def take(self, index: np.ndarray) -> RerankInput:
         return RerankInput(
             self.item_ids[index],
             self.scores[index],
@@ -38,6 +39,15 @@ class RerankOperator(Protocol):
     def __call__(self, batch: RerankInput, k: int) -> np.ndarray:
         """int64 order: at most `k` distinct indices into `batch`, best first."""
         ...
+
+
+def kept_in_order(keep: np.ndarray, k: int) -> np.ndarray:
+    """The order of a filter: indices where `keep` is true, in input order, at most `k` of them.
+
+    Filters may return fewer than `k`; the chain then carries on with what is left, and nothing
+    is invented to fill the gap.
+    """
+    return np.flatnonzero(keep)[: max(0, k)].astype(np.int64)
 
 
 def apply_chain(operators: Sequence[RerankOperator], batch: RerankInput, k: int) -> np.ndarray:

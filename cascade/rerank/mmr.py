@@ -12,20 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from cascade.rerank.base import RerankInput
-
-
-def _minmax(x: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1]; all zeros when every value is the same."""
-    x = x.astype(np.float64)
-    span = x.max() - x.min()
-    return (x - x.min()) / span if span > 0 else np.zeros_like(x)
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; zero rows stay zero, so their cosine to anything is 0."""
-    x = x.astype(np.float64)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+from cascade.rerank.params import require_in_range
+from cascade.rerank.similarity import minmax, similarity_to, unit_rows
 
 
 @dataclass(frozen=True)
@@ -34,29 +22,21 @@ class DiversifyByMMR:
     category_weight: float = 0.5  # share of category equality in the similarity, the rest cosine
 
     def __post_init__(self) -> None:
-        for field, value in (("lam", self.lam), ("category_weight", self.category_weight)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{field} must lie in [0, 1], got {value}")
-
-    def _similarity_to(self, batch: RerankInput, unit: np.ndarray | None, j: int) -> np.ndarray:
-        """float64 [n]: similarity of every item to item j."""
-        same_category = (batch.categories == batch.categories[j]).astype(np.float64)
-        if unit is None:
-            return same_category
-        w = self.category_weight
-        return w * same_category + (1.0 - w) * (unit @ unit[j])
+        require_in_range(self, "lam", self.lam, 0.0, 1.0)
+        require_in_range(self, "category_weight", self.category_weight, 0.0, 1.0)
 
     def __call__(self, batch: RerankInput, k: int) -> np.ndarray:
         n = min(k, len(batch))
         if n <= 0:
             return np.empty(0, dtype=np.int64)
-        relevance = self.lam * _minmax(batch.scores)
-        unit = None if batch.embeddings is None else _unit_rows(batch.embeddings)
+        relevance = self.lam * minmax(batch.scores)
+        unit = None if batch.embeddings is None else unit_rows(batch.embeddings)
         max_sim = np.zeros(len(batch))
         picked = np.empty(n, dtype=np.int64)
         picked[0] = np.argmax(batch.scores)
         for step in range(1, n):
-            max_sim = np.maximum(max_sim, self._similarity_to(batch, unit, picked[step - 1]))
+            similarity = similarity_to(batch.categories, unit, picked[step - 1], self.category_weight)
+            max_sim = np.maximum(max_sim, similarity)
             gain = relevance - (1.0 - self.lam) * max_sim
             gain[picked[:step]] = -np.inf
             picked[step] = np.argmax(gain)

@@ -122,13 +122,15 @@ def test_rerank_input_rejects_mismatched_fields() -> None:
 def test_build_chain() -> None:
     chain = build_chain([{"name": "mmr", "lam": 0.4}, {"name": "truncate"}])
     assert chain == [DiversifyByMMR(lam=0.4), TruncateToK()]
-    assert set(OPERATORS) == {"mmr", "truncate"}
+    assert set(OPERATORS) == {
+        "dedup", "exclude_categories", "cap_per_category", "scatter", "mmr", "dpp", "truncate"
+    }
 
 
 @pytest.mark.parametrize(
     ("spec", "named"),
     [
-        ([{"name": "dpp"}], "'dpp'"),
+        ([{"name": "mrr"}], "'mrr'"),
         ([{"lam": 0.5}], "None"),
         ([{"name": "mmr", "lambda": 0.5}], "'mmr'"),
         ([{"name": "mmr", "lam": 1.5}], "'mmr'"),
