@@ -53,17 +53,22 @@ def kept_in_order(keep: np.ndarray, k: int) -> np.ndarray:
 def apply_chain(operators: Sequence[RerankOperator], batch: RerankInput, k: int) -> np.ndarray:
     """Run the operators in turn, each on the previous one's output; indices into the original batch.
 
-    Each operator's order is checked against the protocol here, so that a faulty operator fails
-    loudly instead of repeating or inventing items. With no operators, the first `k` stand.
+    Only the last operator is asked for `k` items; the ones before it order (or filter) the whole
+    list they are given, so a filter late in the chain never starves for want of candidates that
+    an earlier operator cut (greedy diversifiers give the same top k either way: their order is
+    built prefix by prefix). Each order is checked against the protocol here, so that a faulty
+    operator fails loudly instead of repeating or inventing items. With no operators, the first
+    `k` stand.
     """
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
     order = np.arange(len(batch), dtype=np.int64)
     current = batch
-    for operator in operators:
-        step = np.asarray(operator(current, k), dtype=np.int64)
+    for position, operator in enumerate(operators):
+        want = k if position == len(operators) - 1 else len(current)
+        step = np.asarray(operator(current, want), dtype=np.int64)
         in_range = np.all((step >= 0) & (step < len(current)))
-        if len(step) > k or len(np.unique(step)) != len(step) or not in_range:
+        if len(step) > want or len(np.unique(step)) != len(step) or not in_range:
             raise ValueError(f"rerank operator {operator!r} returned an invalid order {step.tolist()}")
         order = order[step]
         current = current.take(step)
