@@ -1,11 +1,17 @@
 """The one typed settings object. Every knob is an environment variable `CASCADE_<FIELD>`."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# p99 budget of each funnel stage, in funnel order (design.md); HTTP, serialisation and slack take the rest.
+DEFAULT_STAGE_BUDGETS_MS = {
+    "recall": 5.0, "exposure_filter": 2.0, "prerank": 8.0, "rank": 12.0, "rerank": 2.0, "exposure_write": 2.0,
+}
 
 
 class Settings(BaseSettings):
@@ -62,8 +68,41 @@ class Settings(BaseSettings):
     )
     exposure_ttl_s: int = Field(1_800, ge=1)
     exposure_max_items: int = Field(2_000, ge=1)
-    triton_timeout_s: float = Field(2.0, gt=0.0)
+    triton_timeout_s: float = Field(2.0, gt=0.0, description="warm-up and readiness calls; requests use stage budgets")
+    triton_reconnect_backoff_ms: int = Field(
+        1_000, ge=10, description="longest wait between gRPC reconnect attempts while Triton is down"
+    )
     max_body_bytes: int = Field(16_384, ge=256)
+
+    # --- deadlines ---------------------------------------------------------------------
+    request_deadline_ms: float = Field(50.0, gt=0.0, description="the whole request's deadline")
+    stage_budgets_ms: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_STAGE_BUDGETS_MS),
+        description='per-stage budgets; JSON in CASCADE_STAGE_BUDGETS_MS, e.g. {"rank": 20}: stages not named keep their default',
+    )
+    deadline_rollover: bool = Field(
+        True, description="a stage may also spend what earlier stages left of their budgets (never past the deadline)"
+    )
+
+    @field_validator("stage_budgets_ms", mode="before")
+    @classmethod
+    def _known_stages_positive_budgets(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value  # pydantic reports the wrong type
+        unknown = sorted(str(stage) for stage in set(value) - set(DEFAULT_STAGE_BUDGETS_MS))
+        if unknown:
+            raise ValueError(f"unknown stage(s) {unknown}; the stages are {', '.join(DEFAULT_STAGE_BUDGETS_MS)}")
+        budgets = dict(DEFAULT_STAGE_BUDGETS_MS)
+        for stage, ms in value.items():
+            if isinstance(ms, bool) or not isinstance(ms, (int, float, str)):
+                raise ValueError(f"{stage}: budget must be a number of milliseconds, got {ms!r}")
+            try:
+                budgets[stage] = float(ms)
+            except ValueError:
+                raise ValueError(f"{stage}: budget must be a number of milliseconds, got {ms!r}") from None
+            if not math.isfinite(budgets[stage]) or budgets[stage] <= 0:
+                raise ValueError(f"{stage}: budget must be a finite number of milliseconds > 0, got {ms!r}")
+        return budgets
 
     @model_validator(mode="after")
     def _funnel_sizes_shrink(self) -> "Settings":
@@ -75,6 +114,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"CASCADE_N_INTERACTIONS ({self.n_interactions}) must be at least 5 x CASCADE_N_USERS "
                 f"({5 * self.n_users}): the generator gives every user five interactions or more"
+            )
+        planned = sum(self.stage_budgets_ms.values())
+        if planned > self.request_deadline_ms:
+            raise ValueError(
+                f"CASCADE_STAGE_BUDGETS_MS add up to {planned:g} ms, more than CASCADE_REQUEST_DEADLINE_MS "
+                f"({self.request_deadline_ms:g} ms)"
             )
         return self
 

@@ -3,8 +3,17 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from orchestrator.errors import NotReady
+from orchestrator.metrics import FunnelMetrics
 from orchestrator.pipeline import Funnel
 
 
 def get_funnel(request: Request) -> Funnel:
-    return request.app.state.funnel
+    funnel = getattr(request.app.state, "funnel", None)
+    if funnel is None:
+        raise NotReady("the funnel is not loaded: the app's lifespan has not started or its startup failed")
+    return funnel
+
+
+def get_metrics(request: Request) -> FunnelMetrics:
+    return request.app.state.metrics

@@ -1,11 +1,24 @@
-"""Domain errors mapped to HTTP in one place: only invalid input is a 4xx."""
+"""Domain errors mapped to HTTP in one place: only invalid input is a 4xx.
+
+Stage failures never get here: the funnel degrades them (see `orchestrator.stages`). What does get
+here is a request no stage could answer: the orchestrator not started (`NotReady`), or an
+unexpected error, which is logged and answered 503 with a body saying so, never a bare 500.
+"""
 from __future__ import annotations
+
+import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from orchestrator.schemas import ErrorBody
+
+log = logging.getLogger("cascade.orchestrator")
+
+
+class NotReady(RuntimeError):
+    """What requests need (the funnel, its resources and clients) is not there: startup has not run or failed."""
 
 
 def _field(loc: tuple) -> str:
@@ -20,13 +33,27 @@ async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
     return JSONResponse(status_code=422, content=body.model_dump())
 
 
+def _unavailable(message: str) -> JSONResponse:
+    return JSONResponse(status_code=503, content=ErrorBody(error=f"service unavailable: {message}").model_dump())
+
+
+async def _not_ready(_: Request, exc: NotReady) -> JSONResponse:
+    log.error("request refused, orchestrator not ready: %s", exc)
+    return _unavailable(f"the orchestrator is not ready ({exc})")
+
+
 def install_error_handlers(app: FastAPI, max_body_bytes: int) -> None:
     app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(NotReady, _not_ready)
 
     @app.middleware("http")
-    async def limit_body(request: Request, call_next):
+    async def limit_body_and_answer_the_unexpected(request: Request, call_next):
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
             body = ErrorBody(error=f"body: request body over {max_body_bytes} bytes", fields=["body"])
             return JSONResponse(status_code=413, content=body.model_dump())
-        return await call_next(request)
+        try:
+            return await call_next(request)
+        except Exception as err:  # no stage could answer: say so, log the cause, never a bare 500
+            log.exception("no answer for %s %s", request.method, request.url.path)
+            return _unavailable(f"no answer could be produced ({type(err).__name__}); the orchestrator log has the cause")

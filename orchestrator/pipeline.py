@@ -1,14 +1,16 @@
 """The funnel for one request: recall -> exposure filter -> pre-rank -> rank -> rerank -> exposure write.
 
-A stage that fails (Triton down or too slow, Redis unreachable) is skipped: the previous order
-stands and the response names the stage in `degraded`.
+Every stage has a deadline (`orchestrator.deadlines`). A stage that fails or runs out of time
+(Triton down or too slow, Redis unreachable) is skipped: the previous order stands and the
+response names the stage and the reason in `degraded`. With Triton down the answer is recall's
+order; with Redis down it is unfiltered and not recorded.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -20,32 +22,22 @@ from cascade.rerank.registry import build_chain
 from cascade.settings import Settings
 from orchestrator.clients.exposure import ExposureStore
 from orchestrator.clients.triton import TritonScorer
+from orchestrator.deadlines import Deadline
+from orchestrator.metrics import FunnelMetrics
 from orchestrator.resources import Resources
 from orchestrator.schemas import Item, RecommendRequest, RecommendResponse
+from orchestrator.stages import RequestRun, reason_for
 
 log = logging.getLogger("cascade.orchestrator")
 
 
-class StageClock:
-    def __init__(self) -> None:
-        self.ms: dict[str, float] = {}
-        self._start = time.perf_counter()
-
-    @contextmanager
-    def stage(self, name: str):
-        t = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.ms[name] = round((time.perf_counter() - t) * 1e3, 3)
-
-    def total(self) -> dict[str, float]:
-        return {**self.ms, "total": round((time.perf_counter() - self._start) * 1e3, 3)}
-
-
 class Funnel:
-    def __init__(self, settings: Settings, resources: Resources, scorer: TritonScorer, exposure: ExposureStore) -> None:
+    def __init__(
+        self, settings: Settings, resources: Resources, scorer: TritonScorer, exposure: ExposureStore,
+        metrics: FunnelMetrics | None = None,
+    ) -> None:
         self.settings, self.resources, self.scorer, self.exposure = settings, resources, scorer, exposure
+        self.metrics = metrics if metrics is not None else FunnelMetrics()
         self.chain = build_chain(settings.rerank_chain)
 
     async def warm_up(self) -> None:
@@ -67,57 +59,96 @@ class Funnel:
         ann_ids, ann_scores = r.ann.search(user_id, history, timestamp, s.recall_ann_k)
         return merge_channels([("ann", ann_ids, ann_scores), popular], limit=limit, quotas={"popular": s.recall_popular_k})
 
-    async def _score(self, pipeline: str, user_id: int, cands: Candidates, history: np.ndarray, timestamp: int,
-                     keep: int, degraded: list[str]) -> Candidates:
-        """Score through Triton and keep the best `keep`; on failure keep the current order."""
-        stage = pipeline.removesuffix("_pipeline")
+    async def _triton(self, pipeline: str, user_id: int, cands: Candidates, history: np.ndarray, timestamp: int,
+                      timeout_s: float) -> np.ndarray:
+        started, failure = time.perf_counter(), None
         try:
-            scores = await self.scorer.score(pipeline, user_id, cands.item_ids, history, timestamp)
-        except Exception as err:  # any Triton failure degrades this stage, never the request
-            log.warning("%s skipped: %s", stage, err)
-            degraded.append(stage)
-            return cands.take(np.arange(min(keep, len(cands))))
-        order = np.argsort(-scores, kind="stable")[:keep]
-        scored = Candidates(cands.item_ids, cands.channels, scores.astype(np.float32), cands.channel_names)
-        return scored.take(order)
+            return await self.scorer.score(pipeline, user_id, cands.item_ids, history, timestamp, timeout_s)
+        except (Exception, asyncio.CancelledError) as err:
+            failure = reason_for(err)
+            raise
+        finally:
+            self.metrics.observe_triton(pipeline, time.perf_counter() - started, failure)
+
+    async def _score(self, run: RequestRun, pipeline: str, user_id: int, cands: Candidates, history: np.ndarray,
+                     timestamp: int, keep: int) -> tuple[Candidates, bool]:
+        """Score through Triton and keep the best `keep`; on failure or timeout, the first `keep` as they stand.
+
+        Also says whether the candidates were scored.
+        """
+        stage = pipeline.removesuffix("_pipeline")
+        scores = await run.guarded(
+            stage, lambda timeout_s: self._triton(pipeline, user_id, cands, history, timestamp, timeout_s), fallback=None
+        )
+        if scores is None:
+            out = cands.take(np.arange(min(keep, len(cands))))
+        else:
+            order = np.argsort(-scores, kind="stable")[:keep]
+            out = Candidates(cands.item_ids, cands.channels, scores.astype(np.float32), cands.channel_names).take(order)
+        run.count(stage, len(cands), len(out))
+        return out, scores is not None
+
+    def _recall(self, run: RequestRun, user_id: int, history: np.ndarray | None, timestamp: int) -> Candidates:
+        with run.stage("recall"):
+            try:
+                cands = self.recall(user_id, history, timestamp)
+            except Exception as err:  # the ANN channel failed: the popular channel alone answers
+                run.degrade("recall", err)
+                cands = self.recall(user_id, None, timestamp)
+        per_channel = np.bincount(cands.channels, minlength=len(cands.channel_names))
+        self.metrics.count_recall(dict(zip(cands.channel_names, per_channel.tolist())))
+        run.count("recall", self.resources.tables.n_items, len(cands))
+        return cands
+
+    async def _filter_exposed(self, run: RequestRun, user_id: int, cands: Candidates, k: int) -> Candidates:
+        async def unexposed(_: float) -> Candidates:
+            exposed = await self.exposure.exposed(user_id)
+            kept = cands.take(filter_exposed(cands.item_ids, exposed, min_keep=k))
+            self.metrics.count_exposure_filter(len(cands), len(kept))
+            return kept
+
+        out = await run.guarded("exposure_filter", unexposed, fallback=cands)
+        run.count("exposure_filter", len(cands), len(out))
+        return out
+
+    def _rerank(self, run: RequestRun, cands: Candidates, k: int, scored: bool) -> Candidates:
+        r = self.resources
+        # Unscored candidates are in recall's order, their scores from different channels: rerank by position.
+        relevance = cands.scores if scored else np.linspace(1.0, 0.0, len(cands), dtype=np.float32)
+        with run.stage("rerank"):
+            try:
+                batch = RerankInput(
+                    cands.item_ids, relevance, r.tables.item_category[cands.item_ids], r.item_embeddings[cands.item_ids]
+                )
+                final = cands.take(apply_chain(self.chain, batch, k))
+            except Exception as err:  # a faulty operator: the order stands, cut at k
+                run.degrade("rerank", err)
+                final = cands.take(np.arange(min(k, len(cands))))
+        run.count("rerank", len(cands), len(final))
+        return final
 
     async def recommend(self, request: RecommendRequest) -> RecommendResponse:
         s, r = self.settings, self.resources
-        clock, degraded = StageClock(), []
+        run = RequestRun(
+            Deadline.start(s.request_deadline_ms, s.stage_budgets_ms, s.deadline_rollover, time.perf_counter()), self.metrics
+        )
         user_id, k = request.user_id, request.k
         timestamp = request.context.timestamp if request.context and request.context.timestamp is not None else int(time.time())
         known_history = r.history_of(user_id)
         history = known_history if known_history is not None else np.full(r.tables.config.history_len, PAD_ITEM, np.int64)
 
-        with clock.stage("recall"):
-            cands = self.recall(user_id, known_history, timestamp)
-        with clock.stage("exposure_filter"):
-            try:
-                exposed = await self.exposure.exposed(user_id)
-                cands = cands.take(filter_exposed(cands.item_ids, exposed, min_keep=k))
-            except Exception as err:  # Redis down: serve unfiltered
-                log.warning("exposure filter skipped: %s", err)
-                degraded.append("exposure_filter")
-        with clock.stage("prerank"):
-            cands = await self._score("prerank_pipeline", user_id, cands, history, timestamp, max(s.prerank_keep, k), degraded)
-        with clock.stage("rank"):
-            cands = await self._score("rank_pipeline", user_id, cands, history, timestamp, max(s.rank_keep, k), degraded)
-        with clock.stage("rerank"):
-            batch = RerankInput(
-                cands.item_ids, cands.scores, r.tables.item_category[cands.item_ids], r.item_embeddings[cands.item_ids]
-            )
-            final = cands.take(apply_chain(self.chain, batch, k))
-        with clock.stage("exposure_write"):
-            try:
-                await self.exposure.record(user_id, final.item_ids)
-            except Exception as err:
-                log.warning("exposure write skipped: %s", err)
-                degraded.append("exposure_write")
+        cands = self._recall(run, user_id, known_history, timestamp)
+        cands = await self._filter_exposed(run, user_id, cands, k)
+        cands, prescored = await self._score(run, "prerank_pipeline", user_id, cands, history, timestamp, max(s.prerank_keep, k))
+        cands, ranked = await self._score(run, "rank_pipeline", user_id, cands, history, timestamp, max(s.rank_keep, k))
+        final = self._rerank(run, cands, k, scored=ranked or prescored)
+        await run.guarded("exposure_write", lambda _: self.exposure.record(user_id, final.item_ids), fallback=None)
         items = [
             Item(item_id=int(i), score=float(sc), category=int(r.tables.item_category[i]), channel=final.channel_names[c])
             for i, sc, c in zip(final.item_ids, final.scores, final.channels)
         ]
         return RecommendResponse(
             request_id=uuid.uuid4().hex, user_id=user_id, cold_start=known_history is None, items=items,
-            model_versions=dict(r.manifest.model_versions), latency_ms=clock.total(), degraded=degraded,
+            model_versions=dict(r.manifest.model_versions), latency_ms=run.total_ms(time.perf_counter()),
+            degraded=run.degraded,
         )

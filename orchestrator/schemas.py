@@ -1,9 +1,12 @@
 """Request and response bodies of the public API."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 MAX_K = 200
+Reason = Literal["timeout", "unavailable", "error"]
 
 
 class Context(BaseModel):
@@ -25,6 +28,13 @@ class Item(BaseModel):
     channel: str
 
 
+class Degradation(BaseModel):
+    """A stage that was skipped (the previous order stood) or answered in part, and why."""
+
+    stage: str
+    reason: Reason = Field(description="timeout: over its deadline; unavailable: its server is down; error: it failed")
+
+
 class RecommendResponse(BaseModel):
     request_id: str
     user_id: int
@@ -32,7 +42,7 @@ class RecommendResponse(BaseModel):
     items: list[Item]
     model_versions: dict[str, int]
     latency_ms: dict[str, float]
-    degraded: list[str]
+    degraded: list[Degradation]
 
 
 class ErrorBody(BaseModel):

@@ -1,0 +1,122 @@
+"""Prometheus metrics of the orchestrator, on a registry of the app's own (GET /metrics).
+
+The funnel calls the thin `observe_*`/`count_*` hooks; the metric objects and their names stay here.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Seconds, resolving the budget table's milliseconds (2, 5, 8, 12, 50 ms) and what overruns them.
+LATENCY_BUCKETS_S = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05,
+    0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
+)
+CANDIDATE_BUCKETS = (0, 1, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000)
+RATIO_BUCKETS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+
+class FunnelMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.stage_seconds = Histogram(
+            "cascade_stage_duration_seconds", "Time spent in each funnel stage, skipped stages included",
+            ["stage"], buckets=LATENCY_BUCKETS_S, registry=r,
+        )
+        self.stage_candidates = Histogram(
+            "cascade_stage_candidates", "Candidates going into (direction=in) and out of each funnel stage",
+            ["stage", "direction"], buckets=CANDIDATE_BUCKETS, registry=r,
+        )
+        self.recall_candidates = Counter(
+            "cascade_recall_candidates", "Recalled candidates, by the channel that brought them", ["channel"], registry=r,
+        )
+        self.exposure_checked = Counter(
+            "cascade_exposure_checked", "Candidates checked against the user's exposure", registry=r,
+        )
+        self.exposure_filtered = Counter(
+            "cascade_exposure_filtered", "Candidates dropped because the user was already shown them", registry=r,
+        )
+        self.exposure_ratio = Histogram(
+            "cascade_exposure_filter_ratio", "Share of a request's candidates the exposure filter dropped",
+            buckets=RATIO_BUCKETS, registry=r,
+        )
+        self.triton_seconds = Histogram(
+            "cascade_triton_request_duration_seconds", "Triton gRPC inference calls, failed ones included",
+            ["pipeline"], buckets=LATENCY_BUCKETS_S, registry=r,
+        )
+        self.triton_errors = Counter(
+            "cascade_triton_errors", "Triton calls that failed, by reason", ["pipeline", "reason"], registry=r,
+        )
+        self.degradations = Counter(
+            "cascade_degradations", "Stages skipped or cut short, by reason", ["stage", "reason"], registry=r,
+        )
+        self.requests = Counter(
+            "cascade_http_requests", "HTTP requests answered, by route and status code", ["path", "status"], registry=r,
+        )
+        self.request_seconds = Histogram(
+            "cascade_http_request_duration_seconds", "HTTP request latency, by route", ["path"],
+            buckets=LATENCY_BUCKETS_S, registry=r,
+        )
+
+    # --- hooks the funnel calls ----------------------------------------------------------
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        self.stage_seconds.labels(stage).observe(seconds)
+
+    def count_candidates(self, stage: str, n_in: int, n_out: int) -> None:
+        self.stage_candidates.labels(stage, "in").observe(n_in)
+        self.stage_candidates.labels(stage, "out").observe(n_out)
+
+    def count_recall(self, per_channel: Mapping[str, int]) -> None:
+        for channel, n in per_channel.items():
+            self.recall_candidates.labels(channel).inc(n)
+
+    def count_exposure_filter(self, n_in: int, n_kept: int) -> None:
+        filtered = max(0, n_in - n_kept)
+        self.exposure_checked.inc(n_in)
+        self.exposure_filtered.inc(filtered)
+        self.exposure_ratio.observe(filtered / n_in if n_in else 0.0)
+
+    def observe_triton(self, pipeline: str, seconds: float, failure: str | None) -> None:
+        self.triton_seconds.labels(pipeline).observe(seconds)
+        if failure is not None:
+            self.triton_errors.labels(pipeline, failure).inc()
+
+    def count_degradation(self, stage: str, reason: str) -> None:
+        self.degradations.labels(stage, reason).inc()
+
+    def observe_request(self, path: str, status: int, seconds: float) -> None:
+        self.requests.labels(path, str(status)).inc()
+        self.request_seconds.labels(path).observe(seconds)
+
+    def exposition(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class RequestMetrics:
+    """ASGI middleware: counts every HTTP answer by route template (not raw path) and status code."""
+
+    def __init__(self, app: ASGIApp, metrics: FunnelMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe_request(path, status, time.perf_counter() - started)

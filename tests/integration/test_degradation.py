@@ -1,0 +1,155 @@
+"""Stage failures degrade, never fail, the request: Triton down, Redis down, stages out of time.
+
+The outage tests start their own tritonserver / redis-server on free ports and their own app, so
+stopping them disturbs no other test.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+
+from cascade.servers.process import ManagedProcess, free_port
+from cascade.servers.redis import start_redis
+from cascade.servers.triton import start_triton
+from cascade.settings import Settings
+
+pytestmark = pytest.mark.integration
+TIMESTAMP = 1_700_000_000
+RECOVERY_S = 30.0
+
+
+class Restartable:
+    """A server this test stops and starts again, on the same ports."""
+
+    def __init__(self, start: Callable[[], ManagedProcess]) -> None:
+        self._start, self.process = start, None
+
+    async def start(self) -> None:
+        self.process = await asyncio.to_thread(self._start)
+
+    async def stop(self) -> None:
+        if self.process is not None:
+            process, self.process = self.process, None
+            await asyncio.to_thread(process.stop)
+
+
+@pytest.fixture
+async def own_triton(exported: Settings, configure, tmp_path: Path) -> AsyncIterator[tuple[Settings, Restartable]]:
+    s = configure(triton_http_port=free_port(), triton_grpc_port=free_port(), triton_metrics_port=free_port())
+    server = Restartable(lambda: start_triton(
+        [s.model_repository, s.ensemble_repository], tmp_path, s.triton_host,
+        s.triton_http_port, s.triton_grpc_port, s.triton_metrics_port,
+    ))
+    await server.start()
+    try:
+        yield s, server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def own_redis(configure, tmp_path: Path) -> AsyncIterator[tuple[Settings, Restartable]]:
+    port = free_port()
+    server = Restartable(lambda: start_redis(port, tmp_path))
+    await server.start()
+    try:
+        yield configure(redis_url=f"redis://127.0.0.1:{port}/0"), server
+    finally:
+        await server.stop()
+
+
+async def recommend(http: httpx.AsyncClient, user_id: int, k: int) -> dict:
+    response = await http.post("/v1/recommend", json={"user_id": user_id, "k": k, "context": {"timestamp": TIMESTAMP}})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len({item["item_id"] for item in body["items"]}) == k
+    return body
+
+
+async def until_healthy(http: httpx.AsyncClient, user_ids: range, k: int) -> dict:
+    """Poll, one fresh user per request, until an answer is not degraded; fail after RECOVERY_S."""
+    deadline = time.monotonic() + RECOVERY_S
+    for user_id in user_ids:
+        body = await recommend(http, user_id, k)
+        if body["degraded"] == [] or time.monotonic() > deadline:
+            return body
+        await asyncio.sleep(0.2)
+    return body
+
+
+def recall_head(app: FastAPI, user_id: int, n: int) -> set[int]:
+    """The first `n` recall candidates of a user with no exposure yet: what the funnel keeps without Triton."""
+    funnel = app.state.funnel
+    return set(funnel.recall(user_id, funnel.resources.history_of(user_id), TIMESTAMP).item_ids[:n].tolist())
+
+
+async def test_triton_down_answers_from_recall_then_recovers(own_triton, redis_server, serve) -> None:
+    settings, triton = own_triton
+    k = 10
+    async with serve(settings) as (app, http):
+        assert (await recommend(http, 260, k))["degraded"] == []
+        await triton.stop()
+
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["triton"]["ready"] is False
+        for user_id in (261, 262):
+            body = await recommend(http, user_id, k)
+            assert body["degraded"] == [
+                {"stage": "prerank", "reason": "unavailable"}, {"stage": "rank", "reason": "unavailable"},
+            ]
+            ids = {item["item_id"] for item in body["items"]}
+            assert ids <= recall_head(app, user_id, settings.rank_keep)
+            assert {item["channel"] for item in body["items"]} <= {"ann", "popular"}
+
+        await triton.start()
+        assert (await until_healthy(http, range(263, 300), k))["degraded"] == []
+        assert (await http.get("/readyz")).status_code == 200
+
+
+async def test_redis_down_serves_unfiltered_then_recovers(own_redis, triton, serve) -> None:
+    settings, redis = own_redis
+    k = 8
+    async with serve(settings) as (_, http):
+        first = await recommend(http, 40, k)
+        assert first["degraded"] == []
+        await redis.stop()
+
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["redis"] == {"ready": False}
+        assert ready.json()["triton"]["ready"] is True
+        body = await recommend(http, 41, k)
+        assert body["degraded"] == [
+            {"stage": "exposure_filter", "reason": "unavailable"}, {"stage": "exposure_write", "reason": "unavailable"},
+        ]
+
+        await redis.start()
+        assert (await until_healthy(http, range(42, 100), k))["degraded"] == []
+        assert (await http.get("/readyz")).status_code == 200
+        again = await recommend(http, 40, k)  # the restarted Redis is empty: nothing to filter, then filtering works
+        third = await recommend(http, 40, k)
+        assert {i["item_id"] for i in again["items"]}.isdisjoint(i["item_id"] for i in third["items"])
+
+
+async def test_stage_over_its_budget_is_skipped_with_timeout(configure, triton, redis_server, serve) -> None:
+    settings = configure(stage_budgets_ms={"rank": 0.01}, deadline_rollover=False)
+    async with serve(settings) as (_, http):
+        for user_id in (120, 121, settings.n_users + 5):
+            body = await recommend(http, user_id, 12)
+            assert body["degraded"] == [{"stage": "rank", "reason": "timeout"}]
+
+
+async def test_spent_request_deadline_skips_every_waiting_stage(configure, triton, redis_server, serve) -> None:
+    settings = configure(request_deadline_ms=0.05, stage_budgets_ms={stage: 0.005 for stage in configure().stage_budgets_ms})
+    async with serve(settings) as (_, http):
+        body = await recommend(http, 130, 10)
+        skipped = ["exposure_filter", "prerank", "rank", "exposure_write"]
+        assert body["degraded"] == [{"stage": stage, "reason": "timeout"} for stage in skipped]
+        assert {item["channel"] for item in body["items"]} <= {"ann", "popular"}
+        assert np.isfinite([item["score"] for item in body["items"]]).all()

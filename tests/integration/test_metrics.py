@@ -1,0 +1,52 @@
+"""GET /metrics: Prometheus exposition of the funnel's stages, recall channels, Triton calls and degradations."""
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from cascade.settings import Settings
+
+pytestmark = pytest.mark.integration
+STAGES = ("recall", "exposure_filter", "prerank", "rank", "rerank", "exposure_write")
+
+
+def samples(text: str, name: str) -> dict[tuple, float]:
+    """{sorted label pairs: value} of every sample called `name`."""
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text) for s in family.samples if s.name == name
+    }
+
+
+async def test_metrics_after_requests(client: httpx.AsyncClient, exported: Settings) -> None:
+    for user_id in (20, 21, exported.n_users + 1):
+        assert (await client.post("/v1/recommend", json={"user_id": user_id, "k": 5})).status_code == 200
+    response = await client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    text = response.text
+
+    stage_counts = samples(text, "cascade_stage_duration_seconds_count")
+    assert all(stage_counts[(("stage", stage),)] >= 3 for stage in STAGES)
+    buckets = samples(text, "cascade_stage_duration_seconds_bucket")
+    assert buckets[(("le", "0.005"), ("stage", "rerank"))] >= 1  # ms-scale buckets
+    channels = samples(text, "cascade_recall_candidates_total")
+    assert channels[(("channel", "ann"),)] > 0 and channels[(("channel", "popular"),)] > 0
+    sizes = samples(text, "cascade_stage_candidates_sum")
+    assert sizes[(("direction", "out"), ("stage", "prerank"))] <= sizes[(("direction", "in"), ("stage", "prerank"))]
+    triton = samples(text, "cascade_triton_request_duration_seconds_count")
+    assert triton[(("pipeline", "prerank_pipeline"),)] >= 3 and triton[(("pipeline", "rank_pipeline"),)] >= 3
+    assert samples(text, "cascade_exposure_checked_total")[()] > 0
+    assert samples(text, "cascade_exposure_filter_ratio_count")[()] >= 3
+    assert samples(text, "cascade_http_requests_total")[(("path", "/v1/recommend"), ("status", "200"))] >= 3
+
+
+async def test_degradation_is_counted(configure, triton, redis_server, serve) -> None:
+    settings = configure(stage_budgets_ms={"rank": 0.01}, deadline_rollover=False)
+    async with serve(settings) as (_, http):
+        for user_id in (140, 141):
+            body = (await http.post("/v1/recommend", json={"user_id": user_id, "k": 5})).json()
+            assert body["degraded"] == [{"stage": "rank", "reason": "timeout"}]
+        text = (await http.get("/metrics")).text
+    assert samples(text, "cascade_degradations_total") == {(("reason", "timeout"), ("stage", "rank")): 2.0}
+    assert samples(text, "cascade_triton_errors_total")[(("pipeline", "rank_pipeline"), ("reason", "timeout"))] == 2.0
