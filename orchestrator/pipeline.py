@@ -41,12 +41,20 @@ class Funnel:
         self.chain = build_chain(settings.rerank_chain)
 
     async def warm_up(self) -> None:
-        """One small call per pipeline, so the first user request pays no lazy initialisation."""
-        r = self.resources
-        history = np.full(r.tables.config.history_len, PAD_ITEM, np.int64)
-        for pipeline in ("prerank_pipeline", "rank_pipeline"):
+        """One full-size request's worth of work (ANN recall, then both pipelines at the sizes
+        they will see), so the first user request pays no lazy initialisation or allocation."""
+        r, s = self.resources, self.settings
+        now = int(time.time())
+        history = r.history_of(0)
+        try:
+            cands = self.recall(0, history, now).item_ids
+        except Exception as err:  # requests fall back to the popular channel; say so once here
+            log.warning("warm-up of recall failed: %s", err)
+            cands = r.popular_ids
+        history = history if history is not None else np.full(r.tables.config.history_len, PAD_ITEM, np.int64)
+        for pipeline, n in (("prerank_pipeline", len(cands)), ("rank_pipeline", s.prerank_keep)):
             try:
-                await self.scorer.score(pipeline, -1, r.popular_ids[:8], history, int(time.time()))
+                await self.scorer.score(pipeline, 0, cands[:n], history, now)
             except Exception as err:  # Triton not up yet: /readyz says so, requests degrade
                 log.warning("warm-up of %s failed: %s", pipeline, err)
 
