@@ -33,6 +33,10 @@ class ArtifactPaths:
         return self.root / "items.faiss"
 
     @property
+    def item_to_item(self) -> Path:
+        return self.root / "item_to_item.npz"
+
+    @property
     def calibration(self) -> Path:
         return self.root / "calibration.npz"
 
@@ -66,6 +70,7 @@ class Manifest:
     quantized: dict[str, dict] = field(default_factory=dict)  # '<name>.<precision>' -> file, method, agreement
     calibration: dict = field(default_factory=dict)  # the INT8 calibration set: path, rows, sha256, tensors
     served: dict[str, str] = field(default_factory=dict)  # Triton model -> the ONNX file it serves
+    item_to_item: dict = field(default_factory=dict)  # file, window, neighbours, items_with_neighbours, seconds
     manifest_version: int = MANIFEST_VERSION
 
     def write(self, path: Path) -> None:

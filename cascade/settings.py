@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     # --- funnel ------------------------------------------------------------------------
     recall_ann_k: int = Field(1_000, ge=1)
     recall_popular_k: int = Field(200, ge=0)
+    recall_config: Path = Field(Path("config/recall.toml"), description="recall channels TOML; re-read on POST /admin/reload-recall")
+    recall_i2i_window: int = Field(5, ge=2, description="item-to-item: co-clicks within this many consecutive positives")
+    recall_i2i_neighbours: int = Field(50, ge=1, description="item-to-item: neighbours kept per item")
+    popular_decay_tau_s: float = Field(86_400.0, gt=0.0, description="trending clicks decay as exp(-age / tau)")
+    popular_refresh_s: float = Field(5.0, gt=0.0, description="how often the trending list is re-read from Redis")
+    faiss_nprobe: int = Field(32, ge=1, description="IVF lists probed per query (IVF indexes only)")
     prerank_keep: int = Field(200, ge=1)
     rank_keep: int = Field(50, ge=1)
     rerank_chain: list[dict[str, Any]] = Field(

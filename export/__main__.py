@@ -16,6 +16,7 @@ from cascade.settings import Settings, SettingsError, load_settings
 from cascade.specs import prerank_spec, rank_spec, teacher_spec, user_tower_spec
 from export.datasets import load_dataset
 from export.faiss_index import build_index, item_embeddings, write_index
+from export.item_to_item import write_item_to_item
 from export.model_cost import onnx_cost
 from export.onnx_export import check_parity, export_onnx
 from export.quantize import quantize_all
@@ -98,6 +99,7 @@ def run_export(settings: Settings) -> Manifest:
     embeddings = item_embeddings(trained.two_tower, tables)
     np.save(paths.item_embeddings, embeddings)
     write_index(build_index(embeddings), paths.faiss_index)
+    item_to_item_entry = write_item_to_item(train_log, dataset.n_items, settings, paths.item_to_item)
     configs = write_repositories(
         settings.model_repository, settings.ensemble_repository, paths.tables,
         {n: (models[n][1], served[n]) for n in ("prerank", "rank")},
@@ -110,7 +112,7 @@ def run_export(settings: Settings) -> Manifest:
         source_commit=source_commit(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         metrics=trained.metrics, train_seconds=trained.seconds, parity_max_abs_diff=parity,
         models=model_entries, quantized=quantized, calibration=calibration_entry,
-        served={n: p.name for n, p in served.items()},
+        served={n: p.name for n, p in served.items()}, item_to_item=item_to_item_entry,
     )
     manifest.write(paths.manifest)
     print(f"triton: wrote {len(configs)} configs under {settings.model_repository}/ and {settings.ensemble_repository}/")
