@@ -31,3 +31,9 @@ def filter_exposed(item_ids: np.ndarray, exposed: np.ndarray, min_keep: int) -> 
 def expired_before(now: float, ttl_s: float) -> float:
     """The score below which buffer entries are expired (`ZREMRANGEBYSCORE key -inf (<cutoff>`)."""
     return now - ttl_s
+
+
+def exposed_union(*buffers: np.ndarray) -> np.ndarray:
+    """The items in any of the buffers (short-term served, long-term real feedback), sorted, int64."""
+    parts = [np.asarray(b, dtype=np.int64) for b in buffers]
+    return np.unique(np.concatenate(parts)) if parts else np.empty(0, np.int64)

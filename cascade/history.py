@@ -57,3 +57,21 @@ def pad_history(history: np.ndarray, length: int) -> np.ndarray:
     """Keep the last `length` items of one user's history, left-padding with PAD_ITEM."""
     tail = np.asarray(history, dtype=np.int64)[-length:] if length else np.empty(0, np.int64)
     return np.concatenate([np.full(length - len(tail), PAD_ITEM, dtype=np.int64), tail])
+
+
+def merge_live_history(exported: np.ndarray | None, live_clicks: np.ndarray, length: int) -> np.ndarray:
+    """The history to serve: the exported sequence, then the live clicks it does not already hold.
+
+    `live_clicks` is in click order (most recent last). Padding is dropped from `exported`; a live
+    click already in it keeps its place there; one repeated among the live clicks keeps its latest place. The result is
+    the last `length` items, left-padded with PAD_ITEM. A cold-start user (`exported` None) gets the
+    live clicks alone.
+    """
+    known = np.empty(0, np.int64) if exported is None else np.asarray(exported, dtype=np.int64)
+    known = known[known != PAD_ITEM]
+    live = np.asarray(live_clicks, dtype=np.int64)
+    live = live[live != PAD_ITEM]
+    _, last_from_end = np.unique(live[::-1], return_index=True)
+    live = live[np.sort(len(live) - 1 - last_from_end)]  # repeated live clicks: keep the latest
+    fresh = live[~np.isin(live, known)]
+    return pad_history(np.concatenate([known, fresh]), length)

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     )
     exposure_ttl_s: int = Field(1_800, ge=1)
     exposure_max_items: int = Field(2_000, ge=1)
+    long_exposure_ttl_s: int = Field(7 * 86_400, ge=1, description="real impressions and clicks (POST /v1/feedback)")
+    long_exposure_max_items: int = Field(5_000, ge=1)
+    live_sequence_ttl_s: int = Field(7 * 86_400, ge=1, description="the clicks sequence POST /v1/feedback keeps per user")
+    feedback_dedup_ttl_s: int = Field(2 * 86_400, ge=1, description="how long a feedback event_id is remembered")
+    feedback_max_body_bytes: int = Field(131_072, ge=256, description="body limit of POST /v1/feedback (500 events)")
     triton_timeout_s: float = Field(2.0, gt=0.0, description="warm-up and readiness calls; requests use stage budgets")
     triton_reconnect_backoff_ms: int = Field(
         1_000, ge=10, description="longest wait between gRPC reconnect attempts while Triton is down"

@@ -7,12 +7,13 @@ from fastapi import FastAPI
 
 from cascade.settings import Settings, load_settings
 from orchestrator.clients.exposure import ExposureStore
+from orchestrator.clients.feedback import FeedbackLimits, FeedbackStore
 from orchestrator.clients.triton import TritonScorer
 from orchestrator.errors import install_error_handlers
 from orchestrator.metrics import FunnelMetrics, RequestMetrics
 from orchestrator.pipeline import Funnel
 from orchestrator.resources import Resources
-from orchestrator.routes import health, metrics, recommend
+from orchestrator.routes import feedback, health, metrics, recommend
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -20,21 +21,29 @@ def build_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         resources = Resources.load(settings)
         scorer = TritonScorer(settings.triton_grpc_url, settings.triton_timeout_s, settings.triton_reconnect_backoff_ms)
-        exposure = ExposureStore(settings.effective_redis_url, settings.exposure_ttl_s, settings.exposure_max_items)
+        exposure = ExposureStore(
+            settings.effective_redis_url, settings.exposure_ttl_s, settings.exposure_max_items,
+            settings.long_exposure_ttl_s, settings.history_len,
+        )
+        app.state.feedback = FeedbackStore(exposure.redis, FeedbackLimits(
+            settings.feedback_dedup_ttl_s, settings.long_exposure_ttl_s, settings.long_exposure_max_items,
+            settings.live_sequence_ttl_s, settings.history_len,
+        ))
         app.state.funnel = Funnel(settings, resources, scorer, exposure, app.state.metrics)
         await app.state.funnel.warm_up()
         try:
             yield
         finally:
-            app.state.funnel = None
+            app.state.funnel = app.state.feedback = None
             await scorer.close()
             await exposure.close()
 
     app = FastAPI(title="Cascade", version="0.1.0", lifespan=lifespan)
     app.state.metrics = FunnelMetrics()  # a registry per app: apps built side by side never share series
-    install_error_handlers(app, settings.max_body_bytes)
+    install_error_handlers(app, settings.max_body_bytes, {"/v1/feedback": settings.feedback_max_body_bytes})
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # outermost: counts the error handlers' answers too
     app.include_router(recommend.router)
+    app.include_router(feedback.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     return app

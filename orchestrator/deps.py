@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from orchestrator.clients.feedback import FeedbackStore
 from orchestrator.errors import NotReady
 from orchestrator.metrics import FunnelMetrics
 from orchestrator.pipeline import Funnel
@@ -17,3 +18,10 @@ def get_funnel(request: Request) -> Funnel:
 
 def get_metrics(request: Request) -> FunnelMetrics:
     return request.app.state.metrics
+
+
+def get_feedback(request: Request) -> FeedbackStore:
+    store = getattr(request.app.state, "feedback", None)
+    if store is None:
+        raise NotReady("the feedback store is not open: the app's lifespan has not started or its startup failed")
+    return store

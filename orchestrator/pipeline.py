@@ -15,12 +15,12 @@ import uuid
 import numpy as np
 
 from cascade.exposure import filter_exposed
-from cascade.history import PAD_ITEM
+from cascade.history import PAD_ITEM, merge_live_history
 from cascade.recall.merge import Candidates, merge_channels
 from cascade.rerank.base import RerankInput, apply_chain
 from cascade.rerank.registry import build_chain
 from cascade.settings import Settings
-from orchestrator.clients.exposure import ExposureStore
+from orchestrator.clients.exposure import ExposureStore, UserState
 from orchestrator.clients.triton import TritonScorer
 from orchestrator.deadlines import Deadline
 from orchestrator.metrics import FunnelMetrics
@@ -108,14 +108,16 @@ class Funnel:
         run.count("recall", self.resources.tables.n_items, len(cands))
         return cands
 
-    async def _filter_exposed(self, run: RequestRun, user_id: int, cands: Candidates, k: int) -> Candidates:
-        async def unexposed(_: float) -> Candidates:
-            exposed = await self.exposure.exposed(user_id)
-            kept = cands.take(filter_exposed(cands.item_ids, exposed, min_keep=k))
-            self.metrics.count_exposure_filter(len(cands), len(kept))
-            return kept
+    async def _user_state(self, run: RequestRun, user_id: int) -> UserState | None:
+        """Both exposure buffers and the live clicks, one Redis round trip, read before recall (which
+        needs the clicks); its time is the exposure filter's. None if Redis failed: no filter, no clicks."""
+        return await run.guarded("exposure_filter", lambda _: self.exposure.user_state(user_id), fallback=None)
 
-        out = await run.guarded("exposure_filter", unexposed, fallback=cands)
+    def _filter_exposed(self, run: RequestRun, state: UserState | None, cands: Candidates, k: int) -> Candidates:
+        out = cands
+        if state is not None:
+            out = cands.take(filter_exposed(cands.item_ids, state.exposed, min_keep=k))
+            self.metrics.count_exposure_filter(len(cands), len(out))
         run.count("exposure_filter", len(cands), len(out))
         return out
 
@@ -142,11 +144,16 @@ class Funnel:
         )
         user_id, k = request.user_id, request.k
         timestamp = request.context.timestamp if request.context and request.context.timestamp is not None else int(time.time())
+        state = await self._user_state(run, user_id)
         known_history = r.history_of(user_id)
-        history = known_history if known_history is not None else np.full(r.tables.config.history_len, PAD_ITEM, np.int64)
+        clicks = state.clicks if state is not None else np.empty(0, np.int64)
+        # The exported sequence, then the live clicks (POST /v1/feedback); a cold-start user with
+        # clicks is recalled from them (ANN), one without from the popular channel alone.
+        history = merge_live_history(known_history, clicks, r.tables.config.history_len)
+        recall_history = history if known_history is not None or len(clicks) else None
 
-        cands = self._recall(run, user_id, known_history, timestamp)
-        cands = await self._filter_exposed(run, user_id, cands, k)
+        cands = self._recall(run, user_id, recall_history, timestamp)
+        cands = self._filter_exposed(run, state, cands, k)
         cands, prescored = await self._score(run, "prerank_pipeline", user_id, cands, history, timestamp, max(s.prerank_keep, k))
         cands, ranked = await self._score(run, "rank_pipeline", user_id, cands, history, timestamp, max(s.rank_keep, k))
         final = self._rerank(run, cands, k, scored=ranked or prescored)
@@ -156,7 +163,7 @@ class Funnel:
             for i, sc, c in zip(final.item_ids, final.scores, final.channels)
         ]
         return RecommendResponse(
-            request_id=uuid.uuid4().hex, user_id=user_id, cold_start=known_history is None, items=items,
+            request_id=uuid.uuid4().hex, user_id=user_id, cold_start=recall_history is None, items=items,
             model_versions=dict(r.manifest.model_versions), latency_ms=run.total_ms(time.perf_counter()),
             degraded=run.degraded,
         )

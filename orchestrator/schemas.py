@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationInfo, field_validator
 
 MAX_K = 200
+MAX_FEEDBACK_EVENTS = 500
 Reason = Literal["timeout", "unavailable", "error"]
 
 
@@ -48,3 +49,34 @@ class RecommendResponse(BaseModel):
 class ErrorBody(BaseModel):
     error: str
     fields: list[str] = []
+
+
+class FeedbackEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    event_id: StrictStr = Field(..., min_length=1, max_length=128, description="idempotency key: a replay is a duplicate")
+    request_id: StrictStr = Field(..., max_length=128, description="the /v1/recommend answer the item was in")
+    user_id: StrictInt = Field(..., ge=0)
+    item_id: StrictInt = Field(..., ge=0)
+    type: Literal["impression", "click", "dwell"]
+    dwell_ms: StrictInt | None = Field(None, ge=0, validate_default=True, description="required for type dwell, only then")
+    timestamp: StrictInt | None = Field(None, ge=0, description="unix seconds; defaults to now")
+
+    @field_validator("dwell_ms")
+    @classmethod
+    def _only_for_dwell(cls, value: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("type")  # absent if the type itself was invalid: that error is reported
+        if kind == "dwell" and value is None:
+            raise ValueError("required for type dwell")
+        if kind is not None and kind != "dwell" and value is not None:
+            raise ValueError(f"only allowed for type dwell, not {kind}")
+        return value
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[FeedbackEvent] = Field(..., min_length=1, max_length=MAX_FEEDBACK_EVENTS)
+
+
+class FeedbackResponse(BaseModel):
+    accepted: int = Field(description="new events, applied")
+    duplicates: int = Field(description="events whose event_id was seen before: ignored")

@@ -1,28 +1,40 @@
-"""Server-side exposure in Redis: one sorted set per user (member = item id, score = unix seconds).
+"""Server-side exposure in Redis: two sorted sets per user (member = item id, score = unix seconds).
 
-Entries older than the TTL are expired by score at read time, the key itself expires after the
-TTL, and the set is capped to its newest `max_items`. Each read and write is one pipelined
-round trip.
+The short-term buffer holds what the funnel served (written here, after each answer); the
+long-term one holds real impressions and clicks (written by `orchestrator.clients.feedback`).
+Entries older than a buffer's TTL are expired by score at read time, each key itself expires
+after its TTL, and each set is capped to its newest items. The funnel's read (`user_state`: both
+buffers and the user's live clicks sequence) is one pipelined round trip, and so is each write.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import redis.asyncio as redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from cascade.exposure import expired_before
+from cascade.exposure import expired_before, exposed_union
 from orchestrator.clients.errors import BackendTimeout, BackendUnavailable
 
 KEY = "cascade:exposure:short:{user_id}"
+LONG_KEY = "cascade:exposure:long:{user_id}"
+SEQUENCE_KEY = "cascade:seq:{user_id}"  # live clicks, most recent first (LPUSH)
+POPULAR_KEY = "cascade:popular"  # clicks per item (ZINCRBY)
+
+
+@dataclass(frozen=True)
+class UserState:
+    exposed: np.ndarray  # int64: items in either exposure buffer
+    clicks: np.ndarray  # int64: live clicks, most recent last
 
 
 @asynccontextmanager
-async def _translated() -> AsyncIterator[None]:
+async def redis_errors() -> AsyncIterator[None]:
     try:
         yield
     except (redis.TimeoutError, TimeoutError) as err:
@@ -32,29 +44,39 @@ async def _translated() -> AsyncIterator[None]:
 
 
 class ExposureStore:
-    def __init__(self, url: str, ttl_s: int, max_items: int) -> None:
+    def __init__(self, url: str, ttl_s: int, max_items: int, long_ttl_s: int = 7 * 86_400, history_len: int = 50) -> None:
         # One immediate retry (a pooled connection may be stale after a Redis restart), no backoff:
         # redis-py's default sleeps for seconds between retries, far past any stage budget.
         self.redis = redis.from_url(
             url, socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 1)
         )
         self.ttl_s, self.max_items = ttl_s, max_items
+        self.long_ttl_s, self.history_len = long_ttl_s, history_len
+
+    async def user_state(self, user_id: int) -> UserState:
+        """Both exposure buffers (expired entries dropped) and the live clicks, in one round trip."""
+        short, long = KEY.format(user_id=user_id), LONG_KEY.format(user_id=user_id)
+        now = time.time()
+        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(short, "-inf", f"({expired_before(now, self.ttl_s)}")
+            pipe.zrange(short, 0, -1)
+            pipe.zremrangebyscore(long, "-inf", f"({expired_before(now, self.long_ttl_s)}")
+            pipe.zrange(long, 0, -1)
+            pipe.lrange(SEQUENCE_KEY.format(user_id=user_id), 0, self.history_len - 1)
+            _, shown, _, real, sequence = await pipe.execute()
+        as_ids = lambda members: np.array([int(m) for m in members], dtype=np.int64)  # noqa: E731
+        return UserState(exposed_union(as_ids(shown), as_ids(real)), as_ids(sequence)[::-1].copy())
 
     async def exposed(self, user_id: int) -> np.ndarray:
-        key = KEY.format(user_id=user_id)
-        cutoff = expired_before(time.time(), self.ttl_s)
-        async with _translated(), self.redis.pipeline(transaction=False) as pipe:
-            pipe.zremrangebyscore(key, "-inf", f"({cutoff}")
-            pipe.zrange(key, 0, -1)
-            _, members = await pipe.execute()
-        return np.array([int(m) for m in members], dtype=np.int64)
+        """The items in either exposure buffer."""
+        return (await self.user_state(user_id)).exposed
 
     async def record(self, user_id: int, item_ids: np.ndarray) -> None:
         if len(item_ids) == 0:
             return
         key = KEY.format(user_id=user_id)
         now = time.time()
-        async with _translated(), self.redis.pipeline(transaction=False) as pipe:
+        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(key, {str(int(i)): now for i in item_ids})
             pipe.zremrangebyrank(key, 0, -self.max_items - 1)
             pipe.expire(key, self.ttl_s)

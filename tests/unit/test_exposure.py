@@ -38,3 +38,13 @@ def test_empty_inputs() -> None:
 
 def test_expired_before() -> None:
     assert expired_before(now=1_000.0, ttl_s=60.0) == 940.0
+
+
+def test_exposed_union_of_both_buffers() -> None:
+    from cascade.exposure import exposed_union
+
+    union = exposed_union(np.array([3, 1]), np.array([1, 7]))
+    assert union.tolist() == [1, 3, 7] and union.dtype == np.int64
+    assert exposed_union(np.array([], dtype=np.int64), np.array([], dtype=np.int64)).tolist() == []
+    kept = filter_exposed(CANDIDATES, exposed_union(np.array([13]), np.array([11])), min_keep=0)
+    assert CANDIDATES[kept].tolist() == [10, 12, 14]

@@ -104,3 +104,25 @@ def test_pad_history(history: list[int], length: int, expected: list[int]) -> No
     got = pad_history(np.array(history, dtype=np.int64), length)
     assert got.dtype == np.int64
     assert got.tolist() == expected
+
+
+def test_merge_live_history_appends_new_clicks_most_recent_last() -> None:
+    from cascade.history import merge_live_history
+
+    exported = np.array([PAD_ITEM, PAD_ITEM, 5, 6], dtype=np.int64)
+    assert merge_live_history(exported, np.array([7, 6, 8]), 5).tolist() == [PAD_ITEM, 5, 6, 7, 8]  # 6 already there
+    assert merge_live_history(exported, np.array([7, 8, 9, 10]), 4).tolist() == [7, 8, 9, 10]  # cut to the last 4
+    assert merge_live_history(exported, np.array([], dtype=np.int64), 4).tolist() == exported.tolist()
+
+
+def test_merge_live_history_keeps_the_latest_of_repeated_clicks() -> None:
+    from cascade.history import merge_live_history
+
+    assert merge_live_history(None, np.array([3, 4, 3]), 4).tolist() == [PAD_ITEM, PAD_ITEM, 4, 3]
+
+
+def test_merge_live_history_of_a_cold_start_user_is_the_clicks_or_padding() -> None:
+    from cascade.history import merge_live_history
+
+    assert merge_live_history(None, np.array([9, 2]), 3).tolist() == [PAD_ITEM, 9, 2]
+    assert merge_live_history(None, np.array([], dtype=np.int64), 2).tolist() == [PAD_ITEM, PAD_ITEM]

@@ -1,0 +1,44 @@
+"""What feedback events do, as pure rules: which exposures, clicks and popularity counts a batch adds.
+
+The orchestrator deduplicates events by id in Redis first; these functions take the new ones and
+group their effects per Redis key, so the writes go out as one pipelined round trip.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Literal
+
+EventType = Literal["impression", "click", "dwell"]
+EXPOSING: frozenset[str] = frozenset({"impression", "click"})  # what the long-term exposure buffer keeps
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    user_id: int
+    item_id: int
+    type: EventType
+    timestamp: int
+
+
+@dataclass
+class FeedbackEffects:
+    exposures: dict[int, dict[int, int]] = field(default_factory=dict)  # user -> item -> latest unix seconds
+    clicks: dict[int, list[int]] = field(default_factory=dict)  # user -> clicked items, oldest first
+    popularity: Counter = field(default_factory=Counter)  # item -> clicks in this batch
+
+
+def effects_of(events: list[Event]) -> FeedbackEffects:
+    """The writes new (deduplicated) events call for. Clicks are ordered by timestamp, ties in batch order."""
+    exposures: dict[int, dict[int, int]] = defaultdict(dict)
+    clicks: dict[int, list[int]] = defaultdict(list)
+    popularity: Counter = Counter()
+    for e in sorted(events, key=lambda e: e.timestamp):  # stable: ties keep batch order
+        if e.type in EXPOSING:
+            seen = exposures[e.user_id]
+            seen[e.item_id] = max(seen.get(e.item_id, e.timestamp), e.timestamp)
+        if e.type == "click":
+            clicks[e.user_id].append(e.item_id)
+            popularity[e.item_id] += 1
+    return FeedbackEffects(dict(exposures), dict(clicks), popularity)

@@ -1,0 +1,137 @@
+"""The recall stage at serving time: the configured channels run and merge with per-channel quotas.
+
+The channel file (CASCADE_RECALL_CONFIG, `cascade.recall.channels`) is read at start and swapped
+whole on reload; a request reads it once, so it never sees half of an old and half of a new one.
+The trending list is read from Redis in the background at most every CASCADE_POPULAR_REFRESH_S
+(a request never waits on Redis for it); until the first read, or with Redis down, the popular
+channel is the training-popularity list.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import numpy as np
+import redis.asyncio as redis
+
+from cascade.features import FeatureTables
+from cascade.history import PAD_ITEM
+from cascade.recall.ann import AnnRecall
+from cascade.recall.channels import EXPLORE, ChannelSpec, RecallConfig, load_recall_config
+from cascade.recall.item_to_item import ItemToItemIndex, item_to_item_candidates
+from cascade.recall.merge import Candidates, merge_channels
+from cascade.recall.popular import POPULAR_KEY, explore_new_items, trending_with_fallback
+from cascade.settings import Settings
+
+log = logging.getLogger("cascade.orchestrator")
+
+ITEM_TO_ITEM_DEFAULT_QUOTA = 200
+
+
+class RecallChannels:
+    def __init__(
+        self, settings: Settings, tables: FeatureTables, ann: AnnRecall, item_to_item: ItemToItemIndex | None,
+        popular_ids: np.ndarray, popular_scores: np.ndarray,
+    ) -> None:
+        self.settings, self.tables, self.ann, self.item_to_item = settings, tables, ann, item_to_item
+        self.offline_popular = (popular_ids, popular_scores)
+        self.popular = self.offline_popular
+        self.new_items = np.flatnonzero(tables.item_positives == 0).astype(np.int64)
+        self.defaults = {
+            "ann": settings.recall_ann_k, "popular": settings.recall_popular_k, "item_to_item": ITEM_TO_ITEM_DEFAULT_QUOTA,
+        }
+        self.config: RecallConfig = load_recall_config(settings.recall_config)
+        self._redis: redis.Redis | None = None
+        self._refreshed_at = float("-inf")
+        self._refreshing: asyncio.Task | None = None
+
+    # --- configuration -----------------------------------------------------------------
+    def reload(self) -> RecallConfig:
+        """Re-read the file; on a ValueError the previous configuration stays."""
+        self.config = load_recall_config(self.settings.recall_config)
+        log.info("recall channels reloaded from %s: %s", self.config.source, self.describe())
+        return self.config
+
+    def describe(self) -> dict:
+        c = self.config
+        quotas = c.quotas(self.defaults)
+        return {
+            "source": c.source,
+            "channels": [{"name": s.name, "quota": quotas[s.name]} for s in c.channels],
+            "explore_new_items": c.explore_new_items,
+            "cold_start": {"channels": list(c.cold_start_channels), "explore_new_items": c.cold_start_explore},
+        }
+
+    # --- the stage ---------------------------------------------------------------------
+    def recall(self, user_id: int, history: np.ndarray | None, timestamp: int) -> Candidates:
+        """Candidates for one user; `history` None is a cold-start user (cold-start channels + exploration)."""
+        self._schedule_trending_refresh()
+        config = self.config  # one snapshot for the whole request
+        quotas = config.quotas(self.defaults)
+        cold = history is None
+        wanted = set(config.cold_start_channels) if cold else {s.name for s in config.channels}
+        explore = config.cold_start_explore if cold else config.explore_new_items
+        channels = [
+            (spec.name, *self._channel(spec, quotas[spec.name], user_id, history, timestamp))
+            for spec in config.channels if spec.name in wanted and quotas[spec.name] > 0
+        ]
+        if explore > 0:
+            seed = (user_id * 1_000_003 + timestamp // 86_400) & 0x7FFFFFFF  # a user's draw changes daily
+            channels.append((EXPLORE, *explore_new_items(self.new_items, explore, seed)))
+        quotas[EXPLORE] = explore
+        limit = sum(quotas[name] for name, _, _ in channels)
+        return merge_channels(channels, limit=limit, quotas=quotas)
+
+    def _channel(
+        self, spec: ChannelSpec, quota: int, user_id: int, history: np.ndarray | None, timestamp: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if spec.name == "ann":
+            if history is None:
+                history = np.full(self.tables.config.history_len, PAD_ITEM, np.int64)
+            return self.ann.search(user_id, history, timestamp, quota)
+        if spec.name == "item_to_item":
+            if self.item_to_item is None or history is None:
+                return np.empty(0, np.int64), np.empty(0, np.float32)
+            # Every candidate (at most recent x M), not just `quota`: earlier channels hold some of them.
+            return item_to_item_candidates(
+                self.item_to_item, history, spec.recent * self.item_to_item.neighbours.shape[1], spec.recent, spec.decay
+            )
+        if spec.name == "popular":  # the whole list (ann_k + popular_k long): earlier channels hold some of it
+            return self.popular
+        raise ValueError(f"unknown recall channel {spec.name!r}")
+
+    # --- trending from Redis -----------------------------------------------------------
+    def _schedule_trending_refresh(self) -> None:
+        if time.monotonic() - self._refreshed_at < self.settings.popular_refresh_s:
+            return
+        if self._refreshing is not None and not self._refreshing.done():
+            return
+        try:
+            self._refreshing = asyncio.get_running_loop().create_task(self.refresh_trending())
+        except RuntimeError:  # no event loop (offline use): the offline list stands
+            pass
+
+    async def refresh_trending(self) -> None:
+        """Read the top of `POPULAR_KEY` and top it up with the offline list; Redis down: the list stands."""
+        self._refreshed_at = time.monotonic()
+        k = len(self.offline_popular[0])
+        if self._redis is None:
+            self._redis = redis.from_url(self.settings.effective_redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            rows = await self._redis.zrevrange(POPULAR_KEY, 0, k - 1, withscores=True)
+        except (redis.RedisError, OSError) as err:
+            log.warning("trending list not refreshed (%s); the popular channel keeps its previous list", err)
+            return
+        ids = np.array([int(member) for member, _ in rows], np.int64)
+        scores = np.array([score for _, score in rows], np.float64)
+        keep = (ids >= 0) & (ids < self.tables.n_items)
+        self.popular = trending_with_fallback(
+            ids[keep], scores[keep], time.time(), self.settings.popular_decay_tau_s, *self.offline_popular, k
+        )
+
+    async def close(self) -> None:
+        if self._refreshing is not None and not self._refreshing.done():
+            self._refreshing.cancel()
+        if self._redis is not None:
+            await self._redis.aclose()

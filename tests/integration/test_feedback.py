@@ -1,0 +1,160 @@
+"""POST /v1/feedback end to end: idempotency, the long-term exposure buffer, live clicks in the funnel."""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import numpy as np
+import pytest
+import redis.asyncio as redis
+
+from cascade.artifacts import ArtifactPaths
+from cascade.features import FeatureTables
+from cascade.settings import Settings
+from orchestrator.clients.exposure import KEY, LONG_KEY, POPULAR_KEY, SEQUENCE_KEY
+
+pytestmark = pytest.mark.integration
+TS = 1_700_000_000  # a fixed request time: the same user's recommendations are reproducible
+
+
+@pytest.fixture
+async def store(serving_settings: Settings, redis_server) -> AsyncIterator[redis.Redis]:
+    client = redis.from_url(serving_settings.effective_redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def event(user_id: int, item_id: int, kind: str = "impression", **extra) -> dict:
+    return {"event_id": uuid.uuid4().hex, "request_id": "r", "user_id": user_id, "item_id": item_id, "type": kind, **extra}
+
+
+async def feedback(http: httpx.AsyncClient, events: list[dict]) -> dict:
+    response = await http.post("/v1/feedback", json={"events": events})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def shown(http: httpx.AsyncClient, user_id: int, k: int) -> list[dict]:
+    response = await http.post("/v1/recommend", json={"user_id": user_id, "k": k, "context": {"timestamp": TS}})
+    assert response.status_code == 200, response.text
+    assert response.json()["degraded"] == []
+    return response.json()["items"]
+
+
+async def user_keys(store: redis.Redis, user_id: int) -> tuple:
+    long = await store.zrange(LONG_KEY.format(user_id=user_id), 0, -1, withscores=True)
+    return long, await store.lrange(SEQUENCE_KEY.format(user_id=user_id), 0, -1)
+
+
+async def test_counts_accepted_and_duplicates_and_a_replay_changes_nothing(client, store) -> None:
+    user = 201
+    batch = [event(user, 5, "impression"), event(user, 6, "click"), event(user, 7, "dwell", dwell_ms=1200)]
+    batch.append(dict(batch[1]))  # the same event twice in one batch
+    clicks_before = await store.zscore(POPULAR_KEY, "6") or 0.0
+    assert await feedback(client, batch) == {"accepted": 3, "duplicates": 1}
+    long, sequence = await user_keys(store, user)
+    assert {m for m, _ in long} == {"5", "6"} and sequence == ["6"]
+    assert await store.zscore(POPULAR_KEY, "6") == clicks_before + 1
+    assert 0 < await store.ttl(LONG_KEY.format(user_id=user)) <= 7 * 86_400
+
+    assert await feedback(client, batch) == {"accepted": 0, "duplicates": 4}
+    assert await user_keys(store, user) == (long, sequence)
+    assert await store.zscore(POPULAR_KEY, "6") == clicks_before + 1
+
+
+async def test_an_impression_stays_filtered_after_the_short_buffer_is_gone(client, store) -> None:
+    user, k = 202, 10
+    first = [i["item_id"] for i in await shown(client, user, k)]
+    await store.delete(KEY.format(user_id=user))
+    again = [i["item_id"] for i in await shown(client, user, k)]
+    assert again == first  # same user, same time, nothing exposed: the same answer (the premise)
+    await store.delete(KEY.format(user_id=user))
+
+    seen = first[:5]
+    assert (await feedback(client, [event(user, i, timestamp=int(time.time())) for i in seen]))["accepted"] == 5
+    after = [i["item_id"] for i in await shown(client, user, k)]
+    assert set(after).isdisjoint(seen) and len(after) == k
+
+
+async def test_long_term_exposure_expires_after_its_ttl(configure, serve, store, triton) -> None:
+    user, k = 203, 8
+    async with serve(configure(long_exposure_ttl_s=1)) as (_, http):
+        first = [i["item_id"] for i in await shown(http, user, k)]
+        await store.delete(KEY.format(user_id=user))
+        await feedback(http, [event(user, first[0])])
+        assert await store.ttl(LONG_KEY.format(user_id=user)) in (0, 1)
+        deadline = time.monotonic() + 10
+        while await store.exists(LONG_KEY.format(user_id=user)):
+            assert time.monotonic() < deadline, "the long-term exposure key outlived its 1 s TTL by 10 s"
+            await asyncio.sleep(0.1)
+        assert first[0] in [i["item_id"] for i in await shown(http, user, k)]
+
+
+async def test_clicks_on_one_category_bring_more_of_it(client, store, exported: Settings) -> None:
+    user, k = 204, 30
+    category = FeatureTables.load(ArtifactPaths(exported.artifacts_dir).tables).item_category
+    before = await shown(client, user, k)
+    await store.delete(KEY.format(user_id=user))
+    counts = np.bincount([i["category"] for i in before], minlength=exported.n_categories)
+    target = int(np.argmin(counts))  # the category this user is shown least of
+    clicked = np.flatnonzero(category == target)[: exported.history_len]
+    now = int(time.time())
+    await feedback(client, [event(user, int(i), "click", timestamp=now - len(clicked) + n) for n, i in enumerate(clicked)])
+    sequence = await store.lrange(SEQUENCE_KEY.format(user_id=user), 0, -1)
+    assert sequence[::-1] == [str(i) for i in clicked[-exported.history_len:]]
+    after = await shown(client, user, k)
+    n_after = sum(i["category"] == target for i in after)
+    print(f"category {target}: {counts[target]} of {k} before the clicks, {n_after} after")
+    assert n_after >= counts[target] + 5
+
+
+async def test_a_cold_start_user_with_clicks_is_recalled_from_them(client, exported: Settings) -> None:
+    user = exported.n_users + 777
+    await feedback(client, [event(user, i, "click") for i in (11, 12, 13)])
+    response = await client.post("/v1/recommend", json={"user_id": user, "k": 10})
+    body = response.json()
+    assert response.status_code == 200 and body["cold_start"] is False
+    assert "ann" in {i["channel"] for i in body["items"]}
+    assert {11, 12, 13}.isdisjoint(i["item_id"] for i in body["items"])  # clicks are exposures too
+
+
+async def test_a_full_batch_of_500_is_accepted(client) -> None:
+    body = await feedback(client, [event(205 + n % 3, n) for n in range(500)])
+    assert body == {"accepted": 500, "duplicates": 0}
+
+
+@pytest.mark.parametrize(
+    ("events", "field"),
+    [
+        ([], "events"),
+        ([event(1, 1)] * 501, "events"),
+        ([{**event(1, 1), "event_id": ""}], "events.0.event_id"),
+        ([{**event(1, 1), "event_id": "x" * 129}], "events.0.event_id"),
+        ([event(1, 1), {**event(1, 1), "user_id": -1}], "events.1.user_id"),
+        ([{**event(1, 1), "item_id": "7"}], "events.0.item_id"),
+        ([event(1, 1, "like")], "events.0.type"),
+        ([event(1, 1, "dwell")], "events.0.dwell_ms"),
+        ([event(1, 1, "click", dwell_ms=5)], "events.0.dwell_ms"),
+        ([event(1, 1, "dwell", dwell_ms=-1)], "events.0.dwell_ms"),
+        ([event(1, 1, timestamp="noon")], "events.0.timestamp"),
+        ([{**event(1, 1), "colour": "red"}], "events.0.colour"),
+        ([{k: v for k, v in event(1, 1).items() if k != "request_id"}], "events.0.request_id"),
+    ],
+)
+async def test_bad_feedback_is_422_naming_the_field(client, events: list[dict], field: str) -> None:
+    response = await client.post("/v1/feedback", json={"events": events})
+    assert response.status_code == 422, response.text
+    assert field in response.json()["fields"] and field in response.json()["error"]
+
+
+async def test_item_outside_the_catalogue_is_422_naming_it(client, store, exported: Settings) -> None:
+    events = [event(250, 3), event(250, exported.n_items), event(250, exported.n_items + 9)]
+    response = await client.post("/v1/feedback", json={"events": events})
+    assert response.status_code == 422
+    assert response.json()["fields"] == ["events.1.item_id", "events.2.item_id"]
+    assert await store.exists(LONG_KEY.format(user_id=250)) == 0  # nothing of a refused batch is applied
