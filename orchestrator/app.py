@@ -13,7 +13,7 @@ from orchestrator.errors import install_error_handlers
 from orchestrator.metrics import FunnelMetrics, RequestMetrics
 from orchestrator.pipeline import Funnel
 from orchestrator.resources import Resources
-from orchestrator.routes import feedback, health, metrics, recommend
+from orchestrator.routes import admin, feedback, health, metrics, recommend
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -37,6 +37,7 @@ def build_app(settings: Settings) -> FastAPI:
             app.state.funnel = app.state.feedback = None
             await scorer.close()
             await exposure.close()
+            await resources.channels.close()
 
     app = FastAPI(title="Cascade", version="0.1.0", lifespan=lifespan)
     app.state.metrics = FunnelMetrics()  # a registry per app: apps built side by side never share series
@@ -46,6 +47,7 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(feedback.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(admin.router)
     return app
 
 

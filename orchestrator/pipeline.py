@@ -16,7 +16,7 @@ import numpy as np
 
 from cascade.exposure import filter_exposed
 from cascade.history import PAD_ITEM, merge_live_history
-from cascade.recall.merge import Candidates, merge_channels
+from cascade.recall.merge import Candidates
 from cascade.rerank.base import RerankInput, apply_chain
 from cascade.rerank.registry import build_chain
 from cascade.settings import Settings
@@ -59,13 +59,9 @@ class Funnel:
                 log.warning("warm-up of %s failed: %s", pipeline, err)
 
     def recall(self, user_id: int, history: np.ndarray | None, timestamp: int) -> Candidates:
-        s, r = self.settings, self.resources
-        limit = s.recall_ann_k + s.recall_popular_k
-        popular = ("popular", r.popular_ids, r.popular_scores)
-        if history is None:
-            return merge_channels([popular], limit=limit)
-        ann_ids, ann_scores = r.ann.search(user_id, history, timestamp, s.recall_ann_k)
-        return merge_channels([("ann", ann_ids, ann_scores), popular], limit=limit, quotas={"popular": s.recall_popular_k})
+        """The channels of CASCADE_RECALL_CONFIG merged by priority with their quotas (`orchestrator.recall`);
+        `history` None: a cold-start user, who gets the cold-start channels and exploration slots."""
+        return self.resources.channels.recall(user_id, history, timestamp)
 
     async def _triton(self, pipeline: str, user_id: int, cands: Candidates, history: np.ndarray, timestamp: int,
                       timeout_s: float) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Everything the funnel reads from the export's artefacts, loaded once and checked against the manifest."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -8,8 +9,12 @@ import numpy as np
 from cascade.artifacts import ArtifactPaths, Manifest
 from cascade.features import FeatureTables
 from cascade.recall.ann import AnnRecall, load_index
+from cascade.recall.item_to_item import ItemToItemIndex
 from cascade.recall.popular import popular_items
 from cascade.settings import Settings
+from orchestrator.recall import RecallChannels
+
+log = logging.getLogger("cascade.orchestrator")
 
 
 class ArtifactMismatch(RuntimeError):
@@ -25,6 +30,7 @@ class Resources:
     popular_ids: np.ndarray
     popular_scores: np.ndarray
     ann: AnnRecall
+    channels: RecallChannels  # every recall channel, configured by CASCADE_RECALL_CONFIG
 
     @staticmethod
     def load(settings: Settings) -> "Resources":
@@ -33,7 +39,7 @@ class Resources:
         tables = FeatureTables.load(paths.tables)
         history = np.load(paths.user_history, allow_pickle=False)
         embeddings = np.load(paths.item_embeddings, allow_pickle=False)
-        index = load_index(paths.faiss_index)
+        index = load_index(paths.faiss_index, nprobe=settings.faiss_nprobe)
         checks = {
             "tables items": (tables.n_items, manifest.n_items),
             "tables users": (tables.n_users, manifest.n_users),
@@ -46,9 +52,17 @@ class Resources:
             if got != want:
                 raise ArtifactMismatch(f"{paths.root}: {what} is {got}, manifest says {want}; re-run the export")
         pop_ids, pop_scores = popular_items(tables.item_positives, settings.recall_ann_k + settings.recall_popular_k)
+        item_to_item = None
+        if paths.item_to_item.exists():
+            item_to_item = ItemToItemIndex.load(paths.item_to_item)
+            if item_to_item.n_items != manifest.n_items:
+                raise ArtifactMismatch(f"{paths.item_to_item}: {item_to_item.n_items} items, manifest says {manifest.n_items}")
+        else:
+            log.warning("%s not found: the item_to_item channel answers nothing; re-run the export", paths.item_to_item)
+        ann = AnnRecall(tables, paths.onnx("user_tower"), index)
         return Resources(
-            manifest, tables, history, embeddings, pop_ids, pop_scores,
-            AnnRecall(tables, paths.onnx("user_tower"), index),
+            manifest, tables, history, embeddings, pop_ids, pop_scores, ann,
+            RecallChannels(settings, tables, ann, item_to_item, pop_ids, pop_scores),
         )
 
     def history_of(self, user_id: int) -> np.ndarray | None:
