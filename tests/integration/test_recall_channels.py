@@ -83,7 +83,7 @@ async def test_cold_start_user_gets_only_cold_start_channels(
     async with serve(configure(recall_config=recall_config)) as (app, http):
         funnel = app.state.funnel
         new_items = set(np.flatnonzero(funnel.resources.tables.item_positives == 0).tolist())
-        cold_user = funnel.resources.tables.n_users + 777
+        cold_user = funnel.resources.tables.n_users + 4_321  # no test gives this user clicks (live clicks end cold start)
         cands = funnel.recall(cold_user, None, TIMESTAMP)
         counts = channel_counts(cands)
         assert set(counts) == {"popular", "explore"} and counts["popular"] == 10
