@@ -6,6 +6,7 @@ group their effects per Redis key, so the writes go out as one pipelined round t
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,11 +27,13 @@ class Event:
 class FeedbackEffects:
     exposures: dict[int, dict[int, int]] = field(default_factory=dict)  # user -> item -> latest unix seconds
     clicks: dict[int, list[int]] = field(default_factory=dict)  # user -> clicked items, oldest first
-    popularity: Counter = field(default_factory=Counter)  # item -> clicks in this batch
+    popularity: Counter = field(default_factory=Counter)  # item -> summed click weight in this batch
 
 
-def effects_of(events: list[Event]) -> FeedbackEffects:
-    """The writes new (deduplicated) events call for. Clicks are ordered by timestamp, ties in batch order."""
+def effects_of(events: list[Event], click_weight: Callable[[int], float] = lambda ts: 1) -> FeedbackEffects:
+    """The writes new (deduplicated) events call for. Clicks are ordered by timestamp, ties in batch
+    order; each click adds `click_weight(timestamp)` to its item's popularity (a plain count by
+    default; the popular channel's time-decayed increment in serving)."""
     exposures: dict[int, dict[int, int]] = defaultdict(dict)
     clicks: dict[int, list[int]] = defaultdict(list)
     popularity: Counter = Counter()
@@ -40,5 +43,5 @@ def effects_of(events: list[Event]) -> FeedbackEffects:
             seen[e.item_id] = max(seen.get(e.item_id, e.timestamp), e.timestamp)
         if e.type == "click":
             clicks[e.user_id].append(e.item_id)
-            popularity[e.item_id] += 1
+            popularity[e.item_id] += click_weight(e.timestamp)
     return FeedbackEffects(dict(exposures), dict(clicks), popularity)

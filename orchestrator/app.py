@@ -27,7 +27,7 @@ def build_app(settings: Settings) -> FastAPI:
         )
         app.state.feedback = FeedbackStore(exposure.redis, FeedbackLimits(
             settings.feedback_dedup_ttl_s, settings.long_exposure_ttl_s, settings.long_exposure_max_items,
-            settings.live_sequence_ttl_s, settings.history_len,
+            settings.live_sequence_ttl_s, settings.history_len, settings.popular_decay_tau_s,
         ))
         app.state.funnel = Funnel(settings, resources, scorer, exposure, app.state.metrics)
         await app.state.funnel.warm_up()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import redis.asyncio as redis
 
 from cascade.feedback import Event, effects_of
+from cascade.recall.popular import decayed_increment
 from orchestrator.clients.exposure import LONG_KEY, POPULAR_KEY, SEQUENCE_KEY, redis_errors
 
 DEDUP_KEY = "cascade:feedback:event:{event_id}"
@@ -25,6 +26,7 @@ class FeedbackLimits:
     long_max_items: int
     sequence_ttl_s: int
     history_len: int
+    popular_decay_tau_s: float
 
 
 class FeedbackStore:
@@ -39,7 +41,8 @@ class FeedbackStore:
             return [bool(r) for r in await pipe.execute()]
 
     async def _apply(self, events: list[Event]) -> None:
-        lim, effects = self.limits, effects_of(events)
+        lim = self.limits
+        effects = effects_of(events, lambda ts: decayed_increment(ts, lim.popular_decay_tau_s))
         async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
             for user_id, items in effects.exposures.items():
                 key = LONG_KEY.format(user_id=user_id)

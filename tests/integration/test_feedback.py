@@ -13,6 +13,7 @@ import redis.asyncio as redis
 
 from cascade.artifacts import ArtifactPaths
 from cascade.features import FeatureTables
+from cascade.recall.popular import decayed_increment
 from cascade.settings import Settings
 from orchestrator.clients.exposure import KEY, LONG_KEY, POPULAR_KEY, SEQUENCE_KEY
 
@@ -51,20 +52,23 @@ async def user_keys(store: redis.Redis, user_id: int) -> tuple:
     return long, await store.lrange(SEQUENCE_KEY.format(user_id=user_id), 0, -1)
 
 
-async def test_counts_accepted_and_duplicates_and_a_replay_changes_nothing(client, store) -> None:
+async def test_counts_accepted_and_duplicates_and_a_replay_changes_nothing(client, store, exported: Settings) -> None:
     user = 201
-    batch = [event(user, 5, "impression"), event(user, 6, "click"), event(user, 7, "dwell", dwell_ms=1200)]
+    clicked_at = int(time.time())
+    batch = [event(user, 5, "impression"), event(user, 6, "click", timestamp=clicked_at), event(user, 7, "dwell", dwell_ms=1200)]
     batch.append(dict(batch[1]))  # the same event twice in one batch
     clicks_before = await store.zscore(POPULAR_KEY, "6") or 0.0
     assert await feedback(client, batch) == {"accepted": 3, "duplicates": 1}
     long, sequence = await user_keys(store, user)
     assert {m for m, _ in long} == {"5", "6"} and sequence == ["6"]
-    assert await store.zscore(POPULAR_KEY, "6") == clicks_before + 1
+    # one click adds the popular channel's time-decayed increment, once
+    one_click = decayed_increment(clicked_at, exported.popular_decay_tau_s)
+    assert await store.zscore(POPULAR_KEY, "6") == pytest.approx(clicks_before + one_click)
     assert 0 < await store.ttl(LONG_KEY.format(user_id=user)) <= 7 * 86_400
 
     assert await feedback(client, batch) == {"accepted": 0, "duplicates": 4}
     assert await user_keys(store, user) == (long, sequence)
-    assert await store.zscore(POPULAR_KEY, "6") == clicks_before + 1
+    assert await store.zscore(POPULAR_KEY, "6") == pytest.approx(clicks_before + one_click)
 
 
 async def test_an_impression_stays_filtered_after_the_short_buffer_is_gone(client, store) -> None:

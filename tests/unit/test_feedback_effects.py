@@ -25,3 +25,17 @@ def test_clicks_are_ordered_by_timestamp_and_exposure_keeps_the_latest() -> None
 def test_no_events_no_effects() -> None:
     fx = effects_of([])
     assert fx.exposures == {} and fx.clicks == {} and not fx.popularity
+
+
+def test_clicks_add_the_popular_channels_decayed_increment() -> None:
+    """Serving weights each click by exp((ts - epoch) / tau): a later click counts e times more per tau."""
+    import math
+
+    import pytest
+
+    from cascade.recall.popular import decayed_increment
+
+    tau = 3_600.0
+    events = [ev(1, 1, 5, "click", 1_767_300_000), ev(2, 2, 5, "click", 1_767_303_600)]
+    fx = effects_of(events, lambda ts: decayed_increment(ts, tau))
+    assert fx.popularity[5] == pytest.approx(decayed_increment(1_767_300_000, tau) * (1 + math.e))
