@@ -8,6 +8,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cascade.experiments import parse_experiments
+
 # p99 budget of each funnel stage, in funnel order (design.md); HTTP, serialisation and slack take the rest.
 DEFAULT_STAGE_BUDGETS_MS = {
     "recall": 5.0, "exposure_filter": 2.0, "prerank": 8.0, "rank": 12.0, "rerank": 2.0, "exposure_write": 2.0,
@@ -72,6 +74,11 @@ class Settings(BaseSettings):
         default_factory=lambda: [{"name": "mmr", "lam": 0.7}, {"name": "truncate"}],
         description="operators applied in order; JSON in CASCADE_RERANK_CHAIN",
     )
+    experiments: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description='A/B experiments, JSON in CASCADE_EXPERIMENTS: [{"name", "arms": [{"name", "weight", '
+        '"rerank_chain"?, "model_versions"?}]}]; the first one is in force',
+    )
     exposure_ttl_s: int = Field(1_800, ge=1)
     exposure_max_items: int = Field(2_000, ge=1)
     long_exposure_ttl_s: int = Field(7 * 86_400, ge=1, description="real impressions and clicks (POST /v1/feedback)")
@@ -114,6 +121,12 @@ class Settings(BaseSettings):
             if not math.isfinite(budgets[stage]) or budgets[stage] <= 0:
                 raise ValueError(f"{stage}: budget must be a finite number of milliseconds > 0, got {ms!r}")
         return budgets
+
+    @field_validator("experiments", mode="before")
+    @classmethod
+    def _valid_experiments(cls, value: Any) -> Any:
+        parse_experiments(value)  # ValueError naming the experiment and arm; load_settings names the variable
+        return value
 
     @model_validator(mode="after")
     def _funnel_sizes_shrink(self) -> "Settings":

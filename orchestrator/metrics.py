@@ -57,6 +57,10 @@ class FunnelMetrics:
         self.requests = Counter(
             "cascade_http_requests", "HTTP requests answered, by route and status code", ["path", "status"], registry=r,
         )
+        self.arm_requests = Counter(
+            "cascade_requests_by_arm", "Recommend requests, by experiment and arm (none without experiments)",
+            ["experiment", "arm"], registry=r,
+        )
         self.request_seconds = Histogram(
             "cascade_http_request_duration_seconds", "HTTP request latency, by route", ["path"],
             buckets=LATENCY_BUCKETS_S, registry=r,
@@ -87,6 +91,9 @@ class FunnelMetrics:
 
     def count_degradation(self, stage: str, reason: str) -> None:
         self.degradations.labels(stage, reason).inc()
+
+    def count_arm(self, experiment: str, arm: str) -> None:
+        self.arm_requests.labels(experiment, arm).inc()
 
     def observe_request(self, path: str, status: int, seconds: float) -> None:
         self.requests.labels(path, str(status)).inc()

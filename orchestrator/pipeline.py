@@ -4,6 +4,11 @@ Every stage has a deadline (`orchestrator.deadlines`). A stage that fails or run
 (Triton down or too slow, Redis unreachable) is skipped: the previous order stands and the
 response names the stage and the reason in `degraded`. With Triton down the answer is recall's
 order; with Redis down it is unfiltered and not recorded.
+
+Experiments (CASCADE_EXPERIMENTS): the first experiment is in force. Each user is hashed to an arm
+(`cascade.experiments`), whose rerank chain (built at start) replaces the default one and whose pinned
+model versions name the ensemble version of the pre-rank / rank pipeline called (an ensemble's members
+follow its version); the response names the experiment and arm.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import uuid
 
 import numpy as np
 
+from cascade.experiments import Arm, parse_experiments
 from cascade.exposure import filter_exposed
 from cascade.history import PAD_ITEM, merge_live_history
 from cascade.recall.merge import Candidates
@@ -25,7 +31,7 @@ from orchestrator.clients.triton import TritonScorer
 from orchestrator.deadlines import Deadline
 from orchestrator.metrics import FunnelMetrics
 from orchestrator.resources import Resources
-from orchestrator.schemas import Item, RecommendRequest, RecommendResponse
+from orchestrator.schemas import ExperimentArm, Item, RecommendRequest, RecommendResponse
 from orchestrator.stages import RequestRun, reason_for
 
 log = logging.getLogger("cascade.orchestrator")
@@ -39,6 +45,15 @@ class Funnel:
         self.settings, self.resources, self.scorer, self.exposure = settings, resources, scorer, exposure
         self.metrics = metrics if metrics is not None else FunnelMetrics()
         self.chain = build_chain(settings.rerank_chain)
+        experiments = parse_experiments(settings.experiments)
+        self.experiment = experiments[0] if experiments else None
+        self.arm_chains = {
+            arm.name: build_chain(arm.rerank_chain) if arm.rerank_chain is not None else self.chain
+            for arm in (self.experiment.arms if self.experiment else ())
+        }
+
+    def arm_of(self, user_id: int) -> Arm | None:
+        return self.experiment.assign(user_id) if self.experiment is not None else None
 
     async def warm_up(self) -> None:
         """One full-size request's worth of work (ANN recall, then both pipelines at the sizes
@@ -64,10 +79,12 @@ class Funnel:
         return self.resources.channels.recall(user_id, history, timestamp)
 
     async def _triton(self, pipeline: str, user_id: int, cands: Candidates, history: np.ndarray, timestamp: int,
-                      timeout_s: float) -> np.ndarray:
+                      timeout_s: float, model_version: str = "") -> np.ndarray:
         started, failure = time.perf_counter(), None
         try:
-            return await self.scorer.score(pipeline, user_id, cands.item_ids, history, timestamp, timeout_s)
+            return await self.scorer.score(
+                pipeline, user_id, cands.item_ids, history, timestamp, timeout_s, model_version=model_version
+            )
         except (Exception, asyncio.CancelledError) as err:
             failure = reason_for(err)
             raise
@@ -75,14 +92,15 @@ class Funnel:
             self.metrics.observe_triton(pipeline, time.perf_counter() - started, failure)
 
     async def _score(self, run: RequestRun, pipeline: str, user_id: int, cands: Candidates, history: np.ndarray,
-                     timestamp: int, keep: int) -> tuple[Candidates, bool]:
+                     timestamp: int, keep: int, model_version: str = "") -> tuple[Candidates, bool]:
         """Score through Triton and keep the best `keep`; on failure or timeout, the first `keep` as they stand.
 
         Also says whether the candidates were scored.
         """
         stage = pipeline.removesuffix("_pipeline")
         scores = await run.guarded(
-            stage, lambda timeout_s: self._triton(pipeline, user_id, cands, history, timestamp, timeout_s), fallback=None
+            stage, lambda timeout_s: self._triton(pipeline, user_id, cands, history, timestamp, timeout_s, model_version),
+            fallback=None,
         )
         if scores is None:
             out = cands.take(np.arange(min(keep, len(cands))))
@@ -117,7 +135,7 @@ class Funnel:
         run.count("exposure_filter", len(cands), len(out))
         return out
 
-    def _rerank(self, run: RequestRun, cands: Candidates, k: int, scored: bool) -> Candidates:
+    def _rerank(self, run: RequestRun, cands: Candidates, k: int, scored: bool, chain: list | None = None) -> Candidates:
         r = self.resources
         # Unscored candidates are in recall's order, their scores from different channels: rerank by position.
         relevance = cands.scores if scored else np.linspace(1.0, 0.0, len(cands), dtype=np.float32)
@@ -126,7 +144,7 @@ class Funnel:
                 batch = RerankInput(
                     cands.item_ids, relevance, r.tables.item_category[cands.item_ids], r.item_embeddings[cands.item_ids]
                 )
-                final = cands.take(apply_chain(self.chain, batch, k))
+                final = cands.take(apply_chain(self.chain if chain is None else chain, batch, k))
             except Exception as err:  # a faulty operator: the order stands, cut at k
                 run.degrade("rerank", err)
                 final = cands.take(np.arange(min(k, len(cands))))
@@ -139,6 +157,10 @@ class Funnel:
             Deadline.start(s.request_deadline_ms, s.stage_budgets_ms, s.deadline_rollover, time.perf_counter()), self.metrics
         )
         user_id, k = request.user_id, request.k
+        arm = self.arm_of(user_id)
+        pinned = (arm.model_versions if arm is not None else None) or {}
+        experiment = self.experiment.name if self.experiment is not None else "none"
+        self.metrics.count_arm(experiment, arm.name if arm is not None else "none")
         timestamp = request.context.timestamp if request.context and request.context.timestamp is not None else int(time.time())
         state = await self._user_state(run, user_id)
         known_history = r.history_of(user_id)
@@ -150,9 +172,14 @@ class Funnel:
 
         cands = self._recall(run, user_id, recall_history, timestamp)
         cands = self._filter_exposed(run, state, cands, k)
-        cands, prescored = await self._score(run, "prerank_pipeline", user_id, cands, history, timestamp, max(s.prerank_keep, k))
-        cands, ranked = await self._score(run, "rank_pipeline", user_id, cands, history, timestamp, max(s.rank_keep, k))
-        final = self._rerank(run, cands, k, scored=ranked or prescored)
+        cands, prescored = await self._score(
+            run, "prerank_pipeline", user_id, cands, history, timestamp, max(s.prerank_keep, k), str(pinned.get("prerank", ""))
+        )
+        cands, ranked = await self._score(
+            run, "rank_pipeline", user_id, cands, history, timestamp, max(s.rank_keep, k), str(pinned.get("rank", ""))
+        )
+        chain = self.arm_chains[arm.name] if arm is not None else None
+        final = self._rerank(run, cands, k, scored=ranked or prescored, chain=chain)
         await run.guarded("exposure_write", lambda _: self.exposure.record(user_id, final.item_ids), fallback=None)
         items = [
             Item(item_id=int(i), score=float(sc), category=int(r.tables.item_category[i]), channel=final.channel_names[c])
@@ -160,6 +187,8 @@ class Funnel:
         ]
         return RecommendResponse(
             request_id=uuid.uuid4().hex, user_id=user_id, cold_start=recall_history is None, items=items,
-            model_versions=dict(r.manifest.model_versions), latency_ms=run.total_ms(time.perf_counter()),
+            model_versions={**r.manifest.model_versions, **pinned},
+            experiment=ExperimentArm(name=experiment, arm=arm.name) if arm is not None else None,
+            latency_ms=run.total_ms(time.perf_counter()),
             degraded=run.degraded,
         )

@@ -36,12 +36,18 @@ class Degradation(BaseModel):
     reason: Reason = Field(description="timeout: over its deadline; unavailable: its server is down; error: it failed")
 
 
+class ExperimentArm(BaseModel):
+    name: str = Field(description="the experiment in force (the first of CASCADE_EXPERIMENTS)")
+    arm: str = Field(description="the user's arm, the same on every request")
+
+
 class RecommendResponse(BaseModel):
     request_id: str
     user_id: int
     cold_start: bool
     items: list[Item]
     model_versions: dict[str, int]
+    experiment: ExperimentArm | None = None
     latency_ms: dict[str, float]
     degraded: list[Degradation]
 

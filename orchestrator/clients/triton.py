@@ -42,9 +42,13 @@ class TritonScorer:
 
     async def score(
         self, pipeline: str, user_id: int, item_ids: np.ndarray, history: np.ndarray, timestamp: int,
-        timeout_s: float | None = None,
+        timeout_s: float | None = None, model_version: str = "",
     ) -> np.ndarray:
-        """float32 [n] scores; `timeout_s` (default: the client's) becomes the gRPC deadline, so Triton drops late work."""
+        """float32 [n] scores; `timeout_s` (default: the client's) becomes the gRPC deadline, so Triton drops late work.
+
+        `model_version` "" calls the pipeline's latest version; a number pins that ensemble version (its
+        members follow their own latest-version policy, so a pinned ensemble version pins what it calls).
+        """
         arrays = {
             "user_id": np.array([[user_id]], dtype=np.int64),
             "item_ids": item_ids.astype(np.int64)[None, :],
@@ -59,7 +63,7 @@ class TritonScorer:
         outputs = [grpcclient.InferRequestedOutput(PIPELINE_OUTPUT.name)]
         try:
             result = await self.client.infer(
-                pipeline, inputs, outputs=outputs, client_timeout=self.timeout_s if timeout_s is None else timeout_s
+                pipeline, inputs, model_version=model_version, outputs=outputs, client_timeout=self.timeout_s if timeout_s is None else timeout_s
             )
         except InferenceServerException as err:
             raise _translated(pipeline, err) from err
