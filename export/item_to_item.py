@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 
 from cascade.recall.item_to_item import build_item_to_item
 from cascade.schema import Interactions
