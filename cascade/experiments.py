@@ -53,15 +53,21 @@ def assign_arms(experiment: Experiment, user_ids: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.cumsum(weights), bucket, side="right").astype(np.int64)
 
 
-def _parse_arm(where: str, raw: Any) -> Arm:
+def _named_object(where: str, raw: Any, known: set[str], what: str) -> str:
+    """Check `raw` is an object with only `known` keys and a non-empty string name; return the name."""
     if not isinstance(raw, dict):
-        raise ValueError(f"{where}: an arm must be an object, got {raw!r}")
-    unknown = sorted(str(k) for k in set(raw) - ARM_KEYS)
+        raise ValueError(f"{where}: {what} must be an object, got {raw!r}")
+    unknown = sorted(str(k) for k in set(raw) - known)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(ARM_KEYS)}")
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
     name = raw.get("name")
     if not isinstance(name, str) or not name:
-        raise ValueError(f"{where}: arm name must be a non-empty string, got {name!r}")
+        raise ValueError(f"{where}: {what} name must be a non-empty string, got {name!r}")
+    return name
+
+
+def _parse_arm(where: str, raw: Any) -> Arm:
+    name = _named_object(where, raw, ARM_KEYS, "an arm")
     where = f"{where} {name!r}"
     weight = raw.get("weight")
     if isinstance(weight, bool) or not isinstance(weight, int) or weight <= 0:
@@ -93,15 +99,7 @@ def parse_experiments(raw: Any) -> list[Experiment]:
         raise ValueError(f"must be a list of experiments, got {raw!r}")
     experiments, names = [], set()
     for i, entry in enumerate(raw):
-        where = f"experiment {i}"
-        if not isinstance(entry, dict):
-            raise ValueError(f"{where}: must be an object, got {entry!r}")
-        unknown = sorted(str(k) for k in set(entry) - EXPERIMENT_KEYS)
-        if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(EXPERIMENT_KEYS)}")
-        name = entry.get("name")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{where}: name must be a non-empty string, got {name!r}")
+        name = _named_object(f"experiment {i}", entry, EXPERIMENT_KEYS, "an experiment")
         if name in names:
             raise ValueError(f"duplicate experiment name {name!r}")
         names.add(name)
