@@ -26,7 +26,7 @@ class Arm:
     name: str
     weight: int
     rerank_chain: list[dict[str, Any]] | None = None  # None: the default CASCADE_RERANK_CHAIN
-    model_versions: dict[str, int] | None = None  # role (prerank, rank) -> ensemble version to call
+    model_versions: dict[str, int] | None = None  # scorer (prerank, rank) -> version, called via its pinned pipeline
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +48,9 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(64, ge=1)
     max_queue_delay_us: int = Field(500, ge=0)
     model_instances: int = Field(1, ge=1)
+    triton_versions_kept: int = Field(
+        2, ge=1, description="newest versions of each scorer Triton keeps loaded (the active one and its predecessor)"
+    )
 
     # --- servers -----------------------------------------------------------------------
     triton_host: str = "127.0.0.1"
@@ -65,6 +69,7 @@ class Settings(BaseSettings):
     recall_config: Path = Field(Path("config/recall.toml"), description="recall channels TOML; re-read on POST /admin/reload-recall")
     recall_i2i_window: int = Field(5, ge=2, description="item-to-item: co-clicks within this many consecutive positives")
     recall_i2i_neighbours: int = Field(50, ge=1, description="item-to-item: neighbours kept per item")
+    recall_i2i_k: int = Field(200, ge=0, description="item-to-item quota when the recall file names none")
     popular_decay_tau_s: float = Field(86_400.0, gt=0.0, description="trending clicks decay as exp(-age / tau)")
     popular_refresh_s: float = Field(5.0, gt=0.0, description="how often the trending list is re-read from Redis")
     faiss_nprobe: int = Field(32, ge=1, description="IVF lists probed per query (IVF indexes only)")
@@ -85,6 +90,10 @@ class Settings(BaseSettings):
     long_exposure_max_items: int = Field(5_000, ge=1)
     live_sequence_ttl_s: int = Field(7 * 86_400, ge=1, description="the clicks sequence POST /v1/feedback keeps per user")
     feedback_dedup_ttl_s: int = Field(2 * 86_400, ge=1, description="how long a feedback event_id is remembered")
+    sample_log: bool = Field(True, description="log each answer's feature tensors and versions to the samples stream")
+    sample_log_max_len: int = Field(100_000, ge=1, description="samples stream length (trimmed approximately)")
+    label_ttl_s: int = Field(2 * 86_400, ge=1, description="how long feedback labels of a served sample are kept")
+    dwell_positive_ms: int = Field(10_000, ge=0, description="a served item with this much dwell is a positive, click or not")
     feedback_max_body_bytes: int = Field(131_072, ge=256, description="body limit of POST /v1/feedback (500 events)")
     triton_timeout_s: float = Field(2.0, gt=0.0, description="warm-up and readiness calls; requests use stage budgets")
     triton_reconnect_backoff_ms: int = Field(
@@ -174,3 +183,12 @@ def load_settings(**overrides: Any) -> Settings:
             variable = "CASCADE_" + "_".join(str(p) for p in e["loc"]).upper() if e["loc"] else "settings"
             problems.append(f"{variable}: {e['msg']} (got {e.get('input')!r})" if e["loc"] else f"{variable}: {e['msg']}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
+
+
+def settings_or_report() -> Settings | None:
+    """For command-line tools: the settings, or None after printing what is wrong to stderr (exit 2)."""
+    try:
+        return load_settings()
+    except SettingsError as err:
+        print(err, file=sys.stderr)
+        return None

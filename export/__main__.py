@@ -12,7 +12,7 @@ from cascade.artifacts import ArtifactPaths, Manifest
 from cascade.features import FeatureConfig, build_tables
 from cascade.history import latest_histories
 from cascade.schema import time_split
-from cascade.settings import Settings, SettingsError, load_settings
+from cascade.settings import Settings, settings_or_report
 from cascade.specs import prerank_spec, rank_spec, teacher_spec, user_tower_spec
 from export.datasets import load_dataset
 from export.faiss_index import build_index, item_embeddings, write_index
@@ -104,6 +104,7 @@ def run_export(settings: Settings) -> Manifest:
         settings.model_repository, settings.ensemble_repository, paths.tables,
         {n: (models[n][1], served[n]) for n in ("prerank", "rank")},
         L, settings.max_batch_size, settings.max_queue_delay_us, settings.model_instances, MODEL_VERSION,
+        settings.triton_versions_kept,
     )
     manifest = Manifest(
         dataset=dataset.name, n_users=dataset.n_users, n_items=dataset.n_items, n_categories=dataset.n_categories,
@@ -126,10 +127,8 @@ def run_export(settings: Settings) -> Manifest:
 
 
 def main() -> int:
-    try:
-        settings = load_settings()
-    except SettingsError as err:
-        print(err, file=sys.stderr)
+    settings = settings_or_report()
+    if settings is None:
         return 2
     run_export(settings)
     return 0

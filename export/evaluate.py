@@ -25,7 +25,7 @@ from cascade.artifacts import ArtifactPaths
 from cascade.features import FeatureTables
 from cascade.recall.ann import load_index
 from cascade.schema import Dataset, time_split
-from cascade.settings import Settings, SettingsError, load_settings
+from cascade.settings import Settings, settings_or_report
 from cascade.specs import USER_EMBEDDING
 from export.bars import LATENCY_FILE, judge, model_costs, read_latency
 from export.datasets import load_dataset
@@ -172,10 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rows", type=int, default=200_000, help="held-out rows scored (default 200000)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="ONNX Runtime intra-op threads")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as err:
-        print(err, file=sys.stderr)
+    settings = settings_or_report()
+    if settings is None:
         return 2
     options = EvalOptions(args.out, args.users, args.funnel_users, args.max_rows, threads=args.threads)
     evaluation = evaluate(settings, options)

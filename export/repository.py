@@ -1,14 +1,19 @@
-"""Write the Triton repositories (models and ensembles) from code; nothing in them is hand-made."""
+"""Write the Triton repositories (models and ensembles) from code; nothing in them is hand-made.
+
+Each scorer gets two kinds of pipeline: `<scorer>_pipeline` (follows the newest loaded version, for
+perf runs and clients that do not care) and `<scorer>_pipeline_v<N>` (calls version N only, which is
+what the orchestrator calls). `publish_version` adds version N+1 of a scorer and its pinned pipeline
+next to the running ones; Triton loads it on the model-control API's load call.
+"""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
 from cascade.specs import ModelSpec, feature_assembly_spec
-from cascade.triton.config import ensemble_config, python_model_config, render
-from cascade.triton.layout import FEATURE_ASSEMBLY_ADAPTER, ONNX_ADAPTER, ONNX_FILE, TABLES_FILE
+from cascade.triton.config import ensemble_config, parse, pin_ensemble, python_model_config, render
+from cascade.triton.layout import FEATURE_ASSEMBLY_ADAPTER, ONNX_ADAPTER, ONNX_FILE, TABLES_FILE, pipeline_name
 
-PIPELINES = {"prerank": "prerank_pipeline", "rank": "rank_pipeline"}
 KEEP = {"README.md"}
 
 
@@ -19,13 +24,25 @@ def clear_repository(root: Path) -> None:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
-def _write_model(root: Path, name: str, config_text: str, adapter: str, files: dict[str, Path], version: int) -> None:
+def _write_version(root: Path, name: str, adapter: str, files: dict[str, Path], version: int) -> None:
     version_dir = root / name / str(version)
     version_dir.mkdir(parents=True, exist_ok=True)
-    (root / name / "config.pbtxt").write_text(config_text)
     (version_dir / "model.py").write_text(f"from {adapter} import TritonPythonModel  # noqa: F401\n")
     for target, source in files.items():
         shutil.copy2(source, version_dir / target)
+
+
+def _write_model(root: Path, name: str, config_text: str, adapter: str, files: dict[str, Path], version: int) -> None:
+    (root / name).mkdir(parents=True, exist_ok=True)
+    (root / name / "config.pbtxt").write_text(config_text)
+    _write_version(root, name, adapter, files, version)
+
+
+def _write_ensemble(root: Path, config_text: str, name: str) -> Path:
+    (root / name / "1").mkdir(parents=True, exist_ok=True)
+    path = root / name / "config.pbtxt"
+    path.write_text(config_text)
+    return path
 
 
 def write_repositories(
@@ -38,8 +55,9 @@ def write_repositories(
     max_queue_delay_us: int,
     instances: int,
     version: int = 1,
+    versions_kept: int = 2,
 ) -> list[Path]:
-    """Lay out feature_assembly, every scorer and one pipeline per scorer; return the config paths."""
+    """Lay out feature_assembly, every scorer and its pipelines; return the config paths."""
     clear_repository(model_root)
     clear_repository(ensemble_root)
     assembly = feature_assembly_spec(history_len)
@@ -49,9 +67,33 @@ def write_repositories(
         FEATURE_ASSEMBLY_ADAPTER, {TABLES_FILE: tables_path}, version,
     )
     for name, (spec, onnx_path) in scorers.items():
-        config = python_model_config(spec, True, **batching, parameters={"intra_op_threads": "1"})
+        config = python_model_config(
+            spec, True, **batching, parameters={"intra_op_threads": "1"}, versions_kept=versions_kept
+        )
         _write_model(model_root, name, render(config), ONNX_ADAPTER, {ONNX_FILE: onnx_path}, version)
-        pipeline = PIPELINES[name]
-        (ensemble_root / pipeline / "1").mkdir(parents=True, exist_ok=True)
-        (ensemble_root / pipeline / "config.pbtxt").write_text(render(ensemble_config(pipeline, assembly, spec, max_batch_size)))
+        latest = ensemble_config(pipeline_name(name), assembly, spec, max_batch_size)
+        _write_ensemble(ensemble_root, render(latest), latest.name)
+        pinned = pin_ensemble(latest, pipeline_name(name, version), name, version)
+        _write_ensemble(ensemble_root, render(pinned), pinned.name)
     return sorted([*model_root.glob("*/config.pbtxt"), *ensemble_root.glob("*/config.pbtxt")])
+
+
+def scorer_versions(model_root: Path, scorer: str) -> list[int]:
+    """The version directories of `scorer`, ascending."""
+    folder = model_root / scorer
+    if not (folder / "config.pbtxt").exists():
+        raise FileNotFoundError(f"{folder}/config.pbtxt not found: run `python -m export` first")
+    return sorted(int(d.name) for d in folder.iterdir() if d.is_dir() and d.name.isdigit())
+
+
+def publish_version(model_root: Path, ensemble_root: Path, scorer: str, onnx_path: Path) -> int:
+    """Add `onnx_path` as the next version of `scorer`, with its pinned pipeline; return the version.
+
+    Nothing running changes until Triton is asked to load `scorer` and the new pipeline.
+    """
+    version = max(scorer_versions(model_root, scorer), default=0) + 1
+    latest = parse((ensemble_root / pipeline_name(scorer) / "config.pbtxt").read_text())
+    pinned = pin_ensemble(latest, pipeline_name(scorer, version), scorer, version)
+    _write_version(model_root, scorer, ONNX_ADAPTER, {ONNX_FILE: onnx_path}, version)
+    _write_ensemble(ensemble_root, render(pinned), pinned.name)
+    return version

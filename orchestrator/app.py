@@ -23,14 +23,15 @@ def build_app(settings: Settings) -> FastAPI:
         scorer = TritonScorer(settings.triton_grpc_url, settings.triton_timeout_s, settings.triton_reconnect_backoff_ms)
         exposure = ExposureStore(
             settings.effective_redis_url, settings.exposure_ttl_s, settings.exposure_max_items,
-            settings.long_exposure_ttl_s, settings.history_len,
+            settings.long_exposure_ttl_s, settings.history_len, settings.sample_log_max_len,
         )
         app.state.feedback = FeedbackStore(exposure.redis, FeedbackLimits(
             settings.feedback_dedup_ttl_s, settings.long_exposure_ttl_s, settings.long_exposure_max_items,
-            settings.live_sequence_ttl_s, settings.history_len, settings.popular_decay_tau_s,
+            settings.live_sequence_ttl_s, settings.history_len, settings.popular_decay_tau_s, settings.label_ttl_s,
         ))
         app.state.funnel = Funnel(settings, resources, scorer, exposure, app.state.metrics)
         await app.state.funnel.warm_up()
+        app.state.metrics.set_active_versions(app.state.funnel.versions.active)
         try:
             yield
         finally:

@@ -1,13 +1,15 @@
 """Prometheus metrics of the orchestrator, on a registry of the app's own (GET /metrics).
 
 The funnel calls the thin `observe_*`/`count_*` hooks; the metric objects and their names stay here.
+Every per-request series carries the user's experiment arm (`arm`, "none" without experiments), so
+each arm's latencies, candidate counts, filter rates, Triton errors and degradations compare directly.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Seconds, resolving the budget table's milliseconds (2, 5, 8, 12, 50 ms) and what overruns them.
@@ -25,34 +27,34 @@ class FunnelMetrics:
         r = self.registry
         self.stage_seconds = Histogram(
             "cascade_stage_duration_seconds", "Time spent in each funnel stage, skipped stages included",
-            ["stage"], buckets=LATENCY_BUCKETS_S, registry=r,
+            ["stage", "arm"], buckets=LATENCY_BUCKETS_S, registry=r,
         )
         self.stage_candidates = Histogram(
             "cascade_stage_candidates", "Candidates going into (direction=in) and out of each funnel stage",
-            ["stage", "direction"], buckets=CANDIDATE_BUCKETS, registry=r,
+            ["stage", "direction", "arm"], buckets=CANDIDATE_BUCKETS, registry=r,
         )
         self.recall_candidates = Counter(
-            "cascade_recall_candidates", "Recalled candidates, by the channel that brought them", ["channel"], registry=r,
+            "cascade_recall_candidates", "Recalled candidates, by the channel that brought them", ["channel", "arm"], registry=r,
         )
         self.exposure_checked = Counter(
-            "cascade_exposure_checked", "Candidates checked against the user's exposure", registry=r,
+            "cascade_exposure_checked", "Candidates checked against the user's exposure", ["arm"], registry=r,
         )
         self.exposure_filtered = Counter(
-            "cascade_exposure_filtered", "Candidates dropped because the user was already shown them", registry=r,
+            "cascade_exposure_filtered", "Candidates dropped because the user was already shown them", ["arm"], registry=r,
         )
         self.exposure_ratio = Histogram(
             "cascade_exposure_filter_ratio", "Share of a request's candidates the exposure filter dropped",
-            buckets=RATIO_BUCKETS, registry=r,
+            ["arm"], buckets=RATIO_BUCKETS, registry=r,
         )
         self.triton_seconds = Histogram(
             "cascade_triton_request_duration_seconds", "Triton gRPC inference calls, failed ones included",
-            ["pipeline"], buckets=LATENCY_BUCKETS_S, registry=r,
+            ["pipeline", "version", "arm"], buckets=LATENCY_BUCKETS_S, registry=r,
         )
         self.triton_errors = Counter(
-            "cascade_triton_errors", "Triton calls that failed, by reason", ["pipeline", "reason"], registry=r,
+            "cascade_triton_errors", "Triton calls that failed, by reason", ["pipeline", "version", "reason", "arm"], registry=r,
         )
         self.degradations = Counter(
-            "cascade_degradations", "Stages skipped or cut short, by reason", ["stage", "reason"], registry=r,
+            "cascade_degradations", "Stages skipped or cut short, by reason", ["stage", "reason", "arm"], registry=r,
         )
         self.requests = Counter(
             "cascade_http_requests", "HTTP requests answered, by route and status code", ["path", "status"], registry=r,
@@ -61,39 +63,70 @@ class FunnelMetrics:
             "cascade_requests_by_arm", "Recommend requests, by experiment and arm (none without experiments)",
             ["experiment", "arm"], registry=r,
         )
+        self.feedback_events = Counter(
+            "cascade_feedback_events", "Feedback events received, by type and outcome (accepted, duplicate)",
+            ["type", "outcome"], registry=r,
+        )
+        self.recall_reloads = Counter(
+            "cascade_recall_config_reloads", "Reloads of the recall channel file, by outcome (ok, rejected)",
+            ["outcome"], registry=r,
+        )
+        self.version_switches = Counter(
+            "cascade_model_version_switches", "Requests to move traffic to a scorer version, by outcome (ok, refused)",
+            ["scorer", "outcome"], registry=r,
+        )
+        self.active_version = Gauge(
+            "cascade_model_active_version", "The scorer version new requests call (arms may pin others)", ["scorer"], registry=r,
+        )
         self.request_seconds = Histogram(
             "cascade_http_request_duration_seconds", "HTTP request latency, by route", ["path"],
             buckets=LATENCY_BUCKETS_S, registry=r,
         )
 
     # --- hooks the funnel calls ----------------------------------------------------------
-    def observe_stage(self, stage: str, seconds: float) -> None:
-        self.stage_seconds.labels(stage).observe(seconds)
+    def observe_stage(self, stage: str, seconds: float, arm: str) -> None:
+        self.stage_seconds.labels(stage, arm).observe(seconds)
 
-    def count_candidates(self, stage: str, n_in: int, n_out: int) -> None:
-        self.stage_candidates.labels(stage, "in").observe(n_in)
-        self.stage_candidates.labels(stage, "out").observe(n_out)
+    def count_candidates(self, stage: str, n_in: int, n_out: int, arm: str) -> None:
+        self.stage_candidates.labels(stage, "in", arm).observe(n_in)
+        self.stage_candidates.labels(stage, "out", arm).observe(n_out)
 
-    def count_recall(self, per_channel: Mapping[str, int]) -> None:
+    def count_recall(self, per_channel: Mapping[str, int], arm: str) -> None:
         for channel, n in per_channel.items():
-            self.recall_candidates.labels(channel).inc(n)
+            self.recall_candidates.labels(channel, arm).inc(n)
 
-    def count_exposure_filter(self, n_in: int, n_kept: int) -> None:
+    def count_exposure_filter(self, n_in: int, n_kept: int, arm: str) -> None:
         filtered = max(0, n_in - n_kept)
-        self.exposure_checked.inc(n_in)
-        self.exposure_filtered.inc(filtered)
-        self.exposure_ratio.observe(filtered / n_in if n_in else 0.0)
+        self.exposure_checked.labels(arm).inc(n_in)
+        self.exposure_filtered.labels(arm).inc(filtered)
+        self.exposure_ratio.labels(arm).observe(filtered / n_in if n_in else 0.0)
 
-    def observe_triton(self, pipeline: str, seconds: float, failure: str | None) -> None:
-        self.triton_seconds.labels(pipeline).observe(seconds)
+    def observe_triton(self, pipeline: str, version: int, arm: str, seconds: float, failure: str | None) -> None:
+        self.triton_seconds.labels(pipeline, str(version), arm).observe(seconds)
         if failure is not None:
-            self.triton_errors.labels(pipeline, failure).inc()
+            self.triton_errors.labels(pipeline, str(version), failure, arm).inc()
 
-    def count_degradation(self, stage: str, reason: str) -> None:
-        self.degradations.labels(stage, reason).inc()
+    def count_degradation(self, stage: str, reason: str, arm: str) -> None:
+        self.degradations.labels(stage, reason, arm).inc()
 
     def count_arm(self, experiment: str, arm: str) -> None:
         self.arm_requests.labels(experiment, arm).inc()
+
+    # --- hooks of the other endpoints ----------------------------------------------------
+    def count_feedback(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """(type, outcome) -> events."""
+        for (kind, outcome), n in counts.items():
+            self.feedback_events.labels(kind, outcome).inc(n)
+
+    def count_recall_reload(self, ok: bool) -> None:
+        self.recall_reloads.labels("ok" if ok else "rejected").inc()
+
+    def count_version_switch(self, scorer: str, ok: bool) -> None:
+        self.version_switches.labels(scorer, "ok" if ok else "refused").inc()
+
+    def set_active_versions(self, active: Mapping[str, int]) -> None:
+        for scorer, version in active.items():
+            self.active_version.labels(scorer).set(version)
 
     def observe_request(self, path: str, status: int, seconds: float) -> None:
         self.requests.labels(path, str(status)).inc()

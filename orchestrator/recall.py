@@ -26,8 +26,6 @@ from cascade.settings import Settings
 
 log = logging.getLogger("cascade.orchestrator")
 
-ITEM_TO_ITEM_DEFAULT_QUOTA = 200
-
 
 class RecallChannels:
     def __init__(
@@ -39,7 +37,7 @@ class RecallChannels:
         self.popular = self.offline_popular
         self.new_items = np.flatnonzero(tables.item_positives == 0).astype(np.int64)
         self.defaults = {
-            "ann": settings.recall_ann_k, "popular": settings.recall_popular_k, "item_to_item": ITEM_TO_ITEM_DEFAULT_QUOTA,
+            "ann": settings.recall_ann_k, "popular": settings.recall_popular_k, "item_to_item": settings.recall_i2i_k,
         }
         self.config: RecallConfig = load_recall_config(settings.recall_config)
         self._redis: redis.Redis | None = None

@@ -46,7 +46,10 @@ class RecommendResponse(BaseModel):
     user_id: int
     cold_start: bool
     items: list[Item]
-    model_versions: dict[str, int]
+    model_versions: dict[str, int] = Field(description="the version of each model this answer called")
+    scored_by: Literal["rank", "prerank", "none"] = Field(
+        description="whose scores `items[].score` are: the ranker's, the pre-ranker's (rank skipped), or recall's (both skipped)"
+    )
     experiment: ExperimentArm | None = None
     latency_ms: dict[str, float]
     degraded: list[Degradation]

@@ -17,7 +17,7 @@ from pathlib import Path
 from cascade.servers.process import ManagedProcess, pid_alive, stop_pid
 from cascade.servers.redis import start_redis
 from cascade.servers.triton import start_triton
-from cascade.settings import Settings, SettingsError, load_settings
+from cascade.settings import Settings, settings_or_report
 
 SERVICES = ("orchestrator", "tritonserver", "redis-server")
 
@@ -102,10 +102,8 @@ def main(argv: list[str]) -> int:
         print(f"usage: python -m orchestrator.stack {'|'.join(commands)}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    try:
-        settings = load_settings()
-    except SettingsError as err:
-        print(err, file=sys.stderr)
+    settings = settings_or_report()
+    if settings is None:
         return 2
     commands[argv[0]](settings)
     if argv[0] == "up":

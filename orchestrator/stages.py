@@ -30,8 +30,8 @@ def reason_for(err: BaseException) -> Reason:
 
 
 class RequestRun:
-    def __init__(self, deadline: Deadline, metrics: FunnelMetrics) -> None:
-        self.deadline, self.metrics = deadline, metrics
+    def __init__(self, deadline: Deadline, metrics: FunnelMetrics, arm: str = "none") -> None:
+        self.deadline, self.metrics, self.arm = deadline, metrics, arm  # arm: the metrics' label
         self.latency_ms: dict[str, float] = {}
         self.degraded: list[Degradation] = []
 
@@ -39,12 +39,12 @@ class RequestRun:
         reason = reason_for(err)
         log.warning("%s degraded (%s): %s", stage, reason, str(err) or type(err).__name__)
         self.degraded.append(Degradation(stage=stage, reason=reason))
-        self.metrics.count_degradation(stage, reason)
+        self.metrics.count_degradation(stage, reason, self.arm)
 
     def _finish(self, stage: str, started: float) -> None:
         seconds = time.perf_counter() - started
         self.latency_ms[stage] = round(seconds * 1e3, 3)
-        self.metrics.observe_stage(stage, seconds)
+        self.metrics.observe_stage(stage, seconds, self.arm)
 
     @contextmanager
     def stage(self, stage: str) -> Iterator[None]:
@@ -72,7 +72,7 @@ class RequestRun:
             self._finish(stage, started)
 
     def count(self, stage: str, n_in: int, n_out: int) -> None:
-        self.metrics.count_candidates(stage, n_in, n_out)
+        self.metrics.count_candidates(stage, n_in, n_out, self.arm)
 
     def total_ms(self, now: float) -> dict[str, float]:
         return {**self.latency_ms, "total": round((now - self.deadline.started) * 1e3, 3)}

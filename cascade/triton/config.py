@@ -39,8 +39,13 @@ def python_model_config(
     max_queue_delay_us: int,
     instances: int,
     parameters: dict[str, str] | None = None,
+    versions_kept: int = 1,
 ) -> mc.ModelConfig:
-    """A Python-backend model with dynamic batching and CPU instances."""
+    """A Python-backend model with dynamic batching and CPU instances.
+
+    `versions_kept`: Triton serves this many of the newest version directories side by side, so a
+    newly published version loads while the previous one still answers (see `export.publish`).
+    """
     config = mc.ModelConfig(
         name=spec.name,
         backend="python",
@@ -52,14 +57,21 @@ def python_model_config(
             max_queue_delay_microseconds=max_queue_delay_us,
         ),
         instance_group=[mc.ModelInstanceGroup(count=instances, kind=mc.ModelInstanceGroup.KIND_CPU)],
+        version_policy=mc.ModelVersionPolicy(latest=mc.ModelVersionPolicy.Latest(num_versions=versions_kept)),
     )
     for key, value in (parameters or {}).items():
         config.parameters[key].string_value = value
     return config
 
 
-def ensemble_config(name: str, assembly: ModelSpec, scorer: ModelSpec, max_batch_size: int) -> mc.ModelConfig:
-    """feature_assembly -> scorer, exposing the raw request inputs and the scores."""
+def ensemble_config(
+    name: str, assembly: ModelSpec, scorer: ModelSpec, max_batch_size: int, scorer_version: int = -1
+) -> mc.ModelConfig:
+    """feature_assembly -> scorer, exposing the raw request inputs and the scores.
+
+    `scorer_version` -1 follows the scorer's newest loaded version; a number calls that version only
+    (an ensemble's config holds for all its versions, so a pinned version needs an ensemble of its own).
+    """
     assembly_outputs = set(assembly.output_names)
     missing = [n for n in scorer.input_names if n not in assembly_outputs]
     if missing:
@@ -73,7 +85,7 @@ def ensemble_config(name: str, assembly: ModelSpec, scorer: ModelSpec, max_batch
         ),
         mc.ModelEnsembling.Step(
             model_name=scorer.name,
-            model_version=-1,
+            model_version=scorer_version,
             input_map={n: f"{name}_{n}" for n in scorer.input_names},
             output_map={scorer.output_names[0]: PIPELINE_OUTPUT.name},
         ),
@@ -94,3 +106,16 @@ def render(config: mc.ModelConfig) -> str:
 
 def parse(text: str) -> mc.ModelConfig:
     return text_format.Parse(text, mc.ModelConfig())
+
+
+def pin_ensemble(config: mc.ModelConfig, name: str, member: str, version: int) -> mc.ModelConfig:
+    """A copy of ensemble `config` named `name` whose step calling `member` calls `version` only."""
+    pinned = mc.ModelConfig()
+    pinned.CopyFrom(config)
+    pinned.name = name
+    steps = [step for step in pinned.ensemble_scheduling.step if step.model_name == member]
+    if not steps:
+        raise ValueError(f"ensemble {config.name} has no step calling {member}")
+    for step in steps:
+        step.model_version = version
+    return pinned

@@ -4,7 +4,9 @@ The short-term buffer holds what the funnel served (written here, after each ans
 long-term one holds real impressions and clicks (written by `orchestrator.clients.feedback`).
 Entries older than a buffer's TTL are expired by score at read time, each key itself expires
 after its TTL, and each set is capped to its newest items. The funnel's read (`user_state`: both
-buffers and the user's live clicks sequence) is one pipelined round trip, and so is each write.
+buffers and the user's live clicks sequence) is one pipelined round trip, and so is each write: the
+funnel's write after an answer (`record_served`) also appends the answer's served sample
+(`cascade.samples`) to the samples stream, trimmed to about CASCADE_SAMPLE_LOG_MAX_LEN entries.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ KEY = "cascade:exposure:short:{user_id}"
 LONG_KEY = "cascade:exposure:long:{user_id}"
 SEQUENCE_KEY = "cascade:seq:{user_id}"  # live clicks, most recent first (LPUSH)
 POPULAR_KEY = "cascade:popular"  # clicks per item (ZINCRBY)
+SAMPLES_KEY = "cascade:samples"  # stream: one served sample per answer (XADD)
+LABELS_KEY = "cascade:labels:{request_id}"  # hash: "<label>:<item>" -> count or dwell ms (HINCRBY)
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,10 @@ async def redis_errors() -> AsyncIterator[None]:
 
 
 class ExposureStore:
-    def __init__(self, url: str, ttl_s: int, max_items: int, long_ttl_s: int = 7 * 86_400, history_len: int = 50) -> None:
+    def __init__(
+        self, url: str, ttl_s: int, max_items: int, long_ttl_s: int = 7 * 86_400, history_len: int = 50,
+        samples_max_len: int = 100_000,
+    ) -> None:
         # One immediate retry (a pooled connection may be stale after a Redis restart), no backoff:
         # redis-py's default sleeps for seconds between retries, far past any stage budget.
         self.redis = redis.from_url(
@@ -52,6 +59,7 @@ class ExposureStore:
         )
         self.ttl_s, self.max_items = ttl_s, max_items
         self.long_ttl_s, self.history_len = long_ttl_s, history_len
+        self.samples_max_len = samples_max_len
 
     async def user_state(self, user_id: int) -> UserState:
         """Both exposure buffers (expired entries dropped) and the live clicks, in one round trip."""
@@ -71,15 +79,19 @@ class ExposureStore:
         """The items in either exposure buffer."""
         return (await self.user_state(user_id)).exposed
 
-    async def record(self, user_id: int, item_ids: np.ndarray) -> None:
-        if len(item_ids) == 0:
+    async def record_served(self, user_id: int, item_ids: np.ndarray, sample: dict[str, bytes] | None = None) -> None:
+        """The answer's items into the short-term buffer and, if given, its sample onto the stream."""
+        if len(item_ids) == 0 and sample is None:
             return
         key = KEY.format(user_id=user_id)
         now = time.time()
         async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(key, {str(int(i)): now for i in item_ids})
-            pipe.zremrangebyrank(key, 0, -self.max_items - 1)
-            pipe.expire(key, self.ttl_s)
+            if len(item_ids):
+                pipe.zadd(key, {str(int(i)): now for i in item_ids})
+                pipe.zremrangebyrank(key, 0, -self.max_items - 1)
+                pipe.expire(key, self.ttl_s)
+            if sample is not None:
+                pipe.xadd(SAMPLES_KEY, sample, maxlen=self.samples_max_len, approximate=True)
             await pipe.execute()
 
     async def ping(self) -> bool:

@@ -2,8 +2,8 @@
 
 Two pipelined round trips per batch: `SET NX EX` of every event id (a replay finds its id taken
 and counts as a duplicate), then the writes of the new events' effects (`cascade.feedback`):
-the long-term exposure buffer per user, the live clicks sequence per user, and the click
-counts behind the popular channel. If the writes fail, the ids just claimed are released, so
+the long-term exposure buffer per user, the live clicks sequence per user, the click
+counts behind the popular channel, and the labels of each served sample (one hash per request id). If the writes fail, the ids just claimed are released, so
 a retry of the batch is not mistaken for a replay.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import redis.asyncio as redis
 
 from cascade.feedback import Event, effects_of
 from cascade.recall.popular import decayed_increment
-from orchestrator.clients.exposure import LONG_KEY, POPULAR_KEY, SEQUENCE_KEY, redis_errors
+from orchestrator.clients.exposure import LABELS_KEY, LONG_KEY, POPULAR_KEY, SEQUENCE_KEY, redis_errors
 
 DEDUP_KEY = "cascade:feedback:event:{event_id}"
 
@@ -27,6 +27,7 @@ class FeedbackLimits:
     sequence_ttl_s: int
     history_len: int
     popular_decay_tau_s: float
+    label_ttl_s: int
 
 
 class FeedbackStore:
@@ -56,12 +57,18 @@ class FeedbackStore:
                 pipe.expire(key, lim.sequence_ttl_s)
             for item_id, n in effects.popularity.items():
                 pipe.zincrby(POPULAR_KEY, n, str(item_id))
+            for request_id, increments in effects.labels.items():
+                key = LABELS_KEY.format(request_id=request_id)
+                for field, n in increments.items():
+                    pipe.hincrby(key, field, n)
+                pipe.expire(key, lim.label_ttl_s)
             await pipe.execute()
 
-    async def record(self, events: list[Event]) -> tuple[int, int]:
-        """(accepted, duplicates): an event id seen before, in this batch or within the dedup TTL, is a duplicate."""
+    async def record(self, events: list[Event]) -> list[bool]:
+        """Per event, whether it was new (and applied): an event id seen before, in this batch or within
+        the dedup TTL, is a duplicate."""
         if not events:
-            return 0, 0
+            return []
         claimed = await self._claim(events)
         new = [e for e, fresh in zip(events, claimed) if fresh]
         if new:
@@ -73,4 +80,4 @@ class FeedbackStore:
                 except Exception:  # Redis is down: the ids expire with their TTL; the original error is what counts
                     pass
                 raise
-        return len(new), len(events) - len(new)
+        return claimed

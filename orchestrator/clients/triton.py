@@ -1,4 +1,5 @@
-"""Triton over gRPC (tritonclient.grpc.aio): score one user's candidates through a pipeline."""
+"""Triton over gRPC (tritonclient.grpc.aio): score one user's candidates through a pipeline, and the
+model-control calls (load, repository index) behind a version switch."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,8 @@ from tritonclient.utils import InferenceServerException
 from cascade.specs import PIPELINE_OUTPUT, REQUEST_INPUTS
 from orchestrator.clients.errors import BackendTimeout, BackendUnavailable
 
-PIPELINES = ("prerank_pipeline", "rank_pipeline")
 MAX_MESSAGE_BYTES = 2**31 - 1  # tritonclient's own default
+LOAD_TIMEOUT_S = 120.0  # loading a model version starts Python stubs and ONNX sessions
 
 
 def channel_args(max_reconnect_backoff_ms: int) -> list[tuple[str, int]]:
@@ -42,13 +43,9 @@ class TritonScorer:
 
     async def score(
         self, pipeline: str, user_id: int, item_ids: np.ndarray, history: np.ndarray, timestamp: int,
-        timeout_s: float | None = None, model_version: str = "",
+        timeout_s: float | None = None,
     ) -> np.ndarray:
-        """float32 [n] scores; `timeout_s` (default: the client's) becomes the gRPC deadline, so Triton drops late work.
-
-        `model_version` "" calls the pipeline's latest version; a number pins that ensemble version (its
-        members follow their own latest-version policy, so a pinned ensemble version pins what it calls).
-        """
+        """float32 [n] scores; `timeout_s` (default: the client's) becomes the gRPC deadline, so Triton drops late work."""
         arrays = {
             "user_id": np.array([[user_id]], dtype=np.int64),
             "item_ids": item_ids.astype(np.int64)[None, :],
@@ -63,7 +60,7 @@ class TritonScorer:
         outputs = [grpcclient.InferRequestedOutput(PIPELINE_OUTPUT.name)]
         try:
             result = await self.client.infer(
-                pipeline, inputs, model_version=model_version, outputs=outputs, client_timeout=self.timeout_s if timeout_s is None else timeout_s
+                pipeline, inputs, outputs=outputs, client_timeout=self.timeout_s if timeout_s is None else timeout_s
             )
         except InferenceServerException as err:
             raise _translated(pipeline, err) from err
@@ -72,14 +69,27 @@ class TritonScorer:
             raise RuntimeError(f"{pipeline} returned {scores.shape[0]} scores for {item_ids.shape[0]} items")
         return scores
 
-    async def ready(self) -> dict[str, bool]:
+    async def ready(self, models: list[str]) -> dict[str, bool]:
         status = {}
-        for name in PIPELINES:
+        for name in models:
             try:
                 status[name] = bool(await self.client.is_model_ready(name, client_timeout=self.timeout_s))
             except Exception:  # any transport error means "not ready", which /readyz reports
                 status[name] = False
         return status
+
+    async def load(self, model: str) -> None:
+        """Model control: (re)load `model`, picking up version directories added since. Triton keeps
+        serving the versions already loaded while it loads, and keeps them if the load fails."""
+        try:
+            await self.client.load_model(model, client_timeout=LOAD_TIMEOUT_S)
+        except InferenceServerException as err:
+            raise _translated(model, err) from err
+
+    async def loaded(self) -> list[tuple[str, int, str]]:
+        """(model, version, state) of every model version Triton knows, from its repository index."""
+        index = await self.client.get_model_repository_index(client_timeout=self.timeout_s)
+        return [(m.name, int(m.version), m.state) for m in index.models if m.version.isdigit()]
 
     async def close(self) -> None:
         await self.client.close()

@@ -1,23 +1,70 @@
-"""Operator endpoints: re-read the recall channel file without a restart."""
+"""Operator endpoints: re-read the recall channel file, see and switch the scorer versions served."""
 from __future__ import annotations
 
+import time
+
+import numpy as np
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from orchestrator.deps import get_funnel
+from cascade.history import PAD_ITEM
+from cascade.triton.layout import SCORERS
+from orchestrator.deps import get_funnel, get_metrics
+from orchestrator.errors import InvalidInput
+from orchestrator.metrics import FunnelMetrics
 from orchestrator.pipeline import Funnel
 from orchestrator.schemas import ErrorBody
+from orchestrator.versions import VersionNotServable, servable_versions
 
 router = APIRouter(prefix="/admin")
 
 
+class Activate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: StrictInt = Field(..., ge=1, description="the scorer version new requests should call")
+
+
 @router.post("/reload-recall")
-async def reload_recall(funnel: Funnel = Depends(get_funnel)) -> JSONResponse:
+async def reload_recall(funnel: Funnel = Depends(get_funnel), metrics: FunnelMetrics = Depends(get_metrics)) -> JSONResponse:
     """Re-read CASCADE_RECALL_CONFIG: 200 with the configuration now in force, or 422 naming the
     problem (the previous configuration stays in force)."""
     channels = funnel.resources.channels
     try:
         channels.reload()
     except ValueError as err:
+        metrics.count_recall_reload(ok=False)
         return JSONResponse(status_code=422, content=ErrorBody(error=f"recall config not reloaded: {err}").model_dump())
+    metrics.count_recall_reload(ok=True)
     return JSONResponse(status_code=200, content=channels.describe())
+
+
+@router.get("/models")
+async def models(funnel: Funnel = Depends(get_funnel)) -> dict:
+    """The version of each scorer new requests call, and the versions Triton could serve now."""
+    index = await funnel.scorer.loaded()
+    return {s: {"active": funnel.versions.active[s], "servable": servable_versions(index, s)} for s in SCORERS}
+
+
+@router.post("/models/{scorer}/activate", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
+async def activate(
+    scorer: str, body: Activate, funnel: Funnel = Depends(get_funnel), metrics: FunnelMetrics = Depends(get_metrics)
+) -> JSONResponse:
+    """Load `version` through Triton's model-control API, warm it, then move new requests to it.
+
+    200 {scorer, version, previous}; 409 if Triton cannot serve that version (nothing changes).
+    """
+    if scorer not in SCORERS:
+        raise InvalidInput([("scorer", f"unknown scorer {scorer!r}; the scorers are {', '.join(SCORERS)}")])
+    tables = funnel.resources.tables
+    items = funnel.resources.popular_ids[: funnel.settings.rank_keep]
+    history = np.full(tables.config.history_len, PAD_ITEM, np.int64)
+    warm = lambda pipeline: funnel.scorer.score(pipeline, 0, items, history, int(time.time()))  # noqa: E731
+    try:
+        previous = await funnel.versions.activate(funnel.scorer, scorer, body.version, warm)
+    except VersionNotServable as err:
+        metrics.count_version_switch(scorer, ok=False)
+        return JSONResponse(status_code=409, content=ErrorBody(error=str(err)).model_dump())
+    metrics.count_version_switch(scorer, ok=True)
+    metrics.set_active_versions(funnel.versions.active)
+    return JSONResponse(status_code=200, content={"scorer": scorer, "version": body.version, "previous": previous})

@@ -17,8 +17,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(funnel: Funnel = Depends(get_funnel)) -> JSONResponse:
-    """Readiness: every Triton pipeline ready, Redis reachable, recall index loaded; 503 until then."""
-    triton = await funnel.scorer.ready()
+    """Readiness: the pipelines of the active scorer versions ready, Redis reachable, recall index loaded; 503 until then."""
+    triton = await funnel.scorer.ready(funnel.versions.pipelines())
     checks = {
         "triton": {"ready": all(triton.values()), "models": triton},
         "redis": {"ready": await funnel.exposure.ping()},

@@ -44,6 +44,12 @@ async def test_arms_split_users_and_apply_their_chains(configure, triton, redis_
     assert samples(text, "cascade_requests_by_arm_total") == {
         (("arm", arm), ("experiment", "rerank_ab")): 2.0 * n for arm, n in per_arm.items()
     }
+    # every stage series is split by arm
+    stages = samples(text, "cascade_stage_duration_seconds_count")
+    for arm, n in per_arm.items():
+        assert stages[(("arm", arm), ("stage", "rerank"))] == 2.0 * n
+    triton = samples(text, "cascade_triton_request_duration_seconds_count")
+    assert triton[(("arm", "diverse"), ("pipeline", "rank_pipeline"), ("version", "1"))] == 2.0 * per_arm["diverse"]
 
 
 async def test_without_experiments_the_arm_is_none(client) -> None:

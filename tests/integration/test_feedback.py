@@ -60,7 +60,7 @@ async def test_counts_accepted_and_duplicates_and_a_replay_changes_nothing(clien
     clicks_before = await store.zscore(POPULAR_KEY, "6") or 0.0
     assert await feedback(client, batch) == {"accepted": 3, "duplicates": 1}
     long, sequence = await user_keys(store, user)
-    assert {m for m, _ in long} == {"5", "6"} and sequence == ["6"]
+    assert {m for m, _ in long} == {"5", "6", "7"} and sequence == ["6"]  # every event exposes, clicks extend
     # one click adds the popular channel's time-decayed increment, once
     one_click = decayed_increment(clicked_at, exported.popular_decay_tau_s)
     assert await store.zscore(POPULAR_KEY, "6") == pytest.approx(clicks_before + one_click)

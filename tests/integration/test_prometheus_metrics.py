@@ -26,19 +26,39 @@ async def test_metrics_after_requests(client: httpx.AsyncClient, exported: Setti
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     text = response.text
 
+    none = ("arm", "none")  # without experiments every series has arm="none"
     stage_counts = samples(text, "cascade_stage_duration_seconds_count")
-    assert all(stage_counts[(("stage", stage),)] >= 3 for stage in STAGES)
+    assert all(stage_counts[(none, ("stage", stage))] >= 3 for stage in STAGES)
     buckets = samples(text, "cascade_stage_duration_seconds_bucket")
-    assert buckets[(("le", "0.005"), ("stage", "rerank"))] >= 1  # ms-scale buckets
+    assert buckets[(none, ("le", "0.005"), ("stage", "rerank"))] >= 1  # ms-scale buckets
     channels = samples(text, "cascade_recall_candidates_total")
-    assert channels[(("channel", "ann"),)] > 0 and channels[(("channel", "popular"),)] > 0
+    assert channels[(none, ("channel", "ann"))] > 0 and channels[(none, ("channel", "popular"))] > 0
     sizes = samples(text, "cascade_stage_candidates_sum")
-    assert sizes[(("direction", "out"), ("stage", "prerank"))] <= sizes[(("direction", "in"), ("stage", "prerank"))]
+    assert sizes[(none, ("direction", "out"), ("stage", "prerank"))] <= sizes[(none, ("direction", "in"), ("stage", "prerank"))]
     triton = samples(text, "cascade_triton_request_duration_seconds_count")
-    assert triton[(("pipeline", "prerank_pipeline"),)] >= 3 and triton[(("pipeline", "rank_pipeline"),)] >= 3
-    assert samples(text, "cascade_exposure_checked_total")[()] > 0
-    assert samples(text, "cascade_exposure_filter_ratio_count")[()] >= 3
+    for pipeline in ("prerank_pipeline", "rank_pipeline"):
+        assert triton[(none, ("pipeline", pipeline), ("version", "1"))] >= 3
+    assert samples(text, "cascade_exposure_checked_total")[(none,)] > 0
+    assert samples(text, "cascade_exposure_filter_ratio_count")[(none,)] >= 3
     assert samples(text, "cascade_http_requests_total")[(("path", "/v1/recommend"), ("status", "200"))] >= 3
+    assert samples(text, "cascade_model_active_version") == {(("scorer", "prerank"),): 1.0, (("scorer", "rank"),): 1.0}
+
+
+async def test_feedback_and_reloads_are_counted(configure, triton, redis_server, serve) -> None:
+    events = [
+        {"event_id": f"m{n}", "request_id": "r", "user_id": 1, "item_id": n, "type": kind}
+        for n, kind in enumerate(("impression", "impression", "click"))
+    ]
+    async with serve(configure()) as (_, http):
+        assert (await http.post("/v1/feedback", json={"events": events})).json() == {"accepted": 3, "duplicates": 0}
+        assert (await http.post("/v1/feedback", json={"events": events[:1]})).json() == {"accepted": 0, "duplicates": 1}
+        assert (await http.post("/admin/reload-recall")).status_code == 200
+        text = (await http.get("/metrics")).text
+    assert samples(text, "cascade_feedback_events_total") == {
+        (("outcome", "accepted"), ("type", "impression")): 2.0, (("outcome", "accepted"), ("type", "click")): 1.0,
+        (("outcome", "duplicate"), ("type", "impression")): 1.0,
+    }
+    assert samples(text, "cascade_recall_config_reloads_total") == {(("outcome", "ok"),): 1.0}
 
 
 async def test_degradation_is_counted(configure, triton, redis_server, serve) -> None:
@@ -48,5 +68,6 @@ async def test_degradation_is_counted(configure, triton, redis_server, serve) ->
             body = (await http.post("/v1/recommend", json={"user_id": user_id, "k": 5})).json()
             assert body["degraded"] == [{"stage": "rank", "reason": "timeout"}]
         text = (await http.get("/metrics")).text
-    assert samples(text, "cascade_degradations_total") == {(("reason", "timeout"), ("stage", "rank")): 2.0}
-    assert samples(text, "cascade_triton_errors_total")[(("pipeline", "rank_pipeline"), ("reason", "timeout"))] == 2.0
+    assert samples(text, "cascade_degradations_total") == {(("arm", "none"), ("reason", "timeout"), ("stage", "rank")): 2.0}
+    errors = samples(text, "cascade_triton_errors_total")
+    assert errors[(("arm", "none"), ("pipeline", "rank_pipeline"), ("reason", "timeout"), ("version", "1"))] == 2.0

@@ -4,14 +4,26 @@ from __future__ import annotations
 from cascade.feedback import Event, effects_of
 
 
-def ev(n: int, user: int, item: int, kind: str, ts: int) -> Event:
-    return Event(f"e{n}", user, item, kind, ts)
+def ev(n: int, user: int, item: int, kind: str, ts: int, request_id: str = "", dwell_ms: int = 0) -> Event:
+    return Event(f"e{n}", user, item, kind, ts, request_id, dwell_ms)
 
 
-def test_impressions_and_clicks_expose_dwell_does_not() -> None:
-    fx = effects_of([ev(1, 1, 10, "impression", 100), ev(2, 1, 11, "click", 101), ev(3, 1, 12, "dwell", 102)])
-    assert fx.exposures == {1: {10: 100, 11: 101}}
+def test_every_event_exposes_only_clicks_extend_the_sequence_and_popularity() -> None:
+    fx = effects_of([ev(1, 1, 10, "impression", 100), ev(2, 1, 11, "click", 101), ev(3, 1, 12, "dwell", 102, dwell_ms=5)])
+    assert fx.exposures == {1: {10: 100, 11: 101, 12: 102}}
     assert fx.clicks == {1: [11]} and dict(fx.popularity) == {11: 1}
+
+
+def test_events_label_their_request_and_item() -> None:
+    fx = effects_of([
+        ev(1, 1, 10, "impression", 100, "r1"), ev(2, 1, 10, "click", 101, "r1"), ev(3, 1, 10, "dwell", 102, "r1", 4_000),
+        ev(4, 1, 10, "dwell", 103, "r1", 2_500), ev(5, 1, 11, "impression", 100, "r1"), ev(6, 2, 10, "click", 100, "r2"),
+        ev(7, 3, 10, "click", 100),  # no request id: nothing to label
+    ])
+    assert {r: dict(c) for r, c in fx.labels.items()} == {
+        "r1": {"impressions:10": 1, "clicks:10": 1, "dwell_ms:10": 6_500, "impressions:11": 1},
+        "r2": {"clicks:10": 1},
+    }
 
 
 def test_clicks_are_ordered_by_timestamp_and_exposure_keeps_the_latest() -> None:

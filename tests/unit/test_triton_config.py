@@ -20,7 +20,8 @@ from cascade.specs import (
 )
 from cascade.triton.config import ensemble_config, parse, triton_dtype
 from cascade.triton.layout import FEATURE_ASSEMBLY_ADAPTER, ONNX_ADAPTER, ONNX_FILE, TABLES_FILE
-from export.repository import PIPELINES, write_repositories
+from cascade.triton.layout import pipeline_name
+from export.repository import publish_version, scorer_versions, write_repositories
 
 L = 3
 MAX_BATCH = 8
@@ -62,12 +63,15 @@ def by_name(entries) -> dict:
 
 
 def test_the_expected_models_and_ensembles_are_written(repo: Repo) -> None:
-    assert sorted(repo.configs) == ["feature_assembly", "prerank", "prerank_pipeline", "rank", "rank_pipeline"]
+    assert sorted(repo.configs) == [
+        "feature_assembly", "prerank", "prerank_pipeline", "prerank_pipeline_v1", "rank", "rank_pipeline", "rank_pipeline_v1",
+    ]
     for path in repo.written:
         assert repo.configs[path.parent.name].name == path.parent.name
     assert {p.parent.parent for p in repo.written} == {repo.model_root, repo.ensemble_root}
-    assert sorted(p.name for p in repo.ensemble_root.iterdir()) == ["prerank_pipeline", "rank_pipeline"]
-    for pipeline in PIPELINES.values():
+    pipelines = [pipeline_name(s, v) for s in ("prerank", "rank") for v in (None, 1)]
+    assert sorted(p.name for p in repo.ensemble_root.iterdir()) == sorted(pipelines)
+    for pipeline in pipelines:
         assert (repo.ensemble_root / pipeline / "1").is_dir()
 
 
@@ -123,9 +127,10 @@ def test_variable_dims_allow_ragged_batches(repo: Repo) -> None:
     assert seen > 0
 
 
+@pytest.mark.parametrize("version", [None, 1])
 @pytest.mark.parametrize("scorer", ["prerank", "rank"])
-def test_ensemble_wiring(repo: Repo, scorer: str) -> None:
-    config = repo.configs[PIPELINES[scorer]]
+def test_ensemble_wiring(repo: Repo, scorer: str, version: int | None) -> None:
+    config = repo.configs[pipeline_name(scorer, version)]
     assert config.platform == "ensemble"
     ens_inputs, ens_outputs = by_name(config.input), by_name(config.output)
     assert list(ens_inputs) == [t.name for t in REQUEST_INPUTS]
@@ -153,8 +158,31 @@ def test_ensemble_wiring(repo: Repo, scorer: str) -> None:
         assert available.get(name) == entry.data_type, name
     # The internal tensors are exactly what the scorer reads, named per pipeline.
     assert sorted(steps[1].input_map) == sorted(SPECS[scorer].input_names)
-    assert all(v.startswith(f"{PIPELINES[scorer]}_") for v in steps[0].output_map.values())
+    assert all(v.startswith(f"{pipeline_name(scorer)}_") for v in steps[0].output_map.values())
     assert dict(steps[1].output_map) == {"score": PIPELINE_OUTPUT.name}
+    # The plain pipeline follows the newest scorer version; the _v1 one calls version 1 only.
+    assert [s.model_version for s in steps] == [-1, -1 if version is None else version]
+
+
+def test_scorers_keep_the_newest_versions_loaded(repo: Repo) -> None:
+    for scorer in ("prerank", "rank"):
+        assert repo.configs[scorer].version_policy.latest.num_versions == 2
+    assert repo.configs["feature_assembly"].version_policy.latest.num_versions == 1
+
+
+def test_publishing_adds_the_next_version_and_its_pinned_pipeline(repo: Repo, tmp_path: Path) -> None:
+    onnx = tmp_path / "v2.onnx"
+    onnx.write_bytes(b"version two")
+    assert publish_version(repo.model_root, repo.ensemble_root, "rank", onnx) == 2
+    assert publish_version(repo.model_root, repo.ensemble_root, "rank", onnx) == 3
+    assert scorer_versions(repo.model_root, "rank") == [1, 2, 3]
+    assert (repo.model_root / "rank" / "3" / ONNX_FILE).read_bytes() == b"version two"
+    assert (repo.model_root / "rank" / "3" / "model.py").read_text() == (repo.model_root / "rank" / "1" / "model.py").read_text()
+    pinned = parse((repo.ensemble_root / "rank_pipeline_v3" / "config.pbtxt").read_text())
+    latest = repo.configs["rank_pipeline"]
+    assert pinned.name == "rank_pipeline_v3" and [s.model_version for s in pinned.ensemble_scheduling.step] == [-1, 3]
+    assert list(pinned.input) == list(latest.input) and list(pinned.output) == list(latest.output)
+    assert scorer_versions(repo.model_root, "prerank") == [1]  # the other scorer is untouched
 
 
 def test_ensemble_config_rejects_a_scorer_needing_an_unproduced_tensor() -> None:
@@ -185,5 +213,5 @@ def test_rewriting_clears_old_models_but_keeps_readme(repo: Repo, tiny_tables_pa
         repo.model_root, repo.ensemble_root, tiny_tables_path, {"rank": (SPECS["rank"], onnx)}, L, 4, 100, 1
     )
     assert sorted(p.name for p in repo.model_root.iterdir()) == ["README.md", "feature_assembly", "rank"]
-    assert sorted(p.name for p in repo.ensemble_root.iterdir()) == ["rank_pipeline"]
+    assert sorted(p.name for p in repo.ensemble_root.iterdir()) == ["rank_pipeline", "rank_pipeline_v1"]
     assert (repo.model_root / "README.md").read_text() == "keep me"

@@ -1,0 +1,107 @@
+"""`python -m export.publish rank --onnx FILE [--activate]`: a new version of a served scorer, while it serves.
+
+1. The ONNX is checked: its inputs are the scorer's Triton inputs (names and dtypes), and it scores
+   the export's calibration set (real training rows) with one finite score per row.
+2. It is written as version N+1 of the scorer, with its pinned pipeline `<scorer>_pipeline_v<N+1>`
+   (`export.repository.publish_version`). Nothing running changes yet.
+3. `--activate`: the orchestrator is asked to move traffic (POST /admin/models/<scorer>/activate): it
+   has Triton load the version through the model-control API, warms it, then points new requests at
+   it; requests in flight finish on the old version. Without it, the command to do so is printed.
+
+The default ONNX is the export's own file for the scorer (e.g. a retrained artifacts/onnx/rank.onnx).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from cascade.artifacts import ArtifactPaths
+from cascade.settings import Settings, SettingsError, load_settings
+from cascade.triton.config import parse, triton_dtype
+from cascade.triton.layout import SCORERS
+from export.calibrate import load_calibration_set
+from export.onnx_export import session
+from export.repository import publish_version
+
+ORT_TYPES = {"tensor(int64)": np.int64, "tensor(float)": np.float32, "tensor(int32)": np.int32}
+
+
+def check_scorer_onnx(onnx_path: Path, config_path: Path, calibration: dict[str, np.ndarray]) -> int:
+    """Raise ValueError unless `onnx_path` takes exactly the inputs of the Triton config at
+    `config_path` and scores the calibration rows; return how many rows it scored."""
+    if not onnx_path.exists():
+        raise ValueError(f"{onnx_path} not found")
+    config = parse(config_path.read_text())
+    wanted = {i.name: i.data_type for i in config.input}
+    sess = session(onnx_path)
+    got = {}
+    for i in sess.get_inputs():
+        if i.type not in ORT_TYPES:
+            raise ValueError(f"{onnx_path}: input {i.name} has type {i.type}, which no scorer input has")
+        got[i.name] = triton_dtype(ORT_TYPES[i.type])
+    if got != wanted:
+        raise ValueError(f"{onnx_path}: inputs {sorted(got.items())} != {config.name}'s Triton inputs {sorted(wanted.items())}")
+    scores = sess.run(None, {name: calibration[name] for name in wanted})[0]
+    rows = len(next(iter(calibration.values())))
+    if scores.shape[0] != rows or not np.isfinite(scores).all():
+        raise ValueError(f"{onnx_path}: {scores.shape[0]} scores for {rows} calibration rows, finite: {bool(np.isfinite(scores).all())}")
+    return rows
+
+
+def activate(orchestrator_url: str, scorer: str, version: int, timeout_s: float = 180.0) -> dict:
+    request = urllib.request.Request(
+        f"{orchestrator_url.rstrip('/')}/admin/models/{scorer}/activate",
+        data=json.dumps({"version": version}).encode(), headers={"content-type": "application/json"}, method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        raise RuntimeError(f"the orchestrator refused: HTTP {err.code} {err.read().decode(errors='replace')}") from None
+
+
+def publish(settings: Settings, scorer: str, onnx_path: Path | None) -> int:
+    paths = ArtifactPaths(settings.artifacts_dir)
+    onnx_path = onnx_path or paths.onnx(scorer)
+    calibration = load_calibration_set(paths.calibration)
+    if calibration["hist_item"].shape[1] != settings.history_len:
+        raise ValueError(f"{paths.calibration} does not match CASCADE_HISTORY_LEN={settings.history_len}")
+    rows = check_scorer_onnx(onnx_path, settings.model_repository / scorer / "config.pbtxt", calibration)
+    version = publish_version(settings.model_repository, settings.ensemble_repository, scorer, onnx_path)
+    print(f"published {onnx_path} as {scorer} version {version} (scored {rows} calibration rows)")
+    return version
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.publish", description=__doc__.splitlines()[0])
+    parser.add_argument("scorer", choices=SCORERS)
+    parser.add_argument("--onnx", type=Path, help="the model to publish (default: the export's ONNX of the scorer)")
+    parser.add_argument("--activate", action="store_true", help="then move the orchestrator's traffic to it")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        version = publish(settings, args.scorer, args.onnx)
+    except (SettingsError, ValueError, FileNotFoundError) as err:
+        print(f"not published: {err}", file=sys.stderr)
+        return 2
+    url = f"http://{settings.host}:{settings.port}"
+    if not args.activate:
+        print(f"to serve it: curl -X POST {url}/admin/models/{args.scorer}/activate -d '{{\"version\": {version}}}' "
+              "-H 'content-type: application/json'")
+        return 0
+    try:
+        print(f"activated: {activate(url, args.scorer, version)}")
+    except (RuntimeError, OSError) as err:
+        print(f"published but not activated: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

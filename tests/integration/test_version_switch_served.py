@@ -1,0 +1,106 @@
+"""A new rank version published and activated while requests flow: no request fails, traffic moves.
+
+The test runs its own tritonserver on a copy of the repositories (publishing writes into them), and
+its own orchestrator, so no other test sees the new version.
+"""
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from cascade.artifacts import ArtifactPaths
+from cascade.servers.process import free_port
+from cascade.servers.triton import start_triton
+from cascade.settings import Settings
+from export.publish import publish
+
+pytestmark = pytest.mark.integration
+CLIENTS = 4
+
+
+@pytest.fixture
+async def switchable(configure, exported: Settings, redis_server, tmp_path) -> AsyncIterator[Settings]:
+    models, ensembles = tmp_path / "model_repository", tmp_path / "ensemble"
+    shutil.copytree(exported.model_repository, models)
+    shutil.copytree(exported.ensemble_repository, ensembles)
+    settings = configure(
+        model_repository=models, ensemble_repository=ensembles, run_dir=tmp_path / "run",
+        triton_http_port=free_port(), triton_grpc_port=free_port(), triton_metrics_port=free_port(),
+    )
+    process = await asyncio.to_thread(
+        start_triton, [models, ensembles], settings.run_dir, settings.triton_host,
+        settings.triton_http_port, settings.triton_grpc_port, settings.triton_metrics_port,
+    )
+    try:
+        yield settings
+    finally:
+        await asyncio.to_thread(process.stop)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    raise AssertionError(f"{name}{labels} not in /metrics")
+
+
+async def test_a_published_version_takes_traffic_without_a_failed_request(switchable: Settings, serve) -> None:
+    settings = switchable
+    answers: list[tuple[float, int, list, int]] = []  # (sent at, status, degraded, rank version)
+    stop = asyncio.Event()
+
+    async def user_loop(http: httpx.AsyncClient, first_user: int) -> None:
+        user = first_user
+        while not stop.is_set():
+            sent = time.monotonic()
+            response = await http.post("/v1/recommend", json={"user_id": user % 300, "k": 10})
+            body = response.json()
+            answers.append((sent, response.status_code, body.get("degraded"), body.get("model_versions", {}).get("rank")))
+            user += CLIENTS
+
+    async with serve(settings) as (_, http):
+        assert (await http.get("/admin/models")).json()["rank"] == {"active": 1, "servable": [1]}
+        loops = [asyncio.create_task(user_loop(http, n)) for n in range(CLIENTS)]
+        try:
+            await asyncio.sleep(1.0)
+            # The student quantized to INT8 is the "retrained" model: same inputs, slightly different scores.
+            int8 = ArtifactPaths(settings.artifacts_dir).onnx("rank.int8")
+            version = await asyncio.to_thread(publish, settings, "rank", int8)
+            assert version == 2
+            refused = await http.post("/admin/models/rank/activate", json={"version": 7})
+            assert refused.status_code == 409 and "could not load rank version 7" in refused.json()["error"]
+            started = time.monotonic()
+            switched = await http.post("/admin/models/rank/activate", json={"version": 2})
+            switched_at = time.monotonic()
+            assert switched.status_code == 200, switched.text
+            assert switched.json() == {"scorer": "rank", "version": 2, "previous": 1}
+            await asyncio.sleep(1.0)
+        finally:
+            stop.set()
+            await asyncio.gather(*loops)
+        models = (await http.get("/admin/models")).json()
+        text = (await http.get("/metrics")).text
+
+    statuses = Counter(status for _, status, _, _ in answers)
+    degraded = [d for _, _, d, _ in answers if d]
+    before = Counter(v for t, _, _, v in answers if t < started)
+    during = Counter(v for t, _, _, v in answers if started <= t <= switched_at)
+    after = Counter(v for t, _, _, v in answers if t > switched_at)
+    print(f"{len(answers)} answers, statuses {dict(statuses)}; rank versions of requests sent before the switch "
+          f"{dict(before)}, during it {dict(during)}, after it {dict(after)}; the switch (load, warm-up, move) took "
+          f"{switched_at - started:.2f} s")
+    assert statuses == {200: len(answers)} and degraded == []
+    assert before == {1: before[1]} and before[1] > 0
+    assert after == {2: after[2]} and after[2] > 0
+    assert models["rank"] == {"active": 2, "servable": [1, 2]}  # the previous version stays loaded for a rollback
+    assert metric(text, "cascade_model_active_version", scorer="rank") == 2
+    assert metric(text, "cascade_model_version_switches_total", scorer="rank", outcome="ok") == 1
+    assert metric(text, "cascade_model_version_switches_total", scorer="rank", outcome="refused") == 1
