@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     recall_config: Path = Field(Path("config/recall.toml"), description="recall channels TOML; re-read on POST /admin/reload-recall")
     recall_i2i_window: int = Field(5, ge=2, description="item-to-item: co-clicks within this many consecutive positives")
     recall_i2i_neighbours: int = Field(50, ge=1, description="item-to-item: neighbours kept per item")
+    recall_threads: int = Field(2, ge=1, description="threads running the ANN channel beside the event loop")
     recall_i2i_k: int = Field(200, ge=0, description="item-to-item quota when the recall file names none")
     popular_decay_tau_s: float = Field(86_400.0, gt=0.0, description="trending clicks decay as exp(-age / tau)")
     popular_refresh_s: float = Field(5.0, gt=0.0, description="how often the trending list is re-read from Redis")

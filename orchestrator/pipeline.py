@@ -71,7 +71,7 @@ class Funnel:
         now = int(time.time())
         history = r.history_of(0)
         try:
-            cands = self.recall(0, history, now).item_ids
+            cands = (await self.recall(0, history, now)).item_ids
         except Exception as err:  # requests fall back to the popular channel; say so once here
             log.warning("warm-up of recall failed: %s", err)
             cands = r.popular_ids
@@ -83,10 +83,11 @@ class Funnel:
             except Exception as err:  # Triton not up yet: /readyz says so, requests degrade
                 log.warning("warm-up of %s failed: %s", pipeline, err)
 
-    def recall(self, user_id: int, history: np.ndarray | None, timestamp: int) -> Candidates:
-        """The channels of CASCADE_RECALL_CONFIG merged by priority with their quotas (`orchestrator.recall`);
-        `history` None: a cold-start user, who gets the cold-start channels and exploration slots."""
-        return self.resources.channels.recall(user_id, history, timestamp)
+    async def recall(self, user_id: int, history: np.ndarray | None, timestamp: int) -> Candidates:
+        """The channels of CASCADE_RECALL_CONFIG, run concurrently and merged by priority with their quotas
+        (`orchestrator.recall`); `history` None: a cold-start user, who gets the cold-start channels and
+        exploration slots."""
+        return await self.resources.channels.recall(user_id, history, timestamp)
 
     async def _triton(self, scorer: str, version: int, user_id: int, cands: Candidates, history: np.ndarray,
                       timestamp: int, timeout_s: float, arm: str) -> np.ndarray:
@@ -118,13 +119,14 @@ class Funnel:
         run.count(scorer, len(cands), len(out))
         return out, scores is not None
 
-    def _recall(self, run: RequestRun, user_id: int, history: np.ndarray | None, timestamp: int) -> Candidates:
+    async def _recall(self, run: RequestRun, user_id: int, history: np.ndarray | None, timestamp: int) -> Candidates:
+        """Recall is timed but never cut short: every later stage works on what it finds."""
         with run.stage("recall"):
             try:
-                cands = self.recall(user_id, history, timestamp)
-            except Exception as err:  # the ANN channel failed: the popular channel alone answers
+                cands = await self.recall(user_id, history, timestamp)
+            except Exception as err:  # the ANN channel failed: the cold-start channels (popular) answer
                 run.degrade("recall", err)
-                cands = self.recall(user_id, None, timestamp)
+                cands = await self.recall(user_id, None, timestamp)
         per_channel = np.bincount(cands.channels, minlength=len(cands.channel_names))
         self.metrics.count_recall(dict(zip(cands.channel_names, per_channel.tolist())), run.arm)
         run.count("recall", self.resources.tables.n_items, len(cands))
@@ -192,7 +194,7 @@ class Funnel:
         history = merge_live_history(known_history, clicks, r.tables.config.history_len)
         recall_history = history if known_history is not None or len(clicks) else None
 
-        cands = self._recall(run, user_id, recall_history, timestamp)
+        cands = await self._recall(run, user_id, recall_history, timestamp)
         cands = self._filter_exposed(run, state, cands, k)
         cands, prescored = await self._score(
             run, "prerank", versions["prerank"], user_id, cands, history, timestamp, max(s.prerank_keep, k)

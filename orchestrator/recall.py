@@ -1,4 +1,8 @@
-"""The recall stage at serving time: the configured channels run and merge with per-channel quotas.
+"""The recall stage at serving time: the configured channels run concurrently and merge with per-channel quotas.
+
+Channels that run a model or search an index (`OFFLOADED`: ANN, whose ONNX Runtime and FAISS calls
+release the GIL) run on a small thread pool (CASCADE_RECALL_THREADS) while the in-memory channels
+(item-to-item, popular, exploration) run on the event loop, which also stays free for other requests.
 
 The channel file (CASCADE_RECALL_CONFIG, `cascade.recall.channels`) is read at start and swapped
 whole on reload; a request reads it once, so it never sees half of an old and half of a new one.
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import redis.asyncio as redis
@@ -25,6 +30,7 @@ from cascade.recall.popular import POPULAR_KEY, explore_new_items, trending_with
 from cascade.settings import Settings
 
 log = logging.getLogger("cascade.orchestrator")
+OFFLOADED = frozenset({"ann"})
 
 
 class RecallChannels:
@@ -43,6 +49,7 @@ class RecallChannels:
         self._redis: redis.Redis | None = None
         self._refreshed_at = float("-inf")
         self._refreshing: asyncio.Task | None = None
+        self._pool = ThreadPoolExecutor(max_workers=settings.recall_threads, thread_name_prefix="recall")
 
     # --- configuration -----------------------------------------------------------------
     def reload(self) -> RecallConfig:
@@ -62,7 +69,7 @@ class RecallChannels:
         }
 
     # --- the stage ---------------------------------------------------------------------
-    def recall(self, user_id: int, history: np.ndarray | None, timestamp: int) -> Candidates:
+    async def recall(self, user_id: int, history: np.ndarray | None, timestamp: int) -> Candidates:
         """Candidates for one user; `history` None is a cold-start user (cold-start channels + exploration)."""
         self._schedule_trending_refresh()
         config = self.config  # one snapshot for the whole request
@@ -70,10 +77,19 @@ class RecallChannels:
         cold = history is None
         wanted = set(config.cold_start_channels) if cold else {s.name for s in config.channels}
         explore = config.cold_start_explore if cold else config.explore_new_items
-        channels = [
-            (spec.name, *self._channel(spec, quotas[spec.name], user_id, history, timestamp))
-            for spec in config.channels if spec.name in wanted and quotas[spec.name] > 0
-        ]
+        specs = [spec for spec in config.channels if spec.name in wanted and quotas[spec.name] > 0]
+        loop = asyncio.get_running_loop()
+        offloaded = {
+            spec.name: loop.run_in_executor(self._pool, self._channel, spec, quotas[spec.name], user_id, history, timestamp)
+            for spec in specs if spec.name in OFFLOADED
+        }
+        found = {
+            spec.name: self._channel(spec, quotas[spec.name], user_id, history, timestamp)
+            for spec in specs if spec.name not in OFFLOADED
+        }
+        for name, future in offloaded.items():
+            found[name] = await future
+        channels = [(spec.name, *found[spec.name]) for spec in specs]
         if explore > 0:
             seed = (user_id * 1_000_003 + timestamp // 86_400) & 0x7FFFFFFF  # a user's draw changes daily
             channels.append((EXPLORE, *explore_new_items(self.new_items, explore, seed)))
@@ -129,6 +145,7 @@ class RecallChannels:
         )
 
     async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         if self._refreshing is not None and not self._refreshing.done():
             self._refreshing.cancel()
         if self._redis is not None:

@@ -84,10 +84,10 @@ async def until_healthy(http: httpx.AsyncClient, user_ids: range, k: int) -> dic
     return body
 
 
-def recall_head(app: FastAPI, user_id: int, n: int) -> set[int]:
+async def recall_head(app: FastAPI, user_id: int, n: int) -> set[int]:
     """The first `n` recall candidates of a user with no exposure yet: what the funnel keeps without Triton."""
     funnel = app.state.funnel
-    return set(funnel.recall(user_id, funnel.resources.history_of(user_id), TIMESTAMP).item_ids[:n].tolist())
+    return set((await funnel.recall(user_id, funnel.resources.history_of(user_id), TIMESTAMP)).item_ids[:n].tolist())
 
 
 async def test_triton_down_answers_from_recall_then_recovers(own_triton, redis_server, serve) -> None:
@@ -105,7 +105,7 @@ async def test_triton_down_answers_from_recall_then_recovers(own_triton, redis_s
                 {"stage": "prerank", "reason": "unavailable"}, {"stage": "rank", "reason": "unavailable"},
             ]
             ids = {item["item_id"] for item in body["items"]}
-            assert ids <= recall_head(app, user_id, settings.rank_keep)
+            assert ids <= await recall_head(app, user_id, settings.rank_keep)
             assert {item["channel"] for item in body["items"]} <= {"ann", "popular"}
 
         await triton.start()

@@ -13,6 +13,7 @@ import redis.asyncio as redis
 
 from cascade.artifacts import ArtifactPaths
 from cascade.features import FeatureTables
+from cascade.recall.item_to_item import ItemToItemIndex
 from cascade.recall.popular import decayed_increment
 from cascade.settings import Settings
 from orchestrator.clients.exposure import KEY, LONG_KEY, POPULAR_KEY, SEQUENCE_KEY
@@ -125,6 +126,21 @@ async def test_a_cold_start_user_with_clicks_is_recalled_from_them(client, expor
     assert response.status_code == 200 and body["cold_start"] is False
     assert "ann" in {i["channel"] for i in body["items"]}
     assert {11, 12, 13}.isdisjoint(i["item_id"] for i in body["items"])  # clicks are exposures too
+
+
+async def test_a_clicked_items_neighbours_appear(client, exported: Settings) -> None:
+    """A new user clicks one item: its co-click neighbours (the item-to-item index) come into the answer."""
+    index = ItemToItemIndex.load(ArtifactPaths(exported.artifacts_dir).item_to_item)
+    clicked = int(np.argmax((index.neighbours >= 0).sum(axis=1)))  # an item with a full neighbour list
+    neighbours = set(index.neighbours[clicked][index.neighbours[clicked] >= 0].tolist())
+    user, k = exported.n_users + 4242, 50
+    before = [i["item_id"] for i in await shown(client, user, k)]
+    await feedback(client, [event(user, clicked, "click", timestamp=TS)])
+    after = await shown(client, user, k)
+    found = [i for i in after if i["item_id"] in neighbours]
+    print(f"item {clicked}: {len(neighbours & set(before))} of its {len(neighbours)} neighbours in the answer before "
+          f"the click, {len(found)} after ({sorted({i['channel'] for i in found})})")
+    assert len(found) >= 5 and len(found) >= 3 * len(neighbours & set(before))
 
 
 async def test_a_full_batch_of_500_is_accepted(client) -> None:

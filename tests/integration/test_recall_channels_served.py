@@ -55,7 +55,7 @@ async def test_quotas_respected_and_reload_swaps_them(configure, serve, redis_se
         assert funnel.resources.channels.item_to_item is not None  # the export wrote artifacts/item_to_item.npz
         i2i_seen = 0
         for user in users_with_history(funnel, 10):
-            counts = channel_counts(funnel.recall(user, funnel.resources.history_of(user), TIMESTAMP))
+            counts = channel_counts(await funnel.recall(user, funnel.resources.history_of(user), TIMESTAMP))
             assert counts["ann"] == 60 and counts["item_to_item"] <= 20 and counts["popular"] <= 10
             i2i_seen += counts["item_to_item"]
         assert i2i_seen > 0
@@ -67,7 +67,7 @@ async def test_quotas_respected_and_reload_swaps_them(configure, serve, redis_se
             {"name": "ann", "quota": 30}, {"name": "item_to_item", "quota": 5}, {"name": "popular", "quota": 0},
         ]
         user = users_with_history(funnel, 1)[0]
-        counts = channel_counts(funnel.recall(user, funnel.resources.history_of(user), TIMESTAMP))
+        counts = channel_counts(await funnel.recall(user, funnel.resources.history_of(user), TIMESTAMP))
         assert counts["ann"] == 30 and counts["item_to_item"] <= 5 and "popular" not in counts
 
         recall_config.write_text("[[channel]]\nname = 'ann'\nquota = 'many'\n")
@@ -84,7 +84,7 @@ async def test_cold_start_user_gets_only_cold_start_channels(
         funnel = app.state.funnel
         new_items = set(np.flatnonzero(funnel.resources.tables.item_positives == 0).tolist())
         cold_user = funnel.resources.tables.n_users + 4_321  # no test gives this user clicks (live clicks end cold start)
-        cands = funnel.recall(cold_user, None, TIMESTAMP)
+        cands = await funnel.recall(cold_user, None, TIMESTAMP)
         counts = channel_counts(cands)
         assert set(counts) == {"popular", "explore"} and counts["popular"] == 10
         assert counts["explore"] == min(4, len(new_items)) > 0
@@ -103,7 +103,7 @@ async def test_trending_from_redis_leads_the_popular_channel(configure, serve, r
         async with serve(settings) as (app, _):
             channels = app.state.funnel.resources.channels
             await channels.refresh_trending()
-            cands = app.state.funnel.recall(settings.n_users + 1, None, TIMESTAMP)
+            cands = await app.state.funnel.recall(settings.n_users + 1, None, TIMESTAMP)
             popular = cands.item_ids[cands.channels == cands.channel_names.index("popular")]
             assert popular[:3].tolist() == [1500, 1999, 1234] and len(popular) == 10  # topped up offline
     finally:

@@ -1,6 +1,8 @@
 """The recall channel file: loader (valid / invalid), and the stage that merges channels with its quotas."""
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -122,8 +124,8 @@ def counts(cands) -> dict[str, int]:
     return {n: int((cands.channels == i).sum()) for i, n in enumerate(cands.channel_names)}
 
 
-def test_known_user_gets_every_channel_within_its_quota(tmp_path: Path) -> None:
-    cands = stage(tmp_path).recall(1, np.array([-1, -1, 2, 5]), timestamp=0)
+async def test_known_user_gets_every_channel_within_its_quota(tmp_path: Path) -> None:
+    cands = await stage(tmp_path).recall(1, np.array([-1, -1, 2, 5]), timestamp=0)
     assert counts(cands) == {"ann": 4, "item_to_item": 2, "popular": 3, "explore": 1}
     assert cands.item_ids[:6].tolist() == [0, 1, 2, 3, 11, 12]
     assert cands.item_ids[6:9].tolist() == [4, 5, 6]  # popular skips what ANN took
@@ -131,21 +133,44 @@ def test_known_user_gets_every_channel_within_its_quota(tmp_path: Path) -> None:
     assert len(set(cands.item_ids.tolist())) == len(cands)
 
 
-def test_cold_start_user_gets_cold_start_channels_and_new_items(tmp_path: Path) -> None:
-    cands = stage(tmp_path).recall(10_000, None, timestamp=0)
+async def test_cold_start_user_gets_cold_start_channels_and_new_items(tmp_path: Path) -> None:
+    cands = await stage(tmp_path).recall(10_000, None, timestamp=0)
     assert cands.channel_names == ("popular", "explore")
     assert counts(cands) == {"popular": 3, "explore": 2}
     assert all(20 <= i < 30 for i in cands.item_ids[3:])
-    again = stage(tmp_path).recall(10_000, None, timestamp=0)
+    again = await stage(tmp_path).recall(10_000, None, timestamp=0)
     assert again.item_ids.tolist() == cands.item_ids.tolist()  # reproducible per user (and day)
 
 
-def test_reload_swaps_the_config_and_a_bad_file_keeps_the_old(tmp_path: Path) -> None:
+async def test_reload_swaps_the_config_and_a_bad_file_keeps_the_old(tmp_path: Path) -> None:
     recall = stage(tmp_path)
     write(tmp_path, VALID.replace("quota = 3", "quota = 0").replace("new_items = 1", "new_items = 0"))
     recall.reload()
-    assert counts(recall.recall(1, np.array([-1, -1, 2, 5]), 0)) == {"ann": 4, "item_to_item": 2}
+    assert counts(await recall.recall(1, np.array([-1, -1, 2, 5]), 0)) == {"ann": 4, "item_to_item": 2}
     write(tmp_path, "[[channel]]\nname = 'bogus'")
     with pytest.raises(ValueError, match="bogus"):
         recall.reload()
     assert recall.describe()["channels"][2] == {"name": "popular", "quota": 0}
+
+
+class BlockingAnn(FakeAnn):
+    """Blocks inside search until the event loop releases it: proves ANN runs off the loop's thread."""
+
+    def __init__(self) -> None:
+        self.entered, self.released = threading.Event(), threading.Event()
+
+    def search(self, user_id, history, timestamp, k):
+        self.entered.set()
+        if not self.released.wait(5):
+            raise AssertionError("the event loop was blocked while the ANN channel searched")
+        return super().search(user_id, history, timestamp, k)
+
+
+async def test_the_ann_channel_runs_beside_the_event_loop(tmp_path: Path) -> None:
+    recall = stage(tmp_path)
+    recall.ann = ann = BlockingAnn()
+    task = asyncio.create_task(recall.recall(1, np.array([-1, -1, 2, 5]), 0))
+    assert await asyncio.to_thread(ann.entered.wait, 5)
+    ann.released.set()  # runs on the event loop while the search is still inside it
+    assert counts(await task) == {"ann": 4, "item_to_item": 2, "popular": 3, "explore": 1}
+    await recall.close()
