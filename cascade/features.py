@@ -1,8 +1,10 @@
 """Feature assembly: (users, candidate items, histories, timestamps) -> model tensors.
 
 This module is the only place features are computed. Training calls `assemble` on rows of the
-log; Triton's `feature_assembly` model calls `assemble_requests` on serving requests, which
-broadcasts each request's user side to its candidates and then calls the same `assemble`.
+log; Triton's `feature_assembly` model calls `assemble_request_sides` on serving requests: the
+same user-side and item-side functions `assemble` calls, the user side once per request. The
+scorers broadcast it to the request's candidates (`cascade.triton.batching`), which gives, row for
+row, what `assemble_requests` (the broadcast done here) and `assemble` give.
 """
 from __future__ import annotations
 
@@ -136,16 +138,16 @@ def assemble(
     return {**assemble_users(tables, user_ids, histories, timestamps), **assemble_items(tables, item_ids)}
 
 
-def assemble_requests(
+def assemble_request_sides(
     tables: FeatureTables,
     requests: list[tuple[int, np.ndarray, np.ndarray, int]],
     names: frozenset[str] | None = None,
-) -> tuple[dict[str, np.ndarray], list[int]]:
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[int]]:
     """Serving: many (user_id, item_ids, history, timestamp) requests assembled in one call.
 
-    The user side is computed once per request and broadcast to its candidates (equal, row for
-    row, to `assemble` on the broadcast inputs, since every feature is computed per row). Only
-    the tensors in `names` are returned (all when None). Returns them and each request's row count.
+    Returns the user-side tensors with one row per request, the item-side tensors with one row per
+    candidate (requests one after another), and each request's candidate count. Only the tensors in
+    `names` are returned (all when None).
     """
     L = tables.config.history_len
     counts = [len(items) for _, items, _, _ in requests]
@@ -153,7 +155,18 @@ def assemble_requests(
     histories = np.stack([pad_history(h, L) for _, _, h, _ in requests]) if requests else np.empty((0, L), np.int64)
     timestamps = np.array([t for _, _, _, t in requests], dtype=np.int64)
     item_ids = np.concatenate([np.asarray(i, dtype=np.int64) for _, i, _, _ in requests]) if requests else np.empty(0, np.int64)
-    users = assemble_users(tables, user_ids, histories, timestamps)
-    per_row = {n: np.repeat(t, counts, axis=0) for n, t in users.items() if names is None or n in names}
+    users = {n: t for n, t in assemble_users(tables, user_ids, histories, timestamps).items() if names is None or n in names}
     items = {n: t for n, t in assemble_items(tables, item_ids).items() if names is None or n in names}
-    return {**per_row, **items}, counts
+    return users, items, counts
+
+
+def assemble_requests(
+    tables: FeatureTables,
+    requests: list[tuple[int, np.ndarray, np.ndarray, int]],
+    names: frozenset[str] | None = None,
+) -> tuple[dict[str, np.ndarray], list[int]]:
+    """`assemble_request_sides` with the user side broadcast to each request's candidates: one row
+    per candidate, equal row for row to `assemble` on the broadcast inputs (every feature is computed
+    per row). Returns the tensors and each request's row count."""
+    users, items, counts = assemble_request_sides(tables, requests, names)
+    return {**{n: np.repeat(t, counts, axis=0) for n, t in users.items()}, **items}, counts

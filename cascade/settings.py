@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     triton_profile: Literal["cpu", "gpu"] = "cpu"
     serve_precision: Literal["fp32", "int8"] = Field("fp32", description="which ONNX the CPU profile's scorers serve")
     max_batch_size: int = Field(64, ge=1)
-    max_queue_delay_us: int = Field(500, ge=0)
+    max_queue_delay_us: int = Field(100, ge=0, description="dynamic batching delay; 100 us beat 500 us at 1-4 concurrent calls on CPU (perf/README.md)")
     model_instances: int = Field(1, ge=1)
     triton_versions_kept: int = Field(
         2, ge=1, description="newest versions of each scorer Triton keeps loaded (the active one and its predecessor)"

@@ -7,6 +7,9 @@ leading (row) dimension of every input is fixed to `rows`, so matmuls whose shap
 history length L (the target attention's [rows, L, 4d] x [4d, h]) are counted at their real size.
 Parameters are the elements of the floating-point initializers (embedding tables included, and
 also reported apart as `embedding_params`: the initializers that feed a Gather as its data).
+A Unique over the rows (the scorers embed each distinct history once) has a data-dependent size;
+it is counted at its worst case, every row a distinct history, which is the cost per item of a
+batch of single-item requests.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ def _with_rows(model: onnx.ModelProto, rows: int) -> onnx.ModelProto:
     return model
 
 
-def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
+def _inferred_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     shapes = {i.name: list(i.dims) for i in inferred.graph.initializer}
     for value in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
@@ -45,6 +48,20 @@ def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
         if all(d.HasField("dim_value") for d in shape.dim):
             shapes[value.name] = [d.dim_value for d in shape.dim]
     return shapes
+
+
+def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
+    """Inferred shapes, with every row-wise Unique taken at its worst case (as many rows out as in)."""
+    shapes = _inferred_shapes(model)
+    uniques = [n for n in model.graph.node if n.op_type == "Unique" and n.input[0] in shapes]
+    if not uniques:
+        return shapes
+    for node in uniques:
+        rows = shapes[node.input[0]][0]
+        for output, shape in zip(node.output, (shapes[node.input[0]], [rows], [rows], [rows])):
+            if output:
+                model.graph.value_info.append(onnx.helper.make_tensor_value_info(output, TensorProto.INT64, shape))
+    return _inferred_shapes(model)
 
 
 def _einsum_macs(equation: str, operands: list[list[int]]) -> int:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from cascade.specs import ModelSpec, feature_assembly_spec
+from cascade.specs import USER_SIDE, ModelSpec, feature_assembly_spec
 from cascade.triton.config import ensemble_config, parse, pin_ensemble, python_model_config, render
 from cascade.triton.layout import FEATURE_ASSEMBLY_ADAPTER, ONNX_ADAPTER, ONNX_FILE, TABLES_FILE, pipeline_name
 
 KEEP = {"README.md"}
+PER_REQUEST = frozenset(USER_SIDE)  # user-side features travel once per request (cascade.triton.batching)
 
 
 def clear_repository(root: Path) -> None:
@@ -63,12 +64,12 @@ def write_repositories(
     assembly = feature_assembly_spec(history_len)
     batching = dict(max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us, instances=instances)
     _write_model(
-        model_root, assembly.name, render(python_model_config(assembly, False, **batching)),
+        model_root, assembly.name, render(python_model_config(assembly, PER_REQUEST | set(assembly.input_names), **batching)),
         FEATURE_ASSEMBLY_ADAPTER, {TABLES_FILE: tables_path}, version,
     )
     for name, (spec, onnx_path) in scorers.items():
         config = python_model_config(
-            spec, True, **batching, parameters={"intra_op_threads": "1"}, versions_kept=versions_kept
+            spec, PER_REQUEST, **batching, parameters={"intra_op_threads": "1"}, versions_kept=versions_kept
         )
         _write_model(model_root, name, render(config), ONNX_ADAPTER, {ONNX_FILE: onnx_path}, version)
         latest = ensemble_config(pipeline_name(name), assembly, spec, max_batch_size)

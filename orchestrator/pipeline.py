@@ -90,12 +90,10 @@ class Funnel:
         return await self.resources.channels.recall(user_id, history, timestamp)
 
     async def _triton(self, scorer: str, version: int, user_id: int, cands: Candidates, history: np.ndarray,
-                      timestamp: int, timeout_s: float, arm: str) -> np.ndarray:
+                      timestamp: int, arm: str) -> np.ndarray:
         started, failure = time.perf_counter(), None
         try:
-            return await self.scorer.score(
-                pipeline_name(scorer, version), user_id, cands.item_ids, history, timestamp, timeout_s
-            )
+            return await self.scorer.score(pipeline_name(scorer, version), user_id, cands.item_ids, history, timestamp)
         except (Exception, asyncio.CancelledError) as err:
             failure = reason_for(err)
             raise
@@ -108,7 +106,7 @@ class Funnel:
         first `keep` as they stand. Also says whether the candidates were scored.
         """
         scores = await run.guarded(
-            scorer, lambda timeout_s: self._triton(scorer, version, user_id, cands, history, timestamp, timeout_s, run.arm),
+            scorer, lambda _: self._triton(scorer, version, user_id, cands, history, timestamp, run.arm),
             fallback=None,
         )
         if scores is None:

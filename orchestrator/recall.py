@@ -22,7 +22,7 @@ import redis.asyncio as redis
 
 from cascade.features import FeatureTables
 from cascade.history import PAD_ITEM
-from cascade.recall.ann import AnnRecall
+from cascade.recall.ann import AnnRecall, single_threaded_faiss
 from cascade.recall.channels import EXPLORE, ChannelSpec, RecallConfig, load_recall_config
 from cascade.recall.item_to_item import ItemToItemIndex, item_to_item_candidates
 from cascade.recall.merge import Candidates, merge_channels
@@ -49,7 +49,9 @@ class RecallChannels:
         self._redis: redis.Redis | None = None
         self._refreshed_at = float("-inf")
         self._refreshing: asyncio.Task | None = None
-        self._pool = ThreadPoolExecutor(max_workers=settings.recall_threads, thread_name_prefix="recall")
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.recall_threads, thread_name_prefix="recall", initializer=single_threaded_faiss
+        )
 
     # --- configuration -----------------------------------------------------------------
     def reload(self) -> RecallConfig:

@@ -79,7 +79,8 @@ def demo(settings: Settings) -> None:
         items = ", ".join(f"{i['item_id']}({i['category']},{i['channel']},{i['score']:.3f})" for i in answer["items"])
         print(f"   items (id(category,channel,score)): {items}")
         print("   latency ms: " + ", ".join(f"{k} {v:.2f}" for k, v in answer["latency_ms"].items()))
-        print(f"   models {answer['model_versions']}  cold_start={answer['cold_start']}  degraded={answer['degraded']}")
+        print(f"   models {answer['model_versions']}  scored_by={answer['scored_by']}  cold_start={answer['cold_start']}"
+              f"  degraded={answer['degraded']}")
     print(f"\n== GET /readyz -> {_http('GET', f'{base}/readyz')[1]}")
     print("\nThe stack keeps running; stop it with `make stop`.")
 

@@ -3,7 +3,8 @@
 Each entry is one request: a real user with a non-empty history (from user_history.npy), N
 distinct candidate items drawn from the catalogue, that user's real history (padding dropped)
 and a timestamp. Pipelines and feature_assembly get the raw request tensors; `prerank`/`rank`
-get the feature tensors that feature assembly makes for the same requests.
+get the feature tensors that feature assembly makes for the same requests (user side once per
+request, item side once per candidate).
 
 Shapes in the JSON leave out the batch dimension (every model has max_batch_size > 0, and
 perf_analyzer adds the batch dimension of `-b 1` itself).
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cascade.artifacts import ArtifactPaths
-from cascade.features import FeatureTables, assemble_requests
+from cascade.features import FeatureTables, assemble_request_sides
 from cascade.history import PAD_ITEM
 from cascade.specs import PRERANK_FEATURES, RANK_FEATURES, REQUEST_INPUTS
 
@@ -88,7 +89,9 @@ def request_entry(req: Request) -> dict:
 
 
 def feature_entry(tables: FeatureTables, req: Request, names: tuple[str, ...]) -> dict:
-    features, _ = assemble_requests(tables, [req.as_tuple()])
+    """What feature assembly hands a scorer: the user side once ([dims]), the item side per candidate."""
+    users, items, _ = assemble_request_sides(tables, [req.as_tuple()])
+    features = {**{n: t[0] for n, t in users.items()}, **items}
     return {name: _tensor(features[name]) for name in names}
 
 

@@ -11,7 +11,10 @@ from cascade.models.embeddings import attend, masked_mean, mlp
 
 class PreRanker(SequenceScorer):
     """COLD-style: a small MLP over cheap features; the behaviour sequence enters only as the mean
-    of its embeddings (a user-side vector), so cost per candidate stays a few thousand MACs."""
+    of its embeddings (a user-side vector, computed once per request), so cost per candidate stays a
+    few thousand MACs."""
+
+    USER_SIDE_POOL = True
 
     def __init__(self, cfg: FeatureConfig, dim: int = 16, hidden: int = 64) -> None:
         super().__init__(cfg, dim)

@@ -13,13 +13,21 @@ from cascade.features import FeatureTables, assemble_users
 from cascade.specs import USER_EMBEDDING, USER_TOWER_FEATURES
 
 
+def single_threaded_faiss() -> None:
+    """One query at a time: OpenMP threads only add wake-up latency (measured 0.6 ms -> ~9 ms in the
+    server next to Triton's processes on 2 cores). OpenMP keeps this setting per thread, so every
+    thread that searches must call it (the recall thread pool's initializer does; without it an ANN
+    search on a pool thread took 1.4 ms instead of 0.4)."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+
+
 def load_index(path: Path, use_gpu: bool = True, nprobe: int | None = None):  # -> faiss.Index
     """The index file, with `nprobe` lists probed per query where it is an IVF index."""
     import faiss
 
-    # One query at a time: OpenMP threads only add wake-up latency (measured 0.6 ms -> ~9 ms in the
-    # server next to Triton's processes on 2 cores).
-    faiss.omp_set_num_threads(1)
+    single_threaded_faiss()
     index = faiss.read_index(str(path))
     if nprobe is not None and hasattr(index, "nprobe"):
         index.nprobe = nprobe  # copied along to a GPU index

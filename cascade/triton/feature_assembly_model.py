@@ -9,9 +9,9 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
-from cascade.features import FeatureTables, assemble_requests
+from cascade.features import FeatureTables, assemble_request_sides
 from cascade.specs import REQUEST_INPUTS
-from cascade.triton.batching import FeatureRequest, parse_feature_request, split_candidates
+from cascade.triton.batching import FeatureRequest, parse_feature_request, split_sides
 from cascade.triton.layout import TABLES_FILE
 
 
@@ -34,12 +34,12 @@ class TritonPythonModel:
                 )
         if parsed:
             wanted = {i: set(requests[i].requested_output_names()) or set(self.output_names) for i in parsed}
-            features, counts = assemble_requests(
+            users, items, counts = assemble_request_sides(
                 self.tables,
                 [(r.user_id, r.item_ids, r.history, r.timestamp) for r in parsed.values()],
                 frozenset().union(*wanted.values()),
             )
-            for i, out in zip(parsed, split_candidates(features, counts)):
+            for i, out in zip(parsed, split_sides(users, items, counts)):
                 tensors = [pb_utils.Tensor(n, t) for n, t in out.items() if n in wanted[i]]
                 responses[i] = pb_utils.InferenceResponse(tensors)
         return responses

@@ -1,6 +1,18 @@
 """Triton over gRPC (tritonclient.grpc.aio): score one user's candidates through a pipeline, and the
-model-control calls (load, repository index) behind a version switch."""
+model-control calls (load, repository index) behind a version switch.
+
+A call is never cancelled. Triton 2.49-2.54 (ours is 2.51) can crash with SIGSEGV when gRPC calls are
+cancelled under load (triton-inference-server/server#7368, #8034); we saw it here under a load test
+with the production stage budgets, whose timeouts cancelled thousands of calls. So a caller that
+stops waiting (its stage deadline passed) leaves the call running to completion in the background;
+the server does that work for nothing, which is the price of not crashing. (Shedding it server-side
+through a queue policy's per-request timeout was tried: that policy stalled Triton 2.51's batcher,
+see `cascade.triton.config`.) The gRPC deadline (`timeout_s`, 2 s by default) stays as a last
+resort against a hung server.
+"""
 from __future__ import annotations
+
+import asyncio
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -40,12 +52,12 @@ class TritonScorer:
     def __init__(self, url: str, timeout_s: float, max_reconnect_backoff_ms: int = 1_000) -> None:
         self.client = grpcclient.InferenceServerClient(url, channel_args=channel_args(max_reconnect_backoff_ms))
         self.timeout_s = timeout_s
+        self._abandoned: set[asyncio.Future] = set()  # calls whose caller stopped waiting; kept until done
 
     async def score(
         self, pipeline: str, user_id: int, item_ids: np.ndarray, history: np.ndarray, timestamp: int,
-        timeout_s: float | None = None,
     ) -> np.ndarray:
-        """float32 [n] scores; `timeout_s` (default: the client's) becomes the gRPC deadline, so Triton drops late work."""
+        """float32 [n] scores. Cancelling the caller (its deadline passed) leaves the call running."""
         arrays = {
             "user_id": np.array([[user_id]], dtype=np.int64),
             "item_ids": item_ids.astype(np.int64)[None, :],
@@ -58,16 +70,29 @@ class TritonScorer:
             tensor.set_data_from_numpy(arrays[spec.name])
             inputs.append(tensor)
         outputs = [grpcclient.InferRequestedOutput(PIPELINE_OUTPUT.name)]
+        call = asyncio.ensure_future(self.client.infer(pipeline, inputs, outputs=outputs, client_timeout=self.timeout_s))
         try:
-            result = await self.client.infer(
-                pipeline, inputs, outputs=outputs, client_timeout=self.timeout_s if timeout_s is None else timeout_s
-            )
+            result = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            self._abandon(call)
+            raise
         except InferenceServerException as err:
             raise _translated(pipeline, err) from err
         scores = result.as_numpy(PIPELINE_OUTPUT.name)[0]
         if scores.shape != item_ids.shape:
             raise RuntimeError(f"{pipeline} returned {scores.shape[0]} scores for {item_ids.shape[0]} items")
         return scores
+
+    def _abandon(self, call: asyncio.Future) -> None:
+        """Let `call` finish unobserved: keep a reference until it is done, and read its outcome."""
+        self._abandoned.add(call)
+
+        def finished(done: asyncio.Future) -> None:
+            self._abandoned.discard(done)
+            if not done.cancelled():
+                done.exception()  # a late failure nobody waits for: read, so asyncio does not log it
+
+        call.add_done_callback(finished)
 
     async def ready(self, models: list[str]) -> dict[str, bool]:
         status = {}
@@ -92,4 +117,6 @@ class TritonScorer:
         return [(m.name, int(m.version), m.state) for m in index.models if m.version.isdigit()]
 
     async def close(self) -> None:
+        if self._abandoned:  # let late calls end before the channel closes under them
+            await asyncio.wait(list(self._abandoned), timeout=self.timeout_s)
         await self.client.close()

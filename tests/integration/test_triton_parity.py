@@ -11,7 +11,7 @@ from tritonclient.utils import InferenceServerException
 from cascade.artifacts import ArtifactPaths
 from cascade.features import FeatureTables, assemble_requests
 from cascade.settings import Settings
-from cascade.specs import rank_spec
+from cascade.specs import USER_SIDE, rank_spec
 from export.onnx_export import session
 
 pytestmark = pytest.mark.integration
@@ -96,12 +96,20 @@ def test_served_rank_is_the_distilled_student_and_scores_as_evaluated(exported: 
     features = {k: v.numpy() for k, v in RowFeatures(FeatureTables.load(paths.tables), log)(rows).items()}
     evaluated = OnnxModel(paths.onnx("rank"))(features)
 
+    # Held-out rows are of different users and times: one request per row, its user side sent once.
     names = rank_spec(exported.history_len).input_names
-    inputs = []
-    for name in names:
-        array = features[name][None]
-        tensor = grpcclient.InferInput(name, list(array.shape), "INT64" if array.dtype == np.int64 else "FP32")
-        tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
-    served = grpc.infer("rank", inputs).as_numpy("score")[0]
+    answers: queue.Queue = queue.Queue()
+    for row in range(len(rows)):
+        inputs = []
+        for name in names:
+            array = features[name][row : row + 1] if name in USER_SIDE else features[name][row : row + 1][None]
+            tensor = grpcclient.InferInput(name, list(array.shape), "INT64" if array.dtype == np.int64 else "FP32")
+            tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
+        grpc.async_infer("rank", inputs, callback=lambda result, error, row=row: answers.put((row, result, error)))
+    served = np.zeros(len(rows), np.float32)
+    for _ in range(len(rows)):
+        row, result, error = answers.get(timeout=60)
+        assert error is None, error
+        served[row] = result.as_numpy("score")[0, 0]
     assert np.max(np.abs(served - evaluated)) < 1e-6

@@ -4,13 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cascade.features import FeatureTables, assemble_requests
+from cascade.features import FeatureTables, assemble_request_sides, assemble_requests
+from cascade.specs import USER_SIDE
 from cascade.triton.batching import (
     FeatureRequest,
     check_candidate_shapes,
     concat_candidates,
     parse_feature_request,
     split_candidates,
+    split_sides,
 )
 
 TS = 1_700_000_000
@@ -91,22 +93,22 @@ def test_assembly_also_rejects_history_ids_below_padding(tiny_tables: FeatureTab
 
 
 def candidates(n: int, seed: int) -> dict[str, np.ndarray]:
-    """One scorer request: [1, n, ...] tensors of three shapes and two dtypes."""
+    """One scorer request: per-candidate item tensors [1, n, ...], a per-request user tensor [1, 3]."""
     rng = np.random.default_rng(seed)
     return {
         "item_id": rng.integers(1, 100, size=(1, n)),
-        "user_cat": rng.integers(1, 100, size=(1, n, 3)),
         "item_num": rng.normal(size=(1, n, 2)).astype(np.float32),
+        "user_cat": rng.integers(1, 100, size=(1, 3)),
     }
 
 
-NAMES = ["item_id", "user_cat", "item_num"]
+PER_CANDIDATE, PER_REQUEST = ["item_id", "item_num"], ["user_cat"]
 
 
 def test_check_candidate_shapes_accepts_one_candidate_count() -> None:
-    check_candidate_shapes(candidates(4, 0), NAMES)
-    check_candidate_shapes(candidates(0, 0), NAMES)
-    check_candidate_shapes({**candidates(4, 0), "extra": np.zeros(7)}, NAMES)  # unread tensors are ignored
+    check_candidate_shapes(candidates(4, 0), PER_CANDIDATE, PER_REQUEST)
+    check_candidate_shapes(candidates(0, 0), PER_CANDIDATE, PER_REQUEST)
+    check_candidate_shapes({**candidates(4, 0), "extra": np.zeros(7)}, PER_CANDIDATE, PER_REQUEST)  # unread: ignored
 
 
 @pytest.mark.parametrize(
@@ -115,29 +117,31 @@ def test_check_candidate_shapes_accepts_one_candidate_count() -> None:
         ({"user_cat": None}, "missing input 'user_cat'"),
         ({"item_id": np.zeros(4)}, r"input 'item_id' must have shape \[1, n, ...\], got \[4\]"),
         ({"item_num": np.zeros((2, 4, 2))}, r"input 'item_num' must have shape \[1, n, ...\], got \[2, 4, 2\]"),
-        ({"user_cat": np.zeros((1, 5, 3))}, r"inputs disagree on the candidate count: \[4, 5\]"),
+        ({"item_num": np.zeros((1, 5, 2))}, r"inputs disagree on the candidate count: \[4, 5\]"),
+        ({"user_cat": np.zeros((4, 3))}, r"input 'user_cat' must have shape \[1, ...\] \(one per request\), got \[4, 3\]"),
     ],
 )
 def test_check_candidate_shapes_rejects(change: dict, message: str) -> None:
     tensors = {k: v for k, v in {**candidates(4, 0), **change}.items() if v is not None}
     with pytest.raises(ValueError, match=message):
-        check_candidate_shapes(tensors, NAMES)
+        check_candidate_shapes(tensors, PER_CANDIDATE, PER_REQUEST)
 
 
-def test_concat_split_round_trip_with_an_empty_request() -> None:
+def test_concat_broadcasts_the_user_side_and_split_restores_candidates() -> None:
     requests = [candidates(2, 1), candidates(0, 2), candidates(5, 3)]
-    batch, counts = concat_candidates(requests, NAMES)
+    batch, counts = concat_candidates(requests, PER_CANDIDATE, PER_REQUEST)
     assert counts == [2, 0, 5]
     assert batch["item_id"].shape == (7,)
-    assert batch["user_cat"].shape == (7, 3)
     assert batch["item_num"].shape == (7, 2) and batch["item_num"].dtype == np.float32
-    np.testing.assert_array_equal(batch["user_cat"][2:], requests[2]["user_cat"][0])
+    assert batch["user_cat"].shape == (7, 3)  # each request's one row, repeated over its candidates
+    np.testing.assert_array_equal(batch["user_cat"][:2], np.repeat(requests[0]["user_cat"], 2, axis=0))
+    np.testing.assert_array_equal(batch["user_cat"][2:], np.repeat(requests[2]["user_cat"], 5, axis=0))
 
-    back = split_candidates(batch, counts)
+    back = split_candidates({n: batch[n] for n in PER_CANDIDATE}, counts)
     assert len(back) == 3
     for original, restored in zip(requests, back):
-        assert set(restored) == set(NAMES)
-        for name in NAMES:
+        assert set(restored) == set(PER_CANDIDATE)
+        for name in PER_CANDIDATE:
             assert restored[name].shape == original[name].shape, name
             assert restored[name].dtype == original[name].dtype, name
             np.testing.assert_array_equal(restored[name], original[name])
@@ -149,15 +153,22 @@ def test_split_candidates_of_scores_by_counts() -> None:
     assert [b["score"].tolist() for b in back] == [[[0.0, 1.0]], [[]], [[2.0, 3.0, 4.0, 5.0, 6.0]]]
 
 
-def test_assembly_batch_split_back_equals_each_request_alone(tiny_tables: FeatureTables) -> None:
-    """What feature_assembly_model.execute does, without Triton: parse, assemble once, split."""
+def test_assembly_to_scorer_hand_over_equals_each_request_assembled_alone(tiny_tables: FeatureTables) -> None:
+    """feature_assembly_model.execute (assemble the sides once, split per request), then the scorer's
+    concat (user side broadcast): the rows `assemble_requests` gives each request alone."""
     raws = [raw(0, (1, 2), (0,)), raw(5, (), (3, 1)), raw(1, (0, 1, 2, 3, 3), (2, 1, 0, 3), TS + 60)]
     parsed = [parse_feature_request(tiny_tables, r) for r in raws]
     as_tuples = [(p.user_id, p.item_ids, p.history, p.timestamp) for p in parsed]
-    features, counts = assemble_requests(tiny_tables, as_tuples)
+    users, items, counts = assemble_request_sides(tiny_tables, as_tuples)
     assert counts == [2, 0, 5]
-    for one, restored in zip(as_tuples, split_candidates(features, counts)):
+    handed_over = split_sides(users, items, counts)
+    for name in USER_SIDE:
+        assert all(sent[name].shape[0] == 1 for sent in handed_over), name  # one row per request
+    batch, _ = concat_candidates(handed_over, list(items), list(users))
+    expected, _ = assemble_requests(tiny_tables, as_tuples)
+    for name, tensor in expected.items():
+        np.testing.assert_array_equal(batch[name], tensor, err_msg=name)
+    for one, rows in zip(as_tuples, split_candidates(batch, counts)):
         alone, _ = assemble_requests(tiny_tables, [one])
         for name, tensor in alone.items():
-            assert restored[name].shape == (1, *tensor.shape), name
-            np.testing.assert_array_equal(restored[name][0], tensor, err_msg=name)
+            np.testing.assert_array_equal(rows[name][0], tensor, err_msg=name)

@@ -12,6 +12,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from cascade.specs import (
     PIPELINE_OUTPUT,
     REQUEST_INPUTS,
+    USER_SIDE,
     ModelSpec,
     TensorSpec,
     feature_assembly_spec,
@@ -111,11 +112,12 @@ def test_python_model_tensors_follow_the_specs(repo: Repo) -> None:
         inputs, outputs = by_name(config.input), by_name(config.output)
         assert list(inputs) == spec.input_names
         assert list(outputs) == spec.output_names
-        # feature_assembly takes the raw request (one user); scorers take one row per candidate.
+        # feature_assembly takes the raw request (one user); user-side features travel once per
+        # request, everything else (item side, scores) once per candidate.
         for t in spec.inputs:
-            check_tensor(inputs[t.name], t, per_candidate=name != "feature_assembly")
+            check_tensor(inputs[t.name], t, per_candidate=name != "feature_assembly" and t.name not in USER_SIDE)
         for t in spec.outputs:
-            check_tensor(outputs[t.name], t, per_candidate=True)
+            check_tensor(outputs[t.name], t, per_candidate=t.name not in USER_SIDE)
 
 
 def test_variable_dims_allow_ragged_batches(repo: Repo) -> None:
@@ -199,7 +201,7 @@ def test_ensemble_config_rejects_a_scorer_needing_an_unproduced_tensor() -> None
 def test_assembly_output_and_rank_input_agree_on_history_dims(repo: Repo) -> None:
     """ensemble_config checks names only, so the dims agree because one history_len built both."""
     hist = by_name(repo.configs["rank"].input)["hist_item"]
-    assert list(hist.dims) == [-1, L]
+    assert list(hist.dims) == [L]  # once per request
     assembly_hist = by_name(repo.configs["feature_assembly"].output)["hist_item"]
     assert list(assembly_hist.dims) == list(hist.dims)
 
