@@ -99,6 +99,7 @@ def _latency_bar(report: dict) -> Bar:
     ips = {
         r["model"]: r["items_per_s"] for r in rows
         if str(r.get("precision", "")).lower() == "fp32" and r.get("batch") == LATENCY_BATCH and r.get("model") in ("teacher", "rank")
+        and r.get("shape", "rows") == "rows"  # distinct users per row: the per-item cost without shared histories
     }
     if not rows:
         return Bar(name, None, f"{LATENCY_FILE} not present (run perf/bench_models.py)", note)

@@ -95,7 +95,7 @@ def _funnel_md(funnel: dict) -> str:
 def _optional_md(report: dict) -> list[str]:
     parts = []
     if report.get("latency"):
-        keys = ["model", "precision", "batch", "p50_ms", "p99_ms", "items_per_s"]
+        keys = ["model", "precision", "shape", "batch", "p50_ms", "p99_ms", "items_per_s"]
         parts += ["## Latency (perf/bench_models.py)", _table(keys, [[r.get(k) for k in keys] for r in report["latency"]])]
     if report.get("model_costs"):
         rows = [[name, c.get("params"), c.get("flops_per_item")] for name, c in report["model_costs"].items()]

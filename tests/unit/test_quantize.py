@@ -212,8 +212,18 @@ def test_bench_writes_latency_rows_and_costs_for_each_variant(trained, tmp_path:
     write_calibration_set(calibration, tmp_path / "calibration.npz")
     assert main(["--artifacts", str(tmp_path), "--batches", "1,4", "--seconds", "0.01"]) == 0
     rows = json.loads((tmp_path / "report" / "latency.json").read_text())
-    assert [(r["model"], r["precision"], r["batch"]) for r in rows] == [
-        ("teacher", "fp32", 1), ("teacher", "int8dyn", 1), ("teacher", "fp32", 4), ("teacher", "int8dyn", 4)]
+    assert [(r["model"], r["precision"], r["shape"], r["batch"]) for r in rows] == [
+        ("teacher", p, shape, b) for shape in ("rows", "request") for b in (1, 4) for p in ("fp32", "int8dyn")]
     assert all(r["p50_ms"] <= r["p99_ms"] and r["items_per_s"] > 0 and r["intra_op_threads"] == 1 for r in rows)
     assert json.loads((tmp_path / "report" / "model_cost.json").read_text()) == {"teacher": onnx_cost(fp32)}
     assert (tmp_path / "report" / "latency.png").stat().st_size > 0
+    assert main(["--artifacts", str(tmp_path), "--shapes", "rows,users"]) == 2
+
+
+def test_a_request_batch_repeats_one_user_over_distinct_candidates() -> None:
+    from perf.bench_models import batch_of
+
+    features = {"hist_item": np.arange(12).reshape(6, 2), "item_id": np.arange(6) * 10}
+    rows, request = batch_of(features, 4, "rows"), batch_of(features, 4, "request")
+    assert rows["hist_item"].tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert request["hist_item"].tolist() == [[0, 1]] * 4 and request["item_id"].tolist() == [0, 10, 20, 30]
