@@ -56,3 +56,19 @@ def test_the_onnx_graph_deduplicates_and_matches_torch(tmp_path: Path) -> None:
         torch_scores = model(**{k: torch.from_numpy(v) for k, v in many.items()}).numpy()
     np.testing.assert_allclose(onnx_scores, torch_scores, rtol=0, atol=1e-6)
     assert "Unique" in {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def test_training_embeds_every_row_and_gets_the_same_gradients(monkeypatch) -> None:
+    """Training batches are rows of many users: no Unique there, and nothing changes but the cost."""
+    torch.manual_seed(0)
+    model = StudentRanker(CFG)
+    features = {k: torch.from_numpy(v) for k, v in rows(40, users=3).items()}
+    model.train()
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "unique", lambda *a, **k: (_ for _ in ()).throw(AssertionError("unique in training")))
+        model(**features).sum().backward()
+    trained_grad = model.item.item.weight.grad.clone()
+    model.zero_grad()
+    model.eval()  # deduplicated path, same function
+    model(**features).sum().backward()
+    torch.testing.assert_close(model.item.item.weight.grad, trained_grad, rtol=0, atol=1e-6)
