@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     max_queue_delay_us: int = Field(100, ge=0, description="dynamic batching delay; 100 us beat 500 us at 1-4 concurrent calls on CPU (perf/README.md)")
     model_instances: int = Field(1, ge=1)
     triton_versions_kept: int = Field(
-        2, ge=1, description="newest versions of each scorer Triton keeps loaded (the active one and its predecessor)"
+        2, ge=1, description="python -m export.publish keeps this many newest versions of a scorer, plus those in use"
     )
 
     # --- servers -----------------------------------------------------------------------

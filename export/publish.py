@@ -4,7 +4,10 @@
    the export's calibration set (real training rows) with one finite score per row.
 2. It is written as version N+1 of the scorer, with its pinned pipeline `<scorer>_pipeline_v<N+1>`
    (`export.repository.publish_version`). Nothing running changes yet.
-3. `--activate`: the orchestrator is asked to move traffic (POST /admin/models/<scorer>/activate): it
+3. Old versions are pruned from the repositories: all but the newest CASCADE_TRITON_VERSIONS_KEPT and
+   those in use, which the orchestrator reports (GET /admin/models: the active version and the ones
+   experiment arms pin). With no orchestrator answering, nothing is pruned.
+4. `--activate`: the orchestrator is asked to move traffic (POST /admin/models/<scorer>/activate): it
    has Triton load the version through the model-control API, warms it, then points new requests at
    it; requests in flight finish on the old version. Without it, the command to do so is printed.
 
@@ -27,7 +30,7 @@ from cascade.triton.config import parse, triton_dtype
 from cascade.triton.layout import SCORERS
 from export.calibrate import load_calibration_set
 from export.onnx_export import session
-from export.repository import publish_version
+from export.repository import prune_versions, publish_version
 
 ORT_TYPES = {"tensor(int64)": np.int64, "tensor(float)": np.float32, "tensor(int32)": np.int32}
 
@@ -52,6 +55,16 @@ def check_scorer_onnx(onnx_path: Path, config_path: Path, calibration: dict[str,
     if scores.shape[0] != rows or not np.isfinite(scores).all():
         raise ValueError(f"{onnx_path}: {scores.shape[0]} scores for {rows} calibration rows, finite: {bool(np.isfinite(scores).all())}")
     return rows
+
+
+def versions_in_use(orchestrator_url: str, scorer: str, timeout_s: float = 5.0) -> set[int] | None:
+    """The active and pinned versions of `scorer` the orchestrator reports; None if it does not answer."""
+    try:
+        with urllib.request.urlopen(f"{orchestrator_url.rstrip('/')}/admin/models", timeout=timeout_s) as response:
+            entry = json.loads(response.read())[scorer]
+    except (OSError, ValueError, KeyError):
+        return None
+    return {int(entry["active"]), *(int(v) for v in entry.get("pinned", []))}
 
 
 def activate(orchestrator_url: str, scorer: str, version: int, timeout_s: float = 180.0) -> dict:
@@ -91,6 +104,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not published: {err}", file=sys.stderr)
         return 2
     url = f"http://{settings.host}:{settings.port}"
+    in_use = versions_in_use(url, args.scorer)
+    if in_use is None:
+        print(f"no orchestrator answered at {url}: no old version pruned (which ones are in use is unknown)")
+    else:
+        removed = prune_versions(
+            settings.model_repository, settings.ensemble_repository, args.scorer, settings.triton_versions_kept, in_use | {version}
+        )
+        print(f"pruned {args.scorer} versions {removed} (in use: {sorted(in_use)})" if removed else "nothing to prune")
     if not args.activate:
         print(f"to serve it: curl -X POST {url}/admin/models/{args.scorer}/activate -d '{{\"version\": {version}}}' "
               "-H 'content-type: application/json'")

@@ -3,7 +3,8 @@
 Each scorer gets two kinds of pipeline: `<scorer>_pipeline` (follows the newest loaded version, for
 perf runs and clients that do not care) and `<scorer>_pipeline_v<N>` (calls version N only, which is
 what the orchestrator calls). `publish_version` adds version N+1 of a scorer and its pinned pipeline
-next to the running ones; Triton loads it on the model-control API's load call.
+next to the running ones; Triton (which serves every version present) loads it on the model-control
+API's load call. `prune_versions` removes old versions and their pipelines that nothing uses.
 """
 from __future__ import annotations
 
@@ -56,7 +57,6 @@ def write_repositories(
     max_queue_delay_us: int,
     instances: int,
     version: int = 1,
-    versions_kept: int = 2,
 ) -> list[Path]:
     """Lay out feature_assembly, every scorer and its pipelines; return the config paths."""
     clear_repository(model_root)
@@ -69,7 +69,7 @@ def write_repositories(
     )
     for name, (spec, onnx_path) in scorers.items():
         config = python_model_config(
-            spec, PER_REQUEST, **batching, parameters={"intra_op_threads": "1"}, versions_kept=versions_kept
+            spec, PER_REQUEST, **batching, parameters={"intra_op_threads": "1"}, all_versions=True
         )
         _write_model(model_root, name, render(config), ONNX_ADAPTER, {ONNX_FILE: onnx_path}, version)
         latest = ensemble_config(pipeline_name(name), assembly, spec, max_batch_size)
@@ -98,3 +98,15 @@ def publish_version(model_root: Path, ensemble_root: Path, scorer: str, onnx_pat
     _write_version(model_root, scorer, ONNX_ADAPTER, {ONNX_FILE: onnx_path}, version)
     _write_ensemble(ensemble_root, render(pinned), pinned.name)
     return version
+
+
+def prune_versions(model_root: Path, ensemble_root: Path, scorer: str, keep: int, in_use: set[int]) -> list[int]:
+    """Remove the version directories of `scorer` (and their pinned pipelines) other than the newest
+    `keep` and those `in_use`; return the removed versions. Triton drops them on its next load."""
+    versions = scorer_versions(model_root, scorer)
+    kept = set(versions[-keep:]) | in_use
+    removed = [v for v in versions if v not in kept]
+    for v in removed:
+        shutil.rmtree(model_root / scorer / str(v))
+        shutil.rmtree(ensemble_root / pipeline_name(scorer, v), ignore_errors=True)
+    return removed

@@ -59,6 +59,11 @@ class Funnel:
             for arm in (self.experiment.arms if self.experiment else ())
         }
 
+    def pinned_versions(self, scorer: str) -> list[int]:
+        """The versions of `scorer` that experiment arms call instead of the active one."""
+        arms = self.experiment.arms if self.experiment is not None else ()
+        return sorted({arm.model_versions[scorer] for arm in arms if arm.model_versions and scorer in arm.model_versions})
+
     def arm_of(self, user_id: int) -> Arm | None:
         return self.experiment.assign(user_id) if self.experiment is not None else None
 

@@ -5,8 +5,9 @@ answer names the version that scored it and traffic moves only when told to. A s
 (`POST /admin/models/{scorer}/activate`): Triton loads the scorer again through its model-control API
 (picking up the new version directory while the loaded versions keep serving), loads the version's
 pinned pipeline, the orchestrator scores one warm-up request through it, and only then points new
-requests at it. Requests already in flight finish on the version they started with, which Triton
-keeps loaded (CASCADE_TRITON_VERSIONS_KEPT newest versions), so no request fails.
+requests at it. Requests already in flight finish on the version they started with, which Triton keeps
+loaded (it serves every version directory present; `export.publish` prunes the unused ones), so
+no request fails.
 
 At start the funnel takes, per scorer, the newest version Triton can serve through its pinned
 pipeline (the manifest's version while Triton is unreachable).

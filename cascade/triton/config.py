@@ -41,13 +41,14 @@ def python_model_config(
     max_queue_delay_us: int,
     instances: int,
     parameters: dict[str, str] | None = None,
-    versions_kept: int = 1,
+    all_versions: bool = False,
 ) -> mc.ModelConfig:
     """A Python-backend model with dynamic batching and CPU instances; the inputs and outputs named in
     `per_request` have no candidate dimension.
 
-    `versions_kept`: Triton serves this many of the newest version directories side by side, so a
-    newly published version loads while the previous one still answers (see `export.publish`).
+    `all_versions`: Triton serves every version directory present, so a newly published version loads
+    while the one in use still answers, and every pinned pipeline finds its version (`export.publish`
+    adds versions and prunes old ones that nothing uses). Otherwise only the newest version.
     No queue policy: with one (REJECT on a per-request timeout), Triton 2.51's dynamic batcher held
     some requests for ~500 ms even at concurrency 1 (feature_assembly p99 1.6 ms -> 505 ms).
     """
@@ -62,7 +63,10 @@ def python_model_config(
             max_queue_delay_microseconds=max_queue_delay_us,
         ),
         instance_group=[mc.ModelInstanceGroup(count=instances, kind=mc.ModelInstanceGroup.KIND_CPU)],
-        version_policy=mc.ModelVersionPolicy(latest=mc.ModelVersionPolicy.Latest(num_versions=versions_kept)),
+        version_policy=(
+            mc.ModelVersionPolicy(all=mc.ModelVersionPolicy.All()) if all_versions
+            else mc.ModelVersionPolicy(latest=mc.ModelVersionPolicy.Latest(num_versions=1))
+        ),
     )
     for key, value in (parameters or {}).items():
         config.parameters[key].string_value = value

@@ -41,9 +41,13 @@ async def reload_recall(funnel: Funnel = Depends(get_funnel), metrics: FunnelMet
 
 @router.get("/models")
 async def models(funnel: Funnel = Depends(get_funnel)) -> dict:
-    """The version of each scorer new requests call, and the versions Triton could serve now."""
+    """Per scorer: the version new requests call, the versions experiment arms pin, and the versions
+    Triton could serve now."""
     index = await funnel.scorer.loaded()
-    return {s: {"active": funnel.versions.active[s], "servable": servable_versions(index, s)} for s in SCORERS}
+    return {
+        s: {"active": funnel.versions.active[s], "pinned": funnel.pinned_versions(s), "servable": servable_versions(index, s)}
+        for s in SCORERS
+    }
 
 
 @router.post("/models/{scorer}/activate", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})

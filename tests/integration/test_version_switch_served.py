@@ -67,21 +67,22 @@ async def test_a_published_version_takes_traffic_without_a_failed_request(switch
             user += CLIENTS
 
     async with serve(settings) as (_, http):
-        assert (await http.get("/admin/models")).json()["rank"] == {"active": 1, "servable": [1]}
+        assert (await http.get("/admin/models")).json()["rank"] == {"active": 1, "pinned": [], "servable": [1]}
         loops = [asyncio.create_task(user_loop(http, n)) for n in range(CLIENTS)]
         try:
             await asyncio.sleep(1.0)
             # The student quantized to INT8 is the "retrained" model: same inputs, slightly different scores.
-            int8 = ArtifactPaths(settings.artifacts_dir).onnx("rank.int8")
-            version = await asyncio.to_thread(publish, settings, "rank", int8)
-            assert version == 2
+            # Two versions are published (2 is never activated), then 3 takes the traffic from 1.
+            paths = ArtifactPaths(settings.artifacts_dir)
+            assert await asyncio.to_thread(publish, settings, "rank", paths.onnx("rank.int8dyn")) == 2
+            assert await asyncio.to_thread(publish, settings, "rank", paths.onnx("rank.int8")) == 3
             refused = await http.post("/admin/models/rank/activate", json={"version": 7})
             assert refused.status_code == 409 and "could not load rank version 7" in refused.json()["error"]
             started = time.monotonic()
-            switched = await http.post("/admin/models/rank/activate", json={"version": 2})
+            switched = await http.post("/admin/models/rank/activate", json={"version": 3})
             switched_at = time.monotonic()
             assert switched.status_code == 200, switched.text
-            assert switched.json() == {"scorer": "rank", "version": 2, "previous": 1}
+            assert switched.json() == {"scorer": "rank", "version": 3, "previous": 1}
             await asyncio.sleep(1.0)
         finally:
             stop.set()
@@ -99,8 +100,10 @@ async def test_a_published_version_takes_traffic_without_a_failed_request(switch
           f"{switched_at - started:.2f} s")
     assert statuses == {200: len(answers)} and degraded == []
     assert before == {1: before[1]} and before[1] > 0
-    assert after == {2: after[2]} and after[2] > 0
-    assert models["rank"] == {"active": 2, "servable": [1, 2]}  # the previous version stays loaded for a rollback
-    assert metric(text, "cascade_model_active_version", scorer="rank") == 2
+    assert after == {3: after[3]} and after[3] > 0
+    # The previous version stays servable for a rollback; 2 was published but never activated, so its
+    # pinned pipeline was never loaded.
+    assert models["rank"] == {"active": 3, "pinned": [], "servable": [1, 3]}
+    assert metric(text, "cascade_model_active_version", scorer="rank") == 3
     assert metric(text, "cascade_model_version_switches_total", scorer="rank", outcome="ok") == 1
     assert metric(text, "cascade_model_version_switches_total", scorer="rank", outcome="refused") == 1

@@ -22,7 +22,7 @@ from cascade.specs import (
 from cascade.triton.config import ensemble_config, parse, triton_dtype
 from cascade.triton.layout import FEATURE_ASSEMBLY_ADAPTER, ONNX_ADAPTER, ONNX_FILE, TABLES_FILE
 from cascade.triton.layout import pipeline_name
-from export.repository import publish_version, scorer_versions, write_repositories
+from export.repository import prune_versions, publish_version, scorer_versions, write_repositories
 
 L = 3
 MAX_BATCH = 8
@@ -166,9 +166,9 @@ def test_ensemble_wiring(repo: Repo, scorer: str, version: int | None) -> None:
     assert [s.model_version for s in steps] == [-1, -1 if version is None else version]
 
 
-def test_scorers_keep_the_newest_versions_loaded(repo: Repo) -> None:
+def test_scorers_serve_every_version_present(repo: Repo) -> None:
     for scorer in ("prerank", "rank"):
-        assert repo.configs[scorer].version_policy.latest.num_versions == 2
+        assert repo.configs[scorer].version_policy.HasField("all")
     assert repo.configs["feature_assembly"].version_policy.latest.num_versions == 1
 
 
@@ -185,6 +185,19 @@ def test_publishing_adds_the_next_version_and_its_pinned_pipeline(repo: Repo, tm
     assert pinned.name == "rank_pipeline_v3" and [s.model_version for s in pinned.ensemble_scheduling.step] == [-1, 3]
     assert list(pinned.input) == list(latest.input) and list(pinned.output) == list(latest.output)
     assert scorer_versions(repo.model_root, "prerank") == [1]  # the other scorer is untouched
+
+
+def test_pruning_keeps_the_newest_and_those_in_use(repo: Repo, tmp_path: Path) -> None:
+    onnx = tmp_path / "next.onnx"
+    onnx.write_bytes(b"next")
+    for _ in range(4):
+        publish_version(repo.model_root, repo.ensemble_root, "rank", onnx)  # versions 2..5
+    assert prune_versions(repo.model_root, repo.ensemble_root, "rank", keep=2, in_use={2}) == [1, 3]
+    assert scorer_versions(repo.model_root, "rank") == [2, 4, 5]
+    assert sorted(p.name for p in repo.ensemble_root.iterdir() if p.name.startswith("rank_")) == [
+        "rank_pipeline", "rank_pipeline_v2", "rank_pipeline_v4", "rank_pipeline_v5",
+    ]
+    assert prune_versions(repo.model_root, repo.ensemble_root, "rank", keep=5, in_use=set()) == []
 
 
 def test_ensemble_config_rejects_a_scorer_needing_an_unproduced_tensor() -> None:
