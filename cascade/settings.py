@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cascade.experiments import parse_experiments
@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_port: int = Field(6379, ge=1, le=65535)
     host: str = "127.0.0.1"
+    admin_token: SecretStr | None = Field(
+        None, description="bearer token the /admin endpoints require; unset: they are open (bind to loopback then)"
+    )
     port: int = Field(8080, ge=1, le=65535)
     run_dir: Path = Path("run")
 

@@ -57,20 +57,26 @@ def check_scorer_onnx(onnx_path: Path, config_path: Path, calibration: dict[str,
     return rows
 
 
-def versions_in_use(orchestrator_url: str, scorer: str, timeout_s: float = 5.0) -> set[int] | None:
+def _admin_headers(settings: Settings) -> dict[str, str]:
+    token = settings.admin_token
+    return {"authorization": f"Bearer {token.get_secret_value()}"} if token is not None else {}
+
+
+def versions_in_use(settings: Settings, scorer: str, timeout_s: float = 5.0) -> set[int] | None:
     """The active and pinned versions of `scorer` the orchestrator reports; None if it does not answer."""
+    request = urllib.request.Request(f"http://{settings.host}:{settings.port}/admin/models", headers=_admin_headers(settings))
     try:
-        with urllib.request.urlopen(f"{orchestrator_url.rstrip('/')}/admin/models", timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
             entry = json.loads(response.read())[scorer]
     except (OSError, ValueError, KeyError):
         return None
     return {int(entry["active"]), *(int(v) for v in entry.get("pinned", []))}
 
 
-def activate(orchestrator_url: str, scorer: str, version: int, timeout_s: float = 180.0) -> dict:
+def activate(settings: Settings, scorer: str, version: int, timeout_s: float = 180.0) -> dict:
     request = urllib.request.Request(
-        f"{orchestrator_url.rstrip('/')}/admin/models/{scorer}/activate",
-        data=json.dumps({"version": version}).encode(), headers={"content-type": "application/json"}, method="POST",
+        f"http://{settings.host}:{settings.port}/admin/models/{scorer}/activate", method="POST",
+        data=json.dumps({"version": version}).encode(), headers={"content-type": "application/json", **_admin_headers(settings)},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not published: {err}", file=sys.stderr)
         return 2
     url = f"http://{settings.host}:{settings.port}"
-    in_use = versions_in_use(url, args.scorer)
+    in_use = versions_in_use(settings, args.scorer)
     if in_use is None:
         print(f"no orchestrator answered at {url}: no old version pruned (which ones are in use is unknown)")
     else:
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
               "-H 'content-type: application/json'")
         return 0
     try:
-        print(f"activated: {activate(url, args.scorer, version)}")
+        print(f"activated: {activate(settings, args.scorer, version)}")
     except (RuntimeError, OSError) as err:
         print(f"published but not activated: {err}", file=sys.stderr)
         return 1

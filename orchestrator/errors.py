@@ -30,6 +30,10 @@ class InvalidInput(ValueError):
         self.problems = problems
 
 
+class Unauthorized(PermissionError):
+    """An operator endpoint called without the right CASCADE_ADMIN_TOKEN: a 401."""
+
+
 def _field(loc: tuple) -> str:
     parts = [str(p) for p in loc if p != "body"]
     return ".".join(parts) or "body"
@@ -53,6 +57,12 @@ def _unavailable(message: str) -> JSONResponse:
     return JSONResponse(status_code=503, content=ErrorBody(error=f"service unavailable: {message}").model_dump())
 
 
+async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
+    return JSONResponse(
+        status_code=401, content=ErrorBody(error=f"unauthorized: {exc}").model_dump(), headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
 async def _not_ready(_: Request, exc: NotReady) -> JSONResponse:
     log.error("request refused, orchestrator not ready: %s", exc)
     return _unavailable(f"the orchestrator is not ready ({exc})")
@@ -64,6 +74,7 @@ def install_error_handlers(app: FastAPI, max_body_bytes: int, path_body_bytes: M
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(NotReady, _not_ready)
+    app.add_exception_handler(Unauthorized, _unauthorized)
 
     @app.middleware("http")
     async def limit_body_and_answer_the_unexpected(request: Request, call_next):

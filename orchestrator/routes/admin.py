@@ -1,23 +1,36 @@
-"""Operator endpoints: re-read the recall channel file, see and switch the scorer versions served."""
+"""Operator endpoints: re-read the recall channel file, see and switch the scorer versions served.
+
+With CASCADE_ADMIN_TOKEN set, each needs `Authorization: Bearer <token>` (else a 401).
+"""
 from __future__ import annotations
 
+import hmac
 import time
 
 import numpy as np
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from cascade.history import PAD_ITEM
 from cascade.triton.layout import SCORERS
 from orchestrator.deps import get_funnel, get_metrics
-from orchestrator.errors import InvalidInput
+from orchestrator.errors import InvalidInput, Unauthorized
 from orchestrator.metrics import FunnelMetrics
 from orchestrator.pipeline import Funnel
 from orchestrator.schemas import ErrorBody
 from orchestrator.versions import VersionNotServable, servable_versions
 
-router = APIRouter(prefix="/admin")
+def require_admin(request: Request, funnel: Funnel = Depends(get_funnel)) -> None:
+    token = funnel.settings.admin_token
+    if token is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise Unauthorized("this endpoint needs Authorization: Bearer <CASCADE_ADMIN_TOKEN>")
+
+
+router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], responses={401: {"model": ErrorBody}})
 
 
 class Activate(BaseModel):
