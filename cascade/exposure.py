@@ -13,19 +13,23 @@ def unexposed_mask(item_ids: np.ndarray, exposed: np.ndarray) -> np.ndarray:
     return ~np.isin(item_ids, exposed)
 
 
-def filter_exposed(item_ids: np.ndarray, exposed: np.ndarray, min_keep: int) -> np.ndarray:
+def filter_exposed(item_ids: np.ndarray, exposed: np.ndarray, min_keep: int, seen: np.ndarray | None = None) -> np.ndarray:
     """Indices (int64, into `item_ids`) of the candidates to keep.
 
     The unexposed candidates, in candidate order. If fewer than `min_keep` of them remain, exposed
-    candidates are appended after them, in candidate order, until `min_keep` (or all candidates)
-    are kept: a response of already-seen items beats an empty one.
+    candidates are appended until `min_keep` (or all candidates) are kept, because a response of
+    already-served items beats a short one. The refill order: first the items only served (in
+    `exposed` but not in `seen`: sent by the server, never reported shown by the client), then those
+    the client reported seen (`seen`, the long-term buffer), each group in candidate order.
     """
     unexposed = unexposed_mask(item_ids, exposed)
     keep = np.flatnonzero(unexposed)
     shortfall = min_keep - len(keep)
     if shortfall <= 0:
         return keep
-    return np.concatenate([keep, np.flatnonzero(~unexposed)[:shortfall]])
+    reported = ~unexposed & ~unexposed_mask(item_ids, seen if seen is not None else np.empty(0, np.int64))
+    refill = np.concatenate([np.flatnonzero(~unexposed & ~reported), np.flatnonzero(reported)])
+    return np.concatenate([keep, refill[:shortfall]])
 
 
 def expired_before(now: float, ttl_s: float) -> float:

@@ -143,7 +143,7 @@ class Funnel:
     def _filter_exposed(self, run: RequestRun, state: UserState | None, cands: Candidates, k: int) -> Candidates:
         out = cands
         if state is not None:
-            out = cands.take(filter_exposed(cands.item_ids, state.exposed, min_keep=k))
+            out = cands.take(filter_exposed(cands.item_ids, state.exposed, min_keep=k, seen=state.seen))
             self.metrics.count_exposure_filter(len(cands), len(out), run.arm)
         run.count("exposure_filter", len(cands), len(out))
         return out

@@ -35,6 +35,7 @@ LABELS_KEY = "cascade:labels:{request_id}"  # hash: "<label>:<item>" -> count or
 class UserState:
     exposed: np.ndarray  # int64: items in either exposure buffer
     clicks: np.ndarray  # int64: live clicks, most recent last
+    seen: np.ndarray  # int64: items the client reported (the long-term buffer), refilled last
 
 
 @asynccontextmanager
@@ -73,7 +74,7 @@ class ExposureStore:
             pipe.lrange(SEQUENCE_KEY.format(user_id=user_id), 0, self.history_len - 1)
             _, shown, _, real, sequence = await pipe.execute()
         as_ids = lambda members: np.array([int(m) for m in members], dtype=np.int64)  # noqa: E731
-        return UserState(exposed_union(as_ids(shown), as_ids(real)), as_ids(sequence)[::-1].copy())
+        return UserState(exposed_union(as_ids(shown), as_ids(real)), as_ids(sequence)[::-1].copy(), as_ids(real))
 
     async def exposed(self, user_id: int) -> np.ndarray:
         """The items in either exposure buffer."""

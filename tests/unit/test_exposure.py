@@ -48,3 +48,12 @@ def test_exposed_union_of_both_buffers() -> None:
     assert exposed_union(np.array([], dtype=np.int64), np.array([], dtype=np.int64)).tolist() == []
     kept = filter_exposed(CANDIDATES, exposed_union(np.array([13]), np.array([11])), min_keep=0)
     assert CANDIDATES[kept].tolist() == [10, 12, 14]
+
+
+def test_refill_takes_items_only_served_before_items_the_client_saw() -> None:
+    candidates = np.array([10, 11, 12, 13, 14])
+    served, seen = np.array([10, 12, 13]), np.array([11, 13])  # 13 in both buffers counts as seen
+    exposed = np.union1d(served, seen)
+    assert filter_exposed(candidates, exposed, min_keep=3, seen=seen).tolist() == [4, 0, 2]
+    assert filter_exposed(candidates, exposed, min_keep=5, seen=seen).tolist() == [4, 0, 2, 1, 3]
+    assert filter_exposed(candidates, exposed, min_keep=1, seen=seen).tolist() == [4]
