@@ -57,6 +57,10 @@ def check_scorer_onnx(onnx_path: Path, config_path: Path, calibration: dict[str,
     return rows
 
 
+def orchestrator_url(settings: Settings) -> str:
+    return f"http://{settings.host}:{settings.port}"
+
+
 def _admin_headers(settings: Settings) -> dict[str, str]:
     token = settings.admin_token
     return {"authorization": f"Bearer {token.get_secret_value()}"} if token is not None else {}
@@ -64,7 +68,7 @@ def _admin_headers(settings: Settings) -> dict[str, str]:
 
 def versions_in_use(settings: Settings, scorer: str, timeout_s: float = 5.0) -> set[int] | None:
     """The active and pinned versions of `scorer` the orchestrator reports; None if it does not answer."""
-    request = urllib.request.Request(f"http://{settings.host}:{settings.port}/admin/models", headers=_admin_headers(settings))
+    request = urllib.request.Request(f"{orchestrator_url(settings)}/admin/models", headers=_admin_headers(settings))
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             entry = json.loads(response.read())[scorer]
@@ -75,7 +79,7 @@ def versions_in_use(settings: Settings, scorer: str, timeout_s: float = 5.0) -> 
 
 def activate(settings: Settings, scorer: str, version: int, timeout_s: float = 180.0) -> dict:
     request = urllib.request.Request(
-        f"http://{settings.host}:{settings.port}/admin/models/{scorer}/activate", method="POST",
+        f"{orchestrator_url(settings)}/admin/models/{scorer}/activate", method="POST",
         data=json.dumps({"version": version}).encode(), headers={"content-type": "application/json", **_admin_headers(settings)},
     )
     try:
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, ValueError, FileNotFoundError) as err:
         print(f"not published: {err}", file=sys.stderr)
         return 2
-    url = f"http://{settings.host}:{settings.port}"
+    url = orchestrator_url(settings)
     in_use = versions_in_use(settings, args.scorer)
     if in_use is None:
         print(f"no orchestrator answered at {url}: no old version pruned (which ones are in use is unknown)")

@@ -111,7 +111,7 @@ class Funnel:
         first `keep` as they stand. Also says whether the candidates were scored.
         """
         scores = await run.guarded(
-            scorer, lambda _: self._triton(scorer, version, user_id, cands, history, timestamp, run.arm),
+            scorer, lambda: self._triton(scorer, version, user_id, cands, history, timestamp, run.arm),
             fallback=None,
         )
         if scores is None:
@@ -138,7 +138,7 @@ class Funnel:
     async def _user_state(self, run: RequestRun, user_id: int) -> UserState | None:
         """Both exposure buffers and the live clicks, one Redis round trip, read before recall (which
         needs the clicks); its time is the exposure filter's. None if Redis failed: no filter, no clicks."""
-        return await run.guarded("exposure_filter", lambda _: self.exposure.user_state(user_id), fallback=None)
+        return await run.guarded("exposure_filter", lambda: self.exposure.user_state(user_id), fallback=None)
 
     def _filter_exposed(self, run: RequestRun, state: UserState | None, cands: Candidates, k: int) -> Candidates:
         out = cands
@@ -211,7 +211,7 @@ class Funnel:
         scored_by = "rank" if ranked else "prerank" if prescored else "none"
         sample = self._sample(request_id, user_id, history, timestamp, final, scored_by, versions, experiment, arm_name)
         await run.guarded(
-            "exposure_write", lambda _: self.exposure.record_served(user_id, final.item_ids, sample), fallback=None
+            "exposure_write", lambda: self.exposure.record_served(user_id, final.item_ids, sample), fallback=None
         )
         items = [
             Item(item_id=int(i), score=float(sc), category=int(r.tables.item_category[i]), channel=final.channel_names[c])

@@ -56,15 +56,15 @@ class RequestRun:
         finally:
             self._finish(stage, started)
 
-    async def guarded(self, stage: str, call: Callable[[float], Awaitable[T]], fallback: T) -> T:
-        """`await call(timeout_s)` within the stage's allowance; on timeout or failure, `fallback`."""
+    async def guarded(self, stage: str, call: Callable[[], Awaitable[T]], fallback: T) -> T:
+        """`await call()` within the stage's allowance; on timeout or failure, `fallback`."""
         started = time.perf_counter()
         allowance = self.deadline.begin(stage, started)
         try:
             if allowance <= 0:
                 raise TimeoutError(f"no time left of the {self.deadline.total_s * 1e3:g} ms request deadline")
             async with asyncio.timeout(allowance):
-                return await call(allowance)
+                return await call()
         except Exception as err:  # any failure degrades this stage, never the request
             self.degrade(stage, err)
             return fallback

@@ -76,10 +76,6 @@ class ExposureStore:
         as_ids = lambda members: np.array([int(m) for m in members], dtype=np.int64)  # noqa: E731
         return UserState(exposed_union(as_ids(shown), as_ids(real)), as_ids(sequence)[::-1].copy(), as_ids(real))
 
-    async def exposed(self, user_id: int) -> np.ndarray:
-        """The items in either exposure buffer."""
-        return (await self.user_state(user_id)).exposed
-
     async def record_served(self, user_id: int, item_ids: np.ndarray, sample: dict[str, bytes] | None = None) -> None:
         """The answer's items into the short-term buffer and, if given, its sample onto the stream."""
         if len(item_ids) == 0 and sample is None:
