@@ -11,9 +11,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cascade.experiments import parse_experiments
 
-# p99 budget of each funnel stage, in funnel order (design.md); HTTP, serialisation and slack take the rest.
+# p99 budget of each funnel stage, in the order the funnel runs them (the exposure read comes first: recall
+# needs the live clicks it brings); HTTP, serialisation and slack take the rest (orchestrator.deadlines).
 DEFAULT_STAGE_BUDGETS_MS = {
-    "recall": 5.0, "exposure_filter": 2.0, "prerank": 8.0, "rank": 12.0, "rerank": 2.0, "exposure_write": 2.0,
+    "exposure_filter": 2.0, "recall": 5.0, "prerank": 8.0, "rank": 12.0, "rerank": 2.0, "exposure_write": 2.0,
 }
 
 
@@ -112,7 +113,17 @@ class Settings(BaseSettings):
         description='per-stage budgets; JSON in CASCADE_STAGE_BUDGETS_MS, e.g. {"rank": 20}: stages not named keep their default',
     )
     deadline_rollover: bool = Field(
-        True, description="a stage may also spend what earlier stages left of their budgets (never past the deadline)"
+        True, description="slack: a stage may also spend what the deadline has left beyond the budgets of the stages "
+        "after it (earlier stages' unspent budgets, the unbudgeted part); false: exactly its budget",
+    )
+
+    # --- admission -----------------------------------------------------------------------
+    max_in_flight: int = Field(
+        8, ge=1, description="recommend requests the orchestrator works on at once; more wait for a slot"
+    )
+    admission_wait_ms: float = Field(
+        15.0, ge=0.0, description="how long a request may wait for a slot (it counts against its deadline); "
+        "after that it is shed: 503 with Retry-After",
     )
 
     @field_validator("stage_budgets_ms", mode="before")
@@ -151,6 +162,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"CASCADE_N_INTERACTIONS ({self.n_interactions}) must be at least 5 x CASCADE_N_USERS "
                 f"({5 * self.n_users}): the generator gives every user five interactions or more"
+            )
+        if self.admission_wait_ms >= self.request_deadline_ms:
+            raise ValueError(
+                f"CASCADE_ADMISSION_WAIT_MS ({self.admission_wait_ms:g}) must be shorter than CASCADE_REQUEST_DEADLINE_MS "
+                f"({self.request_deadline_ms:g}): the wait counts against the deadline"
             )
         planned = sum(self.stage_budgets_ms.values())
         if planned > self.request_deadline_ms:

@@ -6,12 +6,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from cascade.settings import Settings, load_settings
+from orchestrator.admission import Admission
 from orchestrator.clients.exposure import ExposureStore
 from orchestrator.clients.feedback import FeedbackLimits, FeedbackStore
 from orchestrator.clients.triton import TritonScorer
 from orchestrator.errors import install_error_handlers
 from orchestrator.metrics import FunnelMetrics, RequestMetrics
-from orchestrator.pipeline import Funnel
+from orchestrator.service import FunnelService
 from orchestrator.resources import Resources
 from orchestrator.routes import admin, feedback, health, metrics, recommend
 
@@ -29,7 +30,7 @@ def build_app(settings: Settings) -> FastAPI:
             settings.feedback_dedup_ttl_s, settings.long_exposure_ttl_s, settings.long_exposure_max_items,
             settings.live_sequence_ttl_s, settings.history_len, settings.popular_decay_tau_s, settings.label_ttl_s,
         ))
-        app.state.funnel = Funnel(settings, resources, scorer, exposure, app.state.metrics)
+        app.state.funnel = FunnelService(settings, resources, scorer, exposure, app.state.metrics)
         await app.state.funnel.warm_up()
         app.state.metrics.set_active_versions(app.state.funnel.versions.active)
         try:
@@ -42,6 +43,8 @@ def build_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="Cascade", version="0.1.0", lifespan=lifespan)
     app.state.metrics = FunnelMetrics()  # a registry per app: apps built side by side never share series
+    app.state.admission = Admission(settings.max_in_flight, settings.admission_wait_ms / 1e3)
+    app.state.metrics.watch_admission(app.state.admission)
     install_error_handlers(app, settings.max_body_bytes, {"/v1/feedback": settings.feedback_max_body_bytes})
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # outermost: counts the error handlers' answers too
     app.include_router(recommend.router)

@@ -1,8 +1,12 @@
 """Deadline arithmetic for one request: how long each funnel stage may take. Pure; the clock is passed in.
 
-The request has a total deadline and every stage a budget. A stage may spend its own budget and,
-with rollover, what the stages before it left unspent of theirs; never more than what is left of
-the total. A stage whose allowance is zero is skipped without being started.
+The request has a total deadline and every stage a budget, in funnel order. A budget is the time a
+stage is sure to get (while the total lasts) and the time the stages before it must leave for it.
+With slack (the default), a stage may also take whatever the total has left beyond the budgets of
+the stages after it: the budgets of earlier stages that they did not spend, and the part of the
+deadline no budget claims (HTTP, serialisation). So a stage is cut off only when finishing it would
+eat into what later stages are owed, which is what a stuck server does, not a busy moment. Without
+slack each stage gets exactly its budget. A stage whose allowance is zero is skipped unstarted.
 """
 from __future__ import annotations
 
@@ -10,38 +14,40 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 
-def stage_allowance(budget_s: float, planned_before_s: float, elapsed_s: float, total_s: float, rollover: bool) -> float:
+def stage_allowance(budget_s: float, reserved_after_s: float, elapsed_s: float, total_s: float, slack: bool) -> float:
     """Seconds a stage starting `elapsed_s` into the request may take.
 
-    `planned_before_s` is the sum of the budgets of the stages before it: what they had planned to
-    spend by now. What they left unspent rolls over (if `rollover`); an overrun does not cut this
-    stage below its own budget, only the total deadline does.
+    `reserved_after_s` is the sum of the budgets of the stages after it. An earlier overrun never
+    cuts this stage below its own budget; only the total deadline does.
     """
-    unspent = max(0.0, planned_before_s - elapsed_s) if rollover else 0.0
-    return max(0.0, min(budget_s + unspent, total_s - elapsed_s))
+    remaining = max(0.0, total_s - elapsed_s)
+    if not slack:
+        return min(budget_s, remaining)
+    return min(remaining, max(budget_s, remaining - reserved_after_s))
 
 
-@dataclass
-class Deadline:
-    """One request's deadline; `begin` each stage once, in funnel order."""
+@dataclass(frozen=True)
+class DeadlinePlan:
+    """The deadline every request shares: the total, each stage's budget and what the later stages are owed."""
 
     total_s: float
-    budgets_s: Mapping[str, float]
-    rollover: bool
-    started: float  # the clock's reading when the request began
-    planned_s: float = 0.0  # budgets of the stages begun so far
+    budgets_s: Mapping[str, float]  # in funnel order
+    reserved_after_s: Mapping[str, float]
+    slack: bool
 
     @classmethod
-    def start(cls, total_ms: float, budgets_ms: Mapping[str, float], rollover: bool, now: float) -> Deadline:
-        return cls(total_ms / 1e3, {stage: ms / 1e3 for stage, ms in budgets_ms.items()}, rollover, now)
+    def from_ms(cls, total_ms: float, budgets_ms: Mapping[str, float], slack: bool) -> DeadlinePlan:
+        budgets = {stage: ms / 1e3 for stage, ms in budgets_ms.items()}
+        reserved, after = 0.0, {}
+        for stage in reversed(list(budgets)):
+            after[stage] = reserved
+            reserved += budgets[stage]
+        return cls(total_ms / 1e3, budgets, after, slack)
 
-    def remaining(self, now: float) -> float:
+    def allowance(self, stage: str, elapsed_s: float) -> float:
+        """The seconds `stage`, starting `elapsed_s` into the request, may take; 0 means: skip it."""
+        return stage_allowance(self.budgets_s[stage], self.reserved_after_s[stage], elapsed_s, self.total_s, self.slack)
+
+    def remaining(self, elapsed_s: float) -> float:
         """Seconds left of the total deadline (0 once it has passed)."""
-        return max(0.0, self.total_s - (now - self.started))
-
-    def begin(self, stage: str, now: float) -> float:
-        """The seconds `stage`, starting now, may take; 0 means: skip it."""
-        budget = self.budgets_s[stage]
-        allowance = stage_allowance(budget, self.planned_s, now - self.started, self.total_s, self.rollover)
-        self.planned_s += budget
-        return allowance
+        return max(0.0, self.total_s - elapsed_s)

@@ -6,14 +6,19 @@ from fastapi import Request
 from orchestrator.clients.feedback import FeedbackStore
 from orchestrator.errors import NotReady
 from orchestrator.metrics import FunnelMetrics
-from orchestrator.pipeline import Funnel
+from orchestrator.admission import Admission
+from orchestrator.service import FunnelService
 
 
-def get_funnel(request: Request) -> Funnel:
+def get_funnel(request: Request) -> FunnelService:
     funnel = getattr(request.app.state, "funnel", None)
     if funnel is None:
         raise NotReady("the funnel is not loaded: the app's lifespan has not started or its startup failed")
     return funnel
+
+
+def get_admission(request: Request) -> Admission:
+    return request.app.state.admission
 
 
 def get_metrics(request: Request) -> FunnelMetrics:

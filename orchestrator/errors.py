@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.schemas import ErrorBody
 
@@ -53,8 +54,13 @@ async def _invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
     return _unprocessable(exc.problems)
 
 
-def _unavailable(message: str) -> JSONResponse:
-    return JSONResponse(status_code=503, content=ErrorBody(error=f"service unavailable: {message}").model_dump())
+def _unavailable(message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=503, content=ErrorBody(error=f"service unavailable: {message}").model_dump(), headers=headers)
+
+
+def overloaded(retry_after_s: int) -> JSONResponse:
+    """A request shed at the door: every slot stayed busy for as long as it could wait."""
+    return _unavailable("overloaded, try again shortly", {"Retry-After": str(retry_after_s)})
 
 
 async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
@@ -68,23 +74,45 @@ async def _not_ready(_: Request, exc: NotReady) -> JSONResponse:
     return _unavailable(f"the orchestrator is not ready ({exc})")
 
 
+class GuardedBody:
+    """Pure ASGI middleware (no BaseHTTPMiddleware: that one costs a task and a stream per request):
+    a body over its route's limit is a 413 before anything reads it, and an error no handler mapped is
+    a logged 503 saying so, never a bare 500."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, path_body_bytes: Mapping[str, int] | None = None) -> None:
+        self.app, self.max_body_bytes, self.limits = app, max_body_bytes, dict(path_body_bytes or {})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limits.get(scope["path"], self.max_body_bytes)
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            body = ErrorBody(error=f"body: request body over {limit} bytes", fields=["body"])
+            await JSONResponse(status_code=413, content=body.model_dump())(scope, receive, send)
+            return
+        started = False
+
+        async def send_noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_start)
+        except Exception as err:  # no stage could answer: say so, log the cause, never a bare 500
+            log.exception("no answer for %s %s", scope["method"], scope["path"])
+            if started:
+                raise
+            answer = _unavailable(f"no answer could be produced ({type(err).__name__}); the orchestrator log has the cause")
+            await answer(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI, max_body_bytes: int, path_body_bytes: Mapping[str, int] | None = None) -> None:
     """`path_body_bytes`: body limits of routes that take more than `max_body_bytes` (feedback batches)."""
-    limits = dict(path_body_bytes or {})
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(NotReady, _not_ready)
     app.add_exception_handler(Unauthorized, _unauthorized)
-
-    @app.middleware("http")
-    async def limit_body_and_answer_the_unexpected(request: Request, call_next):
-        length = request.headers.get("content-length")
-        limit = limits.get(request.url.path, max_body_bytes)
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            body = ErrorBody(error=f"body: request body over {limit} bytes", fields=["body"])
-            return JSONResponse(status_code=413, content=body.model_dump())
-        try:
-            return await call_next(request)
-        except Exception as err:  # no stage could answer: say so, log the cause, never a bare 500
-            log.exception("no answer for %s %s", request.method, request.url.path)
-            return _unavailable(f"no answer could be produced ({type(err).__name__}); the orchestrator log has the cause")
+    app.add_middleware(GuardedBody, max_body_bytes=max_body_bytes, path_body_bytes=path_body_bytes)

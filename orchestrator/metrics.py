@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from orchestrator.admission import Admission
 
 # Seconds, resolving the budget table's milliseconds (2, 5, 8, 12, 50 ms) and what overruns them.
 LATENCY_BUCKETS_S = (
@@ -78,6 +82,12 @@ class FunnelMetrics:
         self.active_version = Gauge(
             "cascade_model_active_version", "The scorer version new requests call (arms may pin others)", ["scorer"], registry=r,
         )
+        self.shed = Counter(
+            "cascade_shed_requests", "Recommend requests shed at the door (503 with Retry-After): every slot stayed busy",
+            registry=r,
+        )
+        self.in_flight = Gauge("cascade_in_flight_requests", "Recommend requests running the funnel now", registry=r)
+        self.waiting = Gauge("cascade_waiting_requests", "Recommend requests waiting at the door for a slot", registry=r)
         self.request_seconds = Histogram(
             "cascade_http_request_duration_seconds", "HTTP request latency, by route", ["path"],
             buckets=LATENCY_BUCKETS_S, registry=r,
@@ -111,6 +121,14 @@ class FunnelMetrics:
 
     def count_arm(self, experiment: str, arm: str) -> None:
         self.arm_requests.labels(experiment, arm).inc()
+
+    def count_shed(self) -> None:
+        self.shed.inc()
+
+    def watch_admission(self, admission: "Admission") -> None:
+        """The door's in-flight and waiting counts, read at scrape time."""
+        self.in_flight.set_function(lambda: admission.in_flight)
+        self.waiting.set_function(lambda: admission.waiting)
 
     # --- hooks of the other endpoints ----------------------------------------------------
     def count_feedback(self, counts: Mapping[tuple[str, str], int]) -> None:

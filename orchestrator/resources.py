@@ -65,6 +65,10 @@ class Resources:
             RecallChannels(settings, tables, ann, item_to_item, pop_ids, pop_scores),
         )
 
+    @property
+    def model_versions(self) -> dict[str, int]:
+        return self.manifest.model_versions
+
     def history_of(self, user_id: int) -> np.ndarray | None:
         """The user's behaviour sequence, or None for a user the export never saw (cold start)."""
         return self.user_history[user_id] if 0 <= user_id < self.tables.n_users else None

@@ -1,7 +1,9 @@
-"""One request's pass through the funnel: stage deadlines, latencies and degradations, in one place.
+"""One request's record as it passes the funnel: stage allowances, latencies and degradations.
 
-An awaiting stage runs under its deadline (`asyncio.timeout`); if it times out or fails, the
+An awaiting stage runs under its allowance (`orchestrator.deadlines`); if it times out or fails, the
 caller's fallback (the previous order) stands and the stage is named in `degraded` with its reason.
+Degradations are logged at most once a second per stage and reason, with a count of the ones in
+between: under a fault every request degrades, and a log line each would cost more than the request.
 """
 from __future__ import annotations
 
@@ -10,14 +12,23 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Literal, TypeVar
 
-from orchestrator.deadlines import Deadline
+from orchestrator.deadlines import DeadlinePlan
 from orchestrator.metrics import FunnelMetrics
-from orchestrator.schemas import Degradation, Reason
 
 log = logging.getLogger("cascade.orchestrator")
 T = TypeVar("T")
+Reason = Literal["timeout", "unavailable", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class Degradation:
+    """A stage that was skipped (the previous order stood), and why."""
+
+    stage: str
+    reason: Reason
 
 
 def reason_for(err: BaseException) -> Reason:
@@ -29,16 +40,34 @@ def reason_for(err: BaseException) -> Reason:
     return "error"
 
 
+class ThrottledLog:
+    """Log a warning per key at most every `interval_s`, saying how many were held back since."""
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self.interval_s = interval_s
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+
+    def warn(self, key: tuple[str, str], message: str, now: float) -> None:
+        last = self._last.get(key, float("-inf"))
+        if now - last < self.interval_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return
+        held = self._held.pop(key, 0)
+        self._last[key] = now
+        log.warning("%s%s", message, f" (and {held} more like it since {now - last:.1f}s ago)" if held else "")
+
+
 class RequestRun:
-    def __init__(self, deadline: Deadline, metrics: FunnelMetrics, arm: str = "none") -> None:
-        self.deadline, self.metrics, self.arm = deadline, metrics, arm  # arm: the metrics' label
+    def __init__(self, plan: DeadlinePlan, started: float, metrics: FunnelMetrics, arm: str, warnings: ThrottledLog) -> None:
+        self.plan, self.started, self.metrics, self.arm, self.warnings = plan, started, metrics, arm, warnings
         self.latency_ms: dict[str, float] = {}
         self.degraded: list[Degradation] = []
 
     def degrade(self, stage: str, err: BaseException) -> None:
         reason = reason_for(err)
-        log.warning("%s degraded (%s): %s", stage, reason, str(err) or type(err).__name__)
-        self.degraded.append(Degradation(stage=stage, reason=reason))
+        self.warnings.warn((stage, reason), f"{stage} degraded ({reason}): {str(err) or type(err).__name__}", time.monotonic())
+        self.degraded.append(Degradation(stage, reason))
         self.metrics.count_degradation(stage, reason, self.arm)
 
     def _finish(self, stage: str, started: float) -> None:
@@ -48,9 +77,8 @@ class RequestRun:
 
     @contextmanager
     def stage(self, stage: str) -> Iterator[None]:
-        """A synchronous stage: it cannot be interrupted, so it is timed and counted against the plan."""
+        """A synchronous stage: it cannot be interrupted, so it is only timed."""
         started = time.perf_counter()
-        self.deadline.begin(stage, started)
         try:
             yield
         finally:
@@ -59,10 +87,10 @@ class RequestRun:
     async def guarded(self, stage: str, call: Callable[[], Awaitable[T]], fallback: T) -> T:
         """`await call()` within the stage's allowance; on timeout or failure, `fallback`."""
         started = time.perf_counter()
-        allowance = self.deadline.begin(stage, started)
+        allowance = self.plan.allowance(stage, started - self.started)
         try:
             if allowance <= 0:
-                raise TimeoutError(f"no time left of the {self.deadline.total_s * 1e3:g} ms request deadline")
+                raise TimeoutError(f"no time left of the {self.plan.total_s * 1e3:g} ms request deadline")
             async with asyncio.timeout(allowance):
                 return await call()
         except Exception as err:  # any failure degrades this stage, never the request
@@ -75,4 +103,4 @@ class RequestRun:
         self.metrics.count_candidates(stage, n_in, n_out, self.arm)
 
     def total_ms(self, now: float) -> dict[str, float]:
-        return {**self.latency_ms, "total": round((now - self.deadline.started) * 1e3, 3)}
+        return {**self.latency_ms, "total": round((now - self.started) * 1e3, 3)}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import redis.asyncio as redis
@@ -21,7 +20,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from cascade.exposure import expired_before, exposed_union
+from cascade.samples import ServedSample, encode_sample
 from orchestrator.clients.errors import BackendTimeout, BackendUnavailable
+from orchestrator.ports import UserState
 
 KEY = "cascade:exposure:short:{user_id}"
 LONG_KEY = "cascade:exposure:long:{user_id}"
@@ -29,13 +30,6 @@ SEQUENCE_KEY = "cascade:seq:{user_id}"  # live clicks, most recent first (LPUSH)
 POPULAR_KEY = "cascade:popular"  # clicks per item (ZINCRBY)
 SAMPLES_KEY = "cascade:samples"  # stream: one served sample per answer (XADD)
 LABELS_KEY = "cascade:labels:{request_id}"  # hash: "<label>:<item>" -> count or dwell ms (HINCRBY)
-
-
-@dataclass(frozen=True)
-class UserState:
-    exposed: np.ndarray  # int64: items in either exposure buffer
-    clicks: np.ndarray  # int64: live clicks, most recent last
-    seen: np.ndarray  # int64: items the client reported (the long-term buffer), refilled last
 
 
 @asynccontextmanager
@@ -76,7 +70,7 @@ class ExposureStore:
         as_ids = lambda members: np.array([int(m) for m in members], dtype=np.int64)  # noqa: E731
         return UserState(exposed_union(as_ids(shown), as_ids(real)), as_ids(sequence)[::-1].copy(), as_ids(real))
 
-    async def record_served(self, user_id: int, item_ids: np.ndarray, sample: dict[str, bytes] | None = None) -> None:
+    async def record_served(self, user_id: int, item_ids: np.ndarray, sample: ServedSample | None = None) -> None:
         """The answer's items into the short-term buffer and, if given, its sample onto the stream."""
         if len(item_ids) == 0 and sample is None:
             return
@@ -88,7 +82,7 @@ class ExposureStore:
                 pipe.zremrangebyrank(key, 0, -self.max_items - 1)
                 pipe.expire(key, self.ttl_s)
             if sample is not None:
-                pipe.xadd(SAMPLES_KEY, sample, maxlen=self.samples_max_len, approximate=True)
+                pipe.xadd(SAMPLES_KEY, encode_sample(sample), maxlen=self.samples_max_len, approximate=True)
             await pipe.execute()
 
     async def ping(self) -> bool:

@@ -19,6 +19,7 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from cascade.specs import PIPELINE_OUTPUT, REQUEST_INPUTS
+from cascade.triton.layout import pipeline_name
 from orchestrator.clients.errors import BackendTimeout, BackendUnavailable
 
 MAX_MESSAGE_BYTES = 2**31 - 1  # tritonclient's own default
@@ -55,9 +56,11 @@ class TritonScorer:
         self._abandoned: set[asyncio.Future] = set()  # calls whose caller stopped waiting; kept until done
 
     async def score(
-        self, pipeline: str, user_id: int, item_ids: np.ndarray, history: np.ndarray, timestamp: int,
+        self, scorer: str, version: int, user_id: int, item_ids: np.ndarray, history: np.ndarray, timestamp: int,
     ) -> np.ndarray:
-        """float32 [n] scores. Cancelling the caller (its deadline passed) leaves the call running."""
+        """float32 [n] scores from `scorer`'s pipeline pinned at `version` (`orchestrator.ports.Scorer`).
+        Cancelling the caller (its deadline passed) leaves the call running."""
+        pipeline = pipeline_name(scorer, version)
         arrays = {
             "user_id": np.array([[user_id]], dtype=np.int64),
             "item_ids": item_ids.astype(np.int64)[None, :],

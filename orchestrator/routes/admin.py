@@ -17,11 +17,11 @@ from cascade.triton.layout import SCORERS
 from orchestrator.deps import get_funnel, get_metrics
 from orchestrator.errors import InvalidInput, Unauthorized
 from orchestrator.metrics import FunnelMetrics
-from orchestrator.pipeline import Funnel
+from orchestrator.service import FunnelService
 from orchestrator.schemas import ErrorBody
 from orchestrator.versions import VersionNotServable, servable_versions
 
-def require_admin(request: Request, funnel: Funnel = Depends(get_funnel)) -> None:
+def require_admin(request: Request, funnel: FunnelService = Depends(get_funnel)) -> None:
     token = funnel.settings.admin_token
     if token is None:
         return
@@ -39,7 +39,7 @@ class Activate(BaseModel):
 
 
 @router.post("/reload-recall")
-async def reload_recall(funnel: Funnel = Depends(get_funnel), metrics: FunnelMetrics = Depends(get_metrics)) -> JSONResponse:
+async def reload_recall(funnel: FunnelService = Depends(get_funnel), metrics: FunnelMetrics = Depends(get_metrics)) -> JSONResponse:
     """Re-read CASCADE_RECALL_CONFIG: 200 with the configuration now in force, or 422 naming the
     problem (the previous configuration stays in force)."""
     channels = funnel.resources.channels
@@ -53,7 +53,7 @@ async def reload_recall(funnel: Funnel = Depends(get_funnel), metrics: FunnelMet
 
 
 @router.get("/models")
-async def models(funnel: Funnel = Depends(get_funnel)) -> dict:
+async def models(funnel: FunnelService = Depends(get_funnel)) -> dict:
     """Per scorer: the version new requests call, the versions experiment arms pin, and the versions
     Triton could serve now."""
     index = await funnel.scorer.loaded()
@@ -65,7 +65,7 @@ async def models(funnel: Funnel = Depends(get_funnel)) -> dict:
 
 @router.post("/models/{scorer}/activate", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
 async def activate(
-    scorer: str, body: Activate, funnel: Funnel = Depends(get_funnel), metrics: FunnelMetrics = Depends(get_metrics)
+    scorer: str, body: Activate, funnel: FunnelService = Depends(get_funnel), metrics: FunnelMetrics = Depends(get_metrics)
 ) -> JSONResponse:
     """Load `version` through Triton's model-control API, warm it, then move new requests to it.
 
@@ -76,7 +76,7 @@ async def activate(
     tables = funnel.resources.tables
     items = funnel.resources.popular_ids[: funnel.settings.rank_keep]
     history = np.full(tables.config.history_len, PAD_ITEM, np.int64)
-    warm = lambda pipeline: funnel.scorer.score(pipeline, 0, items, history, int(time.time()))  # noqa: E731
+    warm = lambda pipeline: funnel.scorer.score(scorer, body.version, 0, items, history, int(time.time()))  # noqa: E731
     try:
         previous = await funnel.versions.activate(funnel.scorer, scorer, body.version, warm)
     except VersionNotServable as err:

@@ -10,7 +10,7 @@ from orchestrator.clients.feedback import FeedbackStore
 from orchestrator.deps import get_feedback, get_funnel, get_metrics
 from orchestrator.errors import InvalidInput
 from orchestrator.metrics import FunnelMetrics
-from orchestrator.pipeline import Funnel
+from orchestrator.service import FunnelService
 from orchestrator.schemas import ErrorBody, FeedbackRequest, FeedbackResponse
 
 router = APIRouter()
@@ -22,7 +22,7 @@ router = APIRouter()
     responses={413: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
 )
 async def feedback(
-    body: FeedbackRequest, funnel: Funnel = Depends(get_funnel), store: FeedbackStore = Depends(get_feedback),
+    body: FeedbackRequest, funnel: FunnelService = Depends(get_funnel), store: FeedbackStore = Depends(get_feedback),
     metrics: FunnelMetrics = Depends(get_metrics),
 ) -> FeedbackResponse:
     n_items = funnel.resources.tables.n_items

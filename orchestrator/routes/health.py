@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from orchestrator.deps import get_funnel
-from orchestrator.pipeline import Funnel
+from orchestrator.service import FunnelService
 
 router = APIRouter()
 
@@ -16,7 +16,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(funnel: Funnel = Depends(get_funnel)) -> JSONResponse:
+async def readyz(funnel: FunnelService = Depends(get_funnel)) -> JSONResponse:
     """Readiness: the pipelines of the active scorer versions ready, Redis reachable, recall index loaded; 503 until then."""
     triton = await funnel.scorer.ready(funnel.versions.pipelines())
     checks = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from cascade.settings import DEFAULT_STAGE_BUDGETS_MS, SettingsError, load_settings
-from orchestrator.deadlines import Deadline, stage_allowance
+from orchestrator.deadlines import DeadlinePlan, stage_allowance
 
 MS = 1e-3
 
@@ -15,45 +15,52 @@ def no_deadline_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_allowance_is_the_budget_plus_what_earlier_stages_left() -> None:
-    # earlier stages planned 7 ms and took 4: this 8 ms stage may take 11
-    assert stage_allowance(8 * MS, 7 * MS, 4 * MS, 50 * MS, rollover=True) == pytest.approx(11 * MS)
-    assert stage_allowance(8 * MS, 7 * MS, 4 * MS, 50 * MS, rollover=False) == pytest.approx(8 * MS)
+def test_slack_is_what_the_deadline_has_beyond_the_later_stages_budgets() -> None:
+    # 4 ms in, 46 left; the stages after this one are owed 16: this 8 ms stage may take 30
+    assert stage_allowance(8 * MS, 16 * MS, 4 * MS, 50 * MS, slack=True) == pytest.approx(30 * MS)
+    assert stage_allowance(8 * MS, 16 * MS, 4 * MS, 50 * MS, slack=False) == pytest.approx(8 * MS)
 
 
 def test_an_earlier_overrun_does_not_cut_the_budget_only_the_total_does() -> None:
-    assert stage_allowance(8 * MS, 7 * MS, 20 * MS, 50 * MS, rollover=True) == pytest.approx(8 * MS)
-    assert stage_allowance(8 * MS, 7 * MS, 45 * MS, 50 * MS, rollover=True) == pytest.approx(5 * MS)
-    assert stage_allowance(8 * MS, 7 * MS, 50 * MS, 50 * MS, rollover=True) == 0.0
-    assert stage_allowance(8 * MS, 7 * MS, 60 * MS, 50 * MS, rollover=True) == 0.0
+    assert stage_allowance(8 * MS, 16 * MS, 30 * MS, 50 * MS, slack=True) == pytest.approx(8 * MS)
+    assert stage_allowance(8 * MS, 16 * MS, 45 * MS, 50 * MS, slack=True) == pytest.approx(5 * MS)
+    assert stage_allowance(8 * MS, 16 * MS, 50 * MS, 50 * MS, slack=True) == 0.0
+    assert stage_allowance(8 * MS, 16 * MS, 60 * MS, 50 * MS, slack=True) == 0.0
+    assert stage_allowance(8 * MS, 16 * MS, 60 * MS, 50 * MS, slack=False) == 0.0
 
 
-def test_rollover_never_passes_the_total() -> None:
-    assert stage_allowance(12 * MS, 40 * MS, 1 * MS, 20 * MS, rollover=True) == pytest.approx(19 * MS)
+def test_plan_walks_the_funnel_in_order() -> None:
+    plan = DeadlinePlan.from_ms(50, DEFAULT_STAGE_BUDGETS_MS, slack=True)
+    assert list(plan.budgets_s) == ["exposure_filter", "recall", "prerank", "rank", "rerank", "exposure_write"]
+    assert plan.allowance("exposure_filter", 0.0) == pytest.approx(21 * MS)  # 50 - (5 + 8 + 12 + 2 + 2)
+    assert plan.allowance("prerank", 3 * MS) == pytest.approx(31 * MS)  # 47 left, 16 owed to rank, rerank, write
+    assert plan.allowance("rank", 20 * MS) == pytest.approx(26 * MS)  # 30 left, 4 owed
+    assert plan.allowance("rank", 40 * MS) == pytest.approx(10 * MS)  # its own 12 exceeds what is left: 10
+    assert plan.allowance("rerank", 49 * MS) == pytest.approx(1 * MS)  # 1 ms of the total left
+    assert plan.allowance("exposure_write", 51 * MS) == 0.0  # past the deadline: skip
+    assert plan.remaining(10 * MS) == pytest.approx(40 * MS)
+    assert plan.remaining(60 * MS) == 0.0
 
 
-def test_deadline_walks_the_funnel_in_order() -> None:
-    deadline = Deadline.start(50, DEFAULT_STAGE_BUDGETS_MS, rollover=True, now=100.0)
-    assert deadline.begin("recall", 100.0) == pytest.approx(5 * MS)
-    assert deadline.begin("exposure_filter", 100.0 + 2 * MS) == pytest.approx(5 * MS)  # 2 + 3 left by recall
-    assert deadline.begin("prerank", 100.0 + 3 * MS) == pytest.approx(12 * MS)  # 8 + 4 left
-    assert deadline.begin("rank", 100.0 + 20 * MS) == pytest.approx(12 * MS)  # prerank overran: its own 12
-    assert deadline.begin("rerank", 100.0 + 49 * MS) == pytest.approx(1 * MS)  # 1 ms of the total left
-    assert deadline.begin("exposure_write", 100.0 + 51 * MS) == 0.0  # past the deadline: skip
-    assert deadline.remaining(100.0 + 10 * MS) == pytest.approx(40 * MS)
-    assert deadline.remaining(100.0 + 60 * MS) == 0.0
+def test_an_idle_request_never_runs_out_of_its_budgets() -> None:
+    """Every stage taking exactly its budget, back to back, finishes inside the default deadline."""
+    plan = DeadlinePlan.from_ms(50, DEFAULT_STAGE_BUDGETS_MS, slack=True)
+    elapsed = 0.0
+    for stage, budget in plan.budgets_s.items():
+        assert plan.allowance(stage, elapsed) >= budget
+        elapsed += budget
 
 
-def test_deadline_without_rollover_gives_each_stage_its_budget() -> None:
-    deadline = Deadline.start(50, {"a": 5, "b": 0.01}, rollover=False, now=0.0)
-    assert deadline.begin("a", 0.0) == pytest.approx(5 * MS)
-    assert deadline.begin("b", 1 * MS) == pytest.approx(0.01 * MS)
+def test_plan_without_slack_gives_each_stage_its_budget() -> None:
+    plan = DeadlinePlan.from_ms(50, {"a": 5, "b": 0.01}, slack=False)
+    assert plan.allowance("a", 0.0) == pytest.approx(5 * MS)
+    assert plan.allowance("b", 1 * MS) == pytest.approx(0.01 * MS)
 
 
 def test_default_budgets_are_the_design_table() -> None:
     s = load_settings()
     assert s.request_deadline_ms == 50
-    assert s.stage_budgets_ms == {"recall": 5, "exposure_filter": 2, "prerank": 8, "rank": 12, "rerank": 2, "exposure_write": 2}
+    assert s.stage_budgets_ms == {"exposure_filter": 2, "recall": 5, "prerank": 8, "rank": 12, "rerank": 2, "exposure_write": 2}
     assert s.deadline_rollover is True
 
 

@@ -41,7 +41,7 @@ async def test_not_started_is_503_saying_so(http: httpx.AsyncClient) -> None:
 
 
 class Exploding:
-    async def recommend(self, _request):
+    async def recommend(self, *_request):
         raise RuntimeError("index file vanished")
 
 

@@ -1,0 +1,51 @@
+"""Admission control at the door: a bounded number of recommend requests in flight.
+
+Beyond capacity, answering every request late (stages skipped for want of CPU) helps nobody. So at
+most `limit` requests run the funnel at once; the next ones wait for a slot in arrival order, at most
+`wait_s` (which counts against their deadline), and are then shed: the route answers 503 with
+Retry-After. Below capacity nobody waits. Pure asyncio, no I/O.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+
+class Admission:
+    def __init__(self, limit: int, wait_s: float) -> None:
+        if limit < 1:
+            raise ValueError(f"admission limit must be >= 1, got {limit}")
+        self.limit, self.wait_s = limit, wait_s
+        self.in_flight = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    async def enter(self) -> bool:
+        """Take a slot (True), or give up after `wait_s` without one (False: shed the request)."""
+        if self.in_flight < self.limit and not self._waiting:
+            self.in_flight += 1
+            return True
+        if self.wait_s <= 0:
+            return False
+        slot = asyncio.get_running_loop().create_future()
+        self._waiting.append(slot)
+        try:
+            async with asyncio.timeout(self.wait_s):
+                await slot
+            return True
+        except TimeoutError:
+            if slot.cancelled():
+                self._waiting.remove(slot)
+            else:  # the slot was handed over just as the wait ran out: pass it on
+                self.leave()
+            return False
+
+    def leave(self) -> None:
+        """Give the slot back: to the longest waiter still waiting, else to the pool."""
+        if self._waiting:
+            self._waiting.popleft().set_result(None)  # the slot moves to that waiter: in_flight stays
+        else:
+            self.in_flight -= 1

@@ -1,0 +1,59 @@
+"""One request's immutable context, built once at the door: who, how many, when, which arm and versions.
+
+Everything the funnel decides per request from the settings and the experiment lives here, so the
+funnel itself (`orchestrator.funnel`) reads one object and never consults settings or experiments.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cascade.experiments import Experiment, parse_experiments
+from cascade.rerank.base import RerankOperator
+from cascade.rerank.registry import build_chain
+from cascade.settings import Settings
+
+NO_ARM = "none"  # the metrics' arm label without experiments
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    request_id: str
+    user_id: int
+    k: int
+    timestamp: int  # unix seconds the features are computed at
+    versions: Mapping[str, int]  # scorer -> the version this request calls
+    chain: Sequence[RerankOperator]  # the rerank operators, in order
+    experiment: str | None  # the experiment in force, None without experiments
+    arm: str  # the user's arm (NO_ARM without experiments)
+    started: float  # time.perf_counter() when the request arrived (its deadline counts from here)
+
+
+class ContextFactory:
+    """Turns (user, k, timestamp) into a RequestContext: the user's arm, its chain and pinned versions."""
+
+    def __init__(self, settings: Settings, active_versions: Mapping[str, int]) -> None:
+        self.active = active_versions  # the live mapping a version switch updates (orchestrator.versions)
+        self.chain = tuple(build_chain(settings.rerank_chain))
+        experiments = parse_experiments(settings.experiments)
+        self.experiment: Experiment | None = experiments[0] if experiments else None
+        arms = self.experiment.arms if self.experiment is not None else ()
+        self.arm_chains = {a.name: tuple(build_chain(a.rerank_chain)) if a.rerank_chain is not None else self.chain for a in arms}
+
+    def pinned_versions(self, scorer: str) -> list[int]:
+        """The versions of `scorer` that experiment arms call instead of the active one."""
+        arms = self.experiment.arms if self.experiment is not None else ()
+        return sorted({a.model_versions[scorer] for a in arms if a.model_versions and scorer in a.model_versions})
+
+    def build(self, user_id: int, k: int, timestamp: int | None, started: float) -> RequestContext:
+        ts = int(time.time()) if timestamp is None else timestamp
+        versions = dict(self.active)  # one read per request: a switch mid-request never mixes versions
+        if self.experiment is None:
+            return RequestContext(uuid.uuid4().hex, user_id, k, ts, versions, self.chain, None, NO_ARM, started)
+        arm = self.experiment.assign(user_id)
+        versions.update(arm.model_versions or {})
+        return RequestContext(
+            uuid.uuid4().hex, user_id, k, ts, versions, self.arm_chains[arm.name], self.experiment.name, arm.name, started,
+        )

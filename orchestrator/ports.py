@@ -1,0 +1,59 @@
+"""The narrow interfaces the funnel talks to. Real adapters: Triton (`clients.triton`), Redis
+(`clients.exposure`), the recall channels (`orchestrator.recall`), the exported artefacts
+(`orchestrator.resources`); tests and `perf/floor.py` pass in-memory ones."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from cascade.features import FeatureTables
+from cascade.recall.merge import Candidates
+from cascade.samples import ServedSample
+
+
+@dataclass(frozen=True)
+class UserState:
+    exposed: np.ndarray  # int64: items in either exposure buffer
+    clicks: np.ndarray  # int64: live clicks, most recent last
+    seen: np.ndarray  # int64: items the client reported (the long-term buffer), refilled last
+
+
+class Scorer(Protocol):
+    async def score(
+        self, scorer: str, version: int, user_id: int, item_ids: np.ndarray, history: np.ndarray, timestamp: int
+    ) -> np.ndarray:
+        """float32 [n] scores of `item_ids` for the user, by `version` of `scorer` ("prerank" or "rank")."""
+        ...
+
+
+class UserStore(Protocol):
+    async def user_state(self, user_id: int) -> UserState:
+        """What the user was shown (both buffers) and clicked live."""
+        ...
+
+    async def record_served(self, user_id: int, item_ids: np.ndarray, sample: ServedSample | None) -> None:
+        """The answer's items into the user's exposure, and its served sample (if logged)."""
+        ...
+
+
+class Recall(Protocol):
+    async def recall(self, user_id: int, history: np.ndarray | None, timestamp: int) -> Candidates:
+        """Candidates for one user; `history` None is a cold-start user."""
+        ...
+
+
+class Catalogue(Protocol):
+    tables: FeatureTables
+    item_embeddings: np.ndarray  # float32 [n_items, d]
+
+    @property
+    def model_versions(self) -> Mapping[str, int]:
+        """The exported version of every model (the user tower's too)."""
+        ...
+
+    def history_of(self, user_id: int) -> np.ndarray | None:
+        """The exported behaviour sequence, None for a user the export never saw."""
+        ...

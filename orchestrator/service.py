@@ -1,0 +1,76 @@
+"""What the app holds while it serves: the exported artefacts, the clients, the scorer versions, the
+context factory and the funnel's ports. Routes call `recommend`; the funnel itself is
+`orchestrator.funnel.run_funnel`, a short function over narrow interfaces.
+
+Scorers are called at pinned versions (`rank_pipeline_v2`), those `orchestrator.versions` has active
+or an experiment arm pins, so every answer names the versions that scored it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from cascade.history import PAD_ITEM
+from cascade.recall.merge import Candidates
+from cascade.settings import Settings
+from orchestrator.clients.exposure import ExposureStore
+from orchestrator.clients.triton import TritonScorer
+from orchestrator.context import ContextFactory
+from orchestrator.deadlines import DeadlinePlan
+from orchestrator.funnel import Answer, FunnelPorts, run_funnel
+from orchestrator.metrics import FunnelMetrics
+from orchestrator.resources import Resources
+from orchestrator.stages import RequestRun, ThrottledLog
+from orchestrator.versions import ScorerVersions
+
+log = logging.getLogger("cascade.orchestrator")
+
+
+class FunnelService:
+    def __init__(
+        self, settings: Settings, resources: Resources, scorer: TritonScorer, exposure: ExposureStore, metrics: FunnelMetrics,
+    ) -> None:
+        self.settings, self.resources, self.scorer, self.exposure, self.metrics = settings, resources, scorer, exposure, metrics
+        self.versions = ScorerVersions(resources.manifest.model_versions)
+        self.contexts = ContextFactory(settings, self.versions.active)
+        self.plan = DeadlinePlan.from_ms(settings.request_deadline_ms, settings.stage_budgets_ms, settings.deadline_rollover)
+        self.ports = FunnelPorts(
+            resources.channels, scorer, exposure, resources, settings.prerank_keep, settings.rank_keep, settings.sample_log,
+        )
+        self.warnings = ThrottledLog()
+
+    def pinned_versions(self, scorer: str) -> list[int]:
+        return self.contexts.pinned_versions(scorer)
+
+    async def recommend(self, user_id: int, k: int, timestamp: int | None, started: float) -> Answer:
+        """One answer; `started` is when the request arrived (a wait at the door counts against its deadline)."""
+        ctx = self.contexts.build(user_id, k, timestamp, started)
+        self.metrics.count_arm(ctx.experiment or "none", ctx.arm)
+        return await run_funnel(ctx, self.ports, RequestRun(self.plan, started, self.metrics, ctx.arm, self.warnings))
+
+    async def recall(self, user_id: int, history: np.ndarray | None, timestamp: int) -> Candidates:
+        """The recall stage alone (`history` None: a cold-start user)."""
+        return await self.resources.channels.recall(user_id, history, timestamp)
+
+    async def warm_up(self) -> None:
+        """Read the servable scorer versions, then one full-size request's worth of work (ANN recall,
+        then both scorers at the sizes they will see), so the first user request pays no lazy
+        initialisation or allocation."""
+        await self.versions.discover(self.scorer)
+        r, s = self.resources, self.settings
+        now = int(time.time())
+        history = r.history_of(0)
+        try:
+            cands = (await self.recall(0, history, now)).item_ids
+        except Exception as err:  # requests fall back to the popular channel; say so once here
+            log.warning("warm-up of recall failed: %s", err)
+            cands = r.popular_ids
+        history = history if history is not None else np.full(r.tables.config.history_len, PAD_ITEM, np.int64)
+        for scorer, n in (("prerank", len(cands)), ("rank", s.prerank_keep)):
+            version = self.versions.active[scorer]
+            try:
+                await self.scorer.score(scorer, version, 0, cands[:n], history, now)
+            except Exception as err:  # Triton not up yet: /readyz says so, requests degrade
+                log.warning("warm-up of %s version %d failed: %s", scorer, version, err)

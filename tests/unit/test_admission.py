@@ -1,0 +1,60 @@
+"""The door: bounded in-flight requests, FIFO waits inside a bound, shedding past it."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from orchestrator.admission import Admission
+
+
+async def test_below_the_limit_nobody_waits() -> None:
+    door = Admission(2, wait_s=0.0)
+    assert await door.enter() and await door.enter()
+    assert door.in_flight == 2
+    assert not await door.enter()  # full and no waiting allowed: shed
+    door.leave()
+    assert await door.enter()
+
+
+async def test_a_waiter_gets_the_next_slot_in_arrival_order() -> None:
+    door = Admission(1, wait_s=1.0)
+    assert await door.enter()
+    first, second = asyncio.create_task(door.enter()), asyncio.create_task(door.enter())
+    await asyncio.sleep(0)
+    assert door.waiting == 2
+    door.leave()
+    assert await first and not second.done()
+    door.leave()
+    assert await second and door.in_flight == 1 and door.waiting == 0
+
+
+async def test_a_waiter_past_its_wait_is_shed_and_leaks_no_slot() -> None:
+    door = Admission(1, wait_s=0.01)
+    assert await door.enter()
+    assert not await door.enter()  # timed out
+    assert door.waiting == 0 and door.in_flight == 1
+    door.leave()
+    assert door.in_flight == 0
+    assert await door.enter() and door.in_flight == 1  # the fast path is open again
+
+
+async def test_many_requests_never_exceed_the_limit() -> None:
+    door, running, peak = Admission(3, wait_s=5.0), 0, 0
+
+    async def request() -> None:
+        nonlocal running, peak
+        assert await door.enter()
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.001)
+        running -= 1
+        door.leave()
+
+    await asyncio.gather(*(request() for _ in range(50)))
+    assert peak == 3 and door.in_flight == 0 and door.waiting == 0
+
+
+def test_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        Admission(0, 1.0)
