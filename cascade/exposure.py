@@ -9,8 +9,20 @@ import numpy as np
 
 
 def unexposed_mask(item_ids: np.ndarray, exposed: np.ndarray) -> np.ndarray:
-    """bool [n]: True where the item is not in `exposed`."""
-    return ~np.isin(item_ids, exposed)
+    """bool [n]: True where the item is not in `exposed`.
+
+    A lookup table over the candidates' id range (at most the catalogue), cheaper than sorting
+    (`np.isin`) at ~1,200 candidates; exposed ids outside that range match nothing, so ids a client
+    made up cost no memory.
+    """
+    item_ids = np.asarray(item_ids, dtype=np.int64)
+    exposed = np.asarray(exposed, dtype=np.int64)
+    if len(item_ids) == 0 or len(exposed) == 0:
+        return np.ones(len(item_ids), dtype=bool)
+    low, high = item_ids.min(), item_ids.max()
+    shown = np.zeros(high - low + 1, dtype=bool)
+    shown[exposed[(exposed >= low) & (exposed <= high)] - low] = True
+    return ~shown[item_ids - low]
 
 
 def filter_exposed(item_ids: np.ndarray, exposed: np.ndarray, min_keep: int, seen: np.ndarray | None = None) -> np.ndarray:

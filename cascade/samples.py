@@ -26,6 +26,7 @@ LABEL_FIELDS = ("impressions", "clicks", "dwell_ms")
 META = "meta"
 FEATURE_PREFIX = "f:"
 ITEMS, SCORES = "item_ids", "scores"
+ARRAYS = "arrays"  # metadata key: field -> [dtype, shape] of its raw bytes
 
 
 @dataclass(frozen=True)
@@ -42,41 +43,59 @@ class ServedSample:
     features: dict[str, np.ndarray]  # one row per served item
 
 
-def _npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
+def _layout(array: np.ndarray) -> list:
+    if array.dtype.hasobject:
+        raise ValueError(f"sample arrays must be numeric, got dtype {array.dtype}")
+    return [array.dtype.str, list(array.shape)]
 
 
-def _array(raw: bytes) -> np.ndarray:
+def _raw_array(raw: bytes, layout: list) -> np.ndarray:
+    dtype, shape = layout
+    return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape).copy()  # a writable array, as np.load gave
+
+
+def _npy_array(raw: bytes) -> np.ndarray:
     return np.load(io.BytesIO(raw), allow_pickle=False)
 
 
 def encode_sample(sample: ServedSample) -> dict[str, bytes]:
-    """A Redis Stream entry: JSON metadata and one .npy blob per array (user-side tensors: one row)."""
+    """A Redis Stream entry: JSON metadata and one field of raw array bytes per array (user-side
+    tensors: one row); the metadata's `ARRAYS` holds each field's dtype and shape.
+
+    Raw bytes rather than one `np.save` per array: np.save's header and buffer handling cost
+    ~0.27 ms per answer on the event loop; `tobytes` is a copy.
+    """
     n = len(sample.item_ids)
     for name, tensor in sample.features.items():
         if tensor.shape[0] != n:
             raise ValueError(f"feature {name} has {tensor.shape[0]} rows for {n} served items")
+    arrays = {ITEMS: sample.item_ids, SCORES: sample.scores}
+    for name, tensor in sample.features.items():
+        arrays[FEATURE_PREFIX + name] = tensor[:1] if name in USER_SIDE else tensor
     meta = {
         "request_id": sample.request_id, "user_id": sample.user_id, "timestamp": sample.timestamp,
         "scored_by": sample.scored_by, "model_versions": sample.model_versions,
         "experiment": sample.experiment, "arm": sample.arm,
+        ARRAYS: {key: _layout(array) for key, array in arrays.items()},
     }
-    fields = {META: json.dumps(meta).encode(), ITEMS: _npy(sample.item_ids), SCORES: _npy(sample.scores)}
-    for name, tensor in sample.features.items():
-        fields[FEATURE_PREFIX + name] = _npy(tensor[:1] if name in USER_SIDE else tensor)
-    return fields
+    return {META: json.dumps(meta).encode(), **{key: array.tobytes() for key, array in arrays.items()}}
 
 
 def decode_sample(fields: Mapping[bytes | str, bytes]) -> ServedSample:
+    """The sample of a stream entry, in the raw-bytes encoding or the earlier one-.npy-per-array one
+    (entries written before the change: their metadata has no `ARRAYS`)."""
     raw = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
     meta = json.loads(raw[META])
-    item_ids, scores = _array(raw[ITEMS]), _array(raw[SCORES])
+    layouts = meta.get(ARRAYS)
+
+    def array(key: str) -> np.ndarray:
+        return _npy_array(raw[key]) if layouts is None else _raw_array(raw[key], layouts[key])
+
+    item_ids, scores = array(ITEMS), array(SCORES)
     features = {}
-    for key, blob in raw.items():
+    for key in raw:
         if key.startswith(FEATURE_PREFIX):
-            name, tensor = key[len(FEATURE_PREFIX):], _array(blob)
+            name, tensor = key[len(FEATURE_PREFIX):], array(key)
             features[name] = np.repeat(tensor, len(item_ids), axis=0) if name in USER_SIDE else tensor
     return ServedSample(
         meta["request_id"], int(meta["user_id"]), int(meta["timestamp"]), meta["scored_by"],

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
         None, description="bearer token the /admin endpoints require; unset: they are open (bind to loopback then)"
     )
     port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(
+        1, ge=1, description="orchestrator processes `make demo` starts (uvicorn --workers); each holds its own "
+        "scorer-version switch, so keep 1 where versions are switched at run time",
+    )
     run_dir: Path = Path("run")
 
     # --- funnel ------------------------------------------------------------------------

@@ -133,7 +133,9 @@ def _rerank(run: RequestRun, ctx: RequestContext, catalogue: Catalogue, cands: C
     with run.stage("rerank"):
         try:
             ids = cands.item_ids
-            batch = RerankInput(ids, relevance, catalogue.tables.item_category[ids], catalogue.item_embeddings[ids])
+            batch = RerankInput(
+                ids, relevance, catalogue.tables.item_category[ids], None, unit_embeddings=catalogue.unit_item_embeddings[ids]
+            )
             final = cands.take(apply_chain(ctx.chain, batch, ctx.k))
         except Exception as err:  # a faulty operator: the order stands, cut at k
             run.degrade("rerank", err)

@@ -47,7 +47,7 @@ class Recall(Protocol):
 
 class Catalogue(Protocol):
     tables: FeatureTables
-    item_embeddings: np.ndarray  # float32 [n_items, d]
+    unit_item_embeddings: np.ndarray  # [n_items, d], rows of unit length (the rerank's cosine)
 
     @property
     def model_versions(self) -> Mapping[str, int]:

@@ -1,11 +1,14 @@
 """The recall stage at serving time: the configured channels run concurrently and merge with per-channel quotas.
 
-Channels that run a model or search an index (`OFFLOADED`: ANN, whose ONNX Runtime and FAISS calls
-release the GIL) run on a small thread pool (CASCADE_RECALL_THREADS) while the in-memory channels
-(item-to-item, popular, exploration) run on the event loop, which also stays free for other requests.
+The ANN channel (whose ONNX Runtime and FAISS calls release the GIL) runs on a small thread pool
+(CASCADE_RECALL_THREADS: at most that many ANN batches at once), micro-batched across concurrent
+requests (`orchestrator.ann_batcher`), while the in-memory channels (item-to-item, popular,
+exploration) run on the event loop, which also stays free for other requests.
 
 The channel file (CASCADE_RECALL_CONFIG, `cascade.recall.channels`) is read at start and swapped
-whole on reload; a request reads it once, so it never sees half of an old and half of a new one.
+whole on reload, together with what every request derives from it (`RecallPlan`: channels, quotas,
+limit, for known and for cold-start users); a request reads it once, so it never sees half of an
+old and half of a new one.
 The trending list is read from Redis in the background at most every CASCADE_POPULAR_REFRESH_S
 (a request never waits on Redis for it); until the first read, or with Redis down, the popular
 channel is the training-popularity list.
@@ -16,6 +19,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import redis.asyncio as redis
@@ -28,9 +32,37 @@ from cascade.recall.item_to_item import ItemToItemIndex, item_to_item_candidates
 from cascade.recall.merge import Candidates, merge_channels
 from cascade.recall.popular import POPULAR_KEY, explore_new_items, trending_with_fallback
 from cascade.settings import Settings
+from orchestrator.ann_batcher import AnnBatcher
 
 log = logging.getLogger("cascade.orchestrator")
-OFFLOADED = frozenset({"ann"})
+
+
+@dataclass(frozen=True)
+class RecallPlan:
+    """What recall runs for one kind of user (known or cold start) under one channel file."""
+
+    channels: tuple[ChannelSpec, ...]  # priority order, quota > 0
+    explore: int  # exploration slots
+    quotas: dict[str, int]  # per channel name, EXPLORE included; read only
+    limit: int  # the merge's cut: all quotas together
+
+    @staticmethod
+    def of(config: RecallConfig, defaults: dict[str, int], cold: bool) -> RecallPlan:
+        quotas = config.quotas(defaults)
+        wanted = set(config.cold_start_channels) if cold else set(quotas)
+        explore = config.cold_start_explore if cold else config.explore_new_items
+        channels = tuple(spec for spec in config.channels if spec.name in wanted and quotas[spec.name] > 0)
+        quotas[EXPLORE] = explore
+        return RecallPlan(channels, explore, quotas, sum(quotas[spec.name] for spec in channels) + explore)
+
+
+@dataclass(frozen=True)
+class RecallSnapshot:
+    """The channel file and its plans, swapped as one on reload."""
+
+    config: RecallConfig
+    known: RecallPlan
+    cold: RecallPlan
 
 
 class RecallChannels:
@@ -38,31 +70,42 @@ class RecallChannels:
         self, settings: Settings, tables: FeatureTables, ann: AnnRecall, item_to_item: ItemToItemIndex | None,
         popular_ids: np.ndarray, popular_scores: np.ndarray,
     ) -> None:
-        self.settings, self.tables, self.ann, self.item_to_item = settings, tables, ann, item_to_item
+        self.settings, self.tables, self.item_to_item = settings, tables, item_to_item
         self.offline_popular = (popular_ids, popular_scores)
         self.popular = self.offline_popular
         self.new_items = np.flatnonzero(tables.item_positives == 0).astype(np.int64)
+        self.cold_history = np.full(tables.config.history_len, PAD_ITEM, np.int64)  # ANN input without history
         self.defaults = {
             "ann": settings.recall_ann_k, "popular": settings.recall_popular_k, "item_to_item": settings.recall_i2i_k,
         }
-        self.config: RecallConfig = load_recall_config(settings.recall_config)
+        self.snapshot = self._snapshot_of(load_recall_config(settings.recall_config))
         self._redis: redis.Redis | None = None
         self._refreshed_at = float("-inf")
         self._refreshing: asyncio.Task | None = None
         self._pool = ThreadPoolExecutor(
             max_workers=settings.recall_threads, thread_name_prefix="recall", initializer=single_threaded_faiss
         )
+        self.ann_batcher = AnnBatcher(ann.search_many, self._pool, max_in_flight=settings.recall_threads)
 
     # --- configuration -----------------------------------------------------------------
+    @property
+    def config(self) -> RecallConfig:
+        return self.snapshot.config
+
+    def _snapshot_of(self, config: RecallConfig) -> RecallSnapshot:
+        return RecallSnapshot(
+            config, RecallPlan.of(config, self.defaults, cold=False), RecallPlan.of(config, self.defaults, cold=True)
+        )
+
     def reload(self) -> RecallConfig:
         """Re-read the file; on a ValueError the previous configuration stays."""
-        self.config = load_recall_config(self.settings.recall_config)
+        self.snapshot = self._snapshot_of(load_recall_config(self.settings.recall_config))
         log.info("recall channels reloaded from %s: %s", self.config.source, self.describe())
         return self.config
 
     def describe(self) -> dict:
         c = self.config
-        quotas = c.quotas(self.defaults)
+        quotas = self.snapshot.known.quotas
         return {
             "source": c.source,
             "channels": [{"name": s.name, "quota": quotas[s.name]} for s in c.channels],
@@ -74,38 +117,22 @@ class RecallChannels:
     async def recall(self, user_id: int, history: np.ndarray | None, timestamp: int) -> Candidates:
         """Candidates for one user; `history` None is a cold-start user (cold-start channels + exploration)."""
         self._schedule_trending_refresh()
-        config = self.config  # one snapshot for the whole request
-        quotas = config.quotas(self.defaults)
-        cold = history is None
-        wanted = set(config.cold_start_channels) if cold else {s.name for s in config.channels}
-        explore = config.cold_start_explore if cold else config.explore_new_items
-        specs = [spec for spec in config.channels if spec.name in wanted and quotas[spec.name] > 0]
-        loop = asyncio.get_running_loop()
-        offloaded = {
-            spec.name: loop.run_in_executor(self._pool, self._channel, spec, quotas[spec.name], user_id, history, timestamp)
-            for spec in specs if spec.name in OFFLOADED
-        }
-        found = {
-            spec.name: self._channel(spec, quotas[spec.name], user_id, history, timestamp)
-            for spec in specs if spec.name not in OFFLOADED
-        }
-        for name, future in offloaded.items():
-            found[name] = await future
-        channels = [(spec.name, *found[spec.name]) for spec in specs]
-        if explore > 0:
+        snapshot = self.snapshot  # one read for the whole request
+        plan = snapshot.cold if history is None else snapshot.known
+        ann = None
+        if any(spec.name == "ann" for spec in plan.channels):  # on its way before the in-memory channels run
+            ann_history = self.cold_history if history is None else history
+            ann = self.ann_batcher.submit(user_id, ann_history, timestamp, plan.quotas["ann"])
+        found = {spec.name: self._in_memory_channel(spec, history) for spec in plan.channels if spec.name != "ann"}
+        if ann is not None:
+            found["ann"] = await ann
+        channels = [(spec.name, *found[spec.name]) for spec in plan.channels]
+        if plan.explore > 0:
             seed = (user_id * 1_000_003 + timestamp // 86_400) & 0x7FFFFFFF  # a user's draw changes daily
-            channels.append((EXPLORE, *explore_new_items(self.new_items, explore, seed)))
-        quotas[EXPLORE] = explore
-        limit = sum(quotas[name] for name, _, _ in channels)
-        return merge_channels(channels, limit=limit, quotas=quotas)
+            channels.append((EXPLORE, *explore_new_items(self.new_items, plan.explore, seed)))
+        return merge_channels(channels, limit=plan.limit, quotas=plan.quotas)
 
-    def _channel(
-        self, spec: ChannelSpec, quota: int, user_id: int, history: np.ndarray | None, timestamp: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        if spec.name == "ann":
-            if history is None:
-                history = np.full(self.tables.config.history_len, PAD_ITEM, np.int64)
-            return self.ann.search(user_id, history, timestamp, quota)
+    def _in_memory_channel(self, spec: ChannelSpec, history: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         if spec.name == "item_to_item":
             if self.item_to_item is None or history is None:
                 return np.empty(0, np.int64), np.empty(0, np.float32)

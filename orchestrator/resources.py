@@ -11,6 +11,7 @@ from cascade.features import FeatureTables
 from cascade.recall.ann import AnnRecall, load_index
 from cascade.recall.item_to_item import ItemToItemIndex
 from cascade.recall.popular import popular_items
+from cascade.rerank.similarity import unit_rows
 from cascade.settings import Settings
 from orchestrator.recall import RecallChannels
 
@@ -26,7 +27,7 @@ class Resources:
     manifest: Manifest
     tables: FeatureTables
     user_history: np.ndarray  # int64 [n_users, L]
-    item_embeddings: np.ndarray  # float32 [n_items, d]
+    unit_item_embeddings: np.ndarray  # [n_items, d] item embeddings at unit length, normalised once for the rerank
     popular_ids: np.ndarray
     popular_scores: np.ndarray
     ann: AnnRecall
@@ -61,7 +62,7 @@ class Resources:
             log.warning("%s not found: the item_to_item channel answers nothing; re-run the export", paths.item_to_item)
         ann = AnnRecall(tables, paths.onnx("user_tower"), index)
         return Resources(
-            manifest, tables, history, embeddings, pop_ids, pop_scores, ann,
+            manifest, tables, history, unit_rows(embeddings), pop_ids, pop_scores, ann,
             RecallChannels(settings, tables, ann, item_to_item, pop_ids, pop_scores),
         )
 

@@ -56,7 +56,8 @@ def up(settings: Settings) -> None:
         settings.triton_http_port, settings.triton_grpc_port, settings.triton_metrics_port,
     ))
     argv = [sys.executable, "-m", "uvicorn", "--factory", "orchestrator.app:create_app",
-            "--host", settings.host, "--port", str(settings.port), "--log-level", "warning"]
+            "--host", settings.host, "--port", str(settings.port), "--log-level", "warning", "--no-access-log",
+            "--loop", "uvloop", "--http", "httptools", "--workers", str(settings.workers)]
     app = ManagedProcess("orchestrator", argv, settings.run_dir / "orchestrator.log", env)
     app.wait_ready(lambda: _http("GET", f"http://{settings.host}:{settings.port}/readyz")[0] == 200, 120)
     _record(settings, app)

@@ -48,12 +48,30 @@ class AnnRecall:
         self.session = ort.InferenceSession(str(user_tower_path), options, providers=["CPUExecutionProvider"])
         self.index = index
 
-    def user_embedding(self, user_id: int, history: np.ndarray, timestamp: int) -> np.ndarray:
-        f = assemble_users(self.tables, np.array([user_id]), history[None, :], np.array([timestamp]))
-        return self.session.run([USER_EMBEDDING], {n: f[n] for n in USER_TOWER_FEATURES})[0]
+    def user_embeddings(self, user_ids: np.ndarray, histories: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+        """float32 [n, d]: the user tower over n users in one ONNX Runtime call (histories [n, L], padded).
 
-    def search(self, user_id: int, history: np.ndarray, timestamp: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k item ids and inner-product scores for one user (history padded to L)."""
-        scores, ids = self.index.search(self.user_embedding(user_id, history, timestamp), min(k, self.index.ntotal))
-        keep = ids[0] >= 0
-        return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
+        A lone user's row is run twice: ONNX Runtime computes a one-row matrix product by another
+        kernel than a batch's rows, which rounds differently (~1e-7), and two rows keep a user's
+        embedding the same bits in whatever batch it comes.
+        """
+        f = assemble_users(self.tables, user_ids, histories, timestamps)
+        inputs = {n: np.repeat(f[n], 2, axis=0) if len(user_ids) == 1 else f[n] for n in USER_TOWER_FEATURES}
+        return self.session.run([USER_EMBEDDING], inputs)[0][: len(user_ids)]
+
+    def search_many(
+        self, user_ids: np.ndarray, histories: np.ndarray, timestamps: np.ndarray, k: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Top-k (item ids, inner-product scores) for each of n users (histories [n, L], padded).
+
+        One user-tower call and one index search for all of them, and each user's answer is the one
+        it gets alone: its embedding is the same bits in any batch (`user_embeddings`), and FAISS,
+        single-threaded (`single_threaded_faiss`) and at its default
+        `faiss.cvar.distance_compute_blas_threshold`, scores each query of a small batch on its
+        own. (A lower threshold sends batches to its BLAS path: cheaper per query, but a score
+        then rounds differently with the batch size.)
+        """
+        queries = self.user_embeddings(user_ids, histories, timestamps)
+        scores, ids = self.index.search(queries, min(k, self.index.ntotal))
+        keep = ids >= 0
+        return [(i[m].astype(np.int64), s[m].astype(np.float32)) for i, s, m in zip(ids, scores, keep)]

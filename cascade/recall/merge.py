@@ -3,6 +3,11 @@
 Channels come in priority order. An item belongs to the first channel that *takes* it: an item a
 channel skipped because its quota was spent is still free for a later channel. That makes the merge
 sequential across channels (there are a handful), while the work inside each channel is vectorised.
+
+Item ids index the catalogue, so what is taken is a boolean mask over ids 0..max id (20 kB for
+20,000 items): a lookup and a scatter per channel instead of sorting (`np.unique`, `np.isin`).
+Channels rarely repeat an item (FAISS, the popular list and item-to-item answer distinct ids), so
+a channel is sorted only when its kept prefix turns out to hold a repeat.
 """
 from __future__ import annotations
 
@@ -34,6 +39,19 @@ def _first_occurrences(ids: np.ndarray) -> np.ndarray:
     return np.sort(first)
 
 
+def _checked(name: str, ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.asarray(ids, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float32)
+    if ids.shape != scores.shape or ids.ndim != 1:
+        raise ValueError(
+            f"recall channel {name!r}: item_ids {ids.shape} and scores {scores.shape}"
+            " must be 1-d and of the same length"
+        )
+    if len(ids) and ids.min() < 0:
+        raise ValueError(f"recall channel {name!r}: negative item ids {ids[ids < 0][:5].tolist()}")
+    return ids, scores
+
+
 def merge_channels(
     channels: list[tuple[str, np.ndarray, np.ndarray]],
     limit: int,
@@ -50,35 +68,30 @@ def merge_channels(
     if negative:
         raise ValueError(f"recall quotas must be >= 0, got {negative}")
     names = tuple(name for name, _, _ in channels)
-    taken_ids: list[np.ndarray] = []
-    taken_scores: list[np.ndarray] = []
-    taken_channels: list[np.ndarray] = []
+    checked = [_checked(name, ids, scores) for name, ids, scores in channels]
+    taken = np.zeros(max((int(ids.max()) + 1 for ids, _ in checked if len(ids)), default=0), dtype=bool)
+    n_taken = 0
+    kept: list[np.ndarray] = []
     room = max(limit, 0)
-    for index, (name, ids, scores) in enumerate(channels):
-        ids = np.asarray(ids, dtype=np.int64)
-        scores = np.asarray(scores, dtype=np.float32)
-        if ids.shape != scores.shape or ids.ndim != 1:
-            raise ValueError(
-                f"recall channel {name!r}: item_ids {ids.shape} and scores {scores.shape}"
-                " must be 1-d and of the same length"
-            )
-        if (ids < 0).any():
-            raise ValueError(f"recall channel {name!r}: negative item ids {ids[ids < 0][:5].tolist()}")
-        keep = _first_occurrences(ids)
-        if taken_ids:
-            keep = keep[~np.isin(ids[keep], np.concatenate(taken_ids))]
-        keep = keep[: min(quotas.get(name, room), room)]
-        taken_ids.append(ids[keep])
-        taken_scores.append(scores[keep])
-        taken_channels.append(np.full(len(keep), index, dtype=np.int64))
+    for name, (ids, _) in zip(names, checked):
+        want = min(quotas.get(name, room), room)
+        fresh = np.flatnonzero(~taken[ids])  # not taken by an earlier channel
+        keep = fresh[:want]
+        taken[ids[keep]] = True
+        if np.count_nonzero(taken) != n_taken + len(keep):  # a repeat within the kept prefix
+            taken[ids[keep]] = False
+            keep = fresh[_first_occurrences(ids[fresh])][:want]
+            taken[ids[keep]] = True
+        n_taken += len(keep)
         room -= len(keep)
-    if not taken_ids:
+        kept.append(keep)
+    if not kept:
         return Candidates(
             np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32), names
         )
     return Candidates(
-        np.concatenate(taken_ids),
-        np.concatenate(taken_channels),
-        np.concatenate(taken_scores),
+        np.concatenate([ids[keep] for (ids, _), keep in zip(checked, kept)]),
+        np.repeat(np.arange(len(kept), dtype=np.int64), [len(keep) for keep in kept]),
+        np.concatenate([scores[keep] for (_, scores), keep in zip(checked, kept)]),
         names,
     )

@@ -26,7 +26,7 @@ import numpy as np
 
 from cascade.rerank.base import RerankInput
 from cascade.rerank.params import require_in_range
-from cascade.rerank.similarity import minmax, similarity_to, unit_rows
+from cascade.rerank.similarity import minmax, similarity_to
 
 JITTER = 1e-6  # added to the diagonal of S: keeps it positive definite for exact duplicates
 MIN_GAIN = 1e-12  # stop picking once the best det ratio d_j^2 falls below this
@@ -45,7 +45,7 @@ class DiversifyByDPP:
         """Chen et al.'s Algorithm 1: up to `size` picks, stopping early when the gain vanishes."""
         alpha = self.theta / (2.0 * (1.0 - self.theta))
         quality = np.exp(alpha * (minmax(batch.scores) - 1.0))
-        unit = None if batch.embeddings is None else unit_rows(batch.embeddings)
+        unit = batch.unit()
         cholesky = np.zeros((size, len(batch)))  # row t: every item's t-th Cholesky entry
         gain = quality**2 * (1.0 + JITTER)  # d_i^2, starting at L_ii
         available = np.ones(len(batch), dtype=bool)

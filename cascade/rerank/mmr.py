@@ -13,7 +13,7 @@ import numpy as np
 
 from cascade.rerank.base import RerankInput
 from cascade.rerank.params import require_in_range
-from cascade.rerank.similarity import minmax, similarity_to, unit_rows
+from cascade.rerank.similarity import minmax, similarity_to
 
 
 @dataclass(frozen=True)
@@ -30,14 +30,14 @@ class DiversifyByMMR:
         if n <= 0:
             return np.empty(0, dtype=np.int64)
         relevance = self.lam * minmax(batch.scores)
-        unit = None if batch.embeddings is None else unit_rows(batch.embeddings)
+        unit = batch.unit()
         max_sim = np.zeros(len(batch))
         picked = np.empty(n, dtype=np.int64)
-        picked[0] = np.argmax(batch.scores)
+        picked[0] = batch.scores.argmax()
         for step in range(1, n):
             similarity = similarity_to(batch.categories, unit, picked[step - 1], self.category_weight)
-            max_sim = np.maximum(max_sim, similarity)
+            np.maximum(max_sim, similarity, out=max_sim)
             gain = relevance - (1.0 - self.lam) * max_sim
             gain[picked[:step]] = -np.inf
-            picked[step] = np.argmax(gain)
+            picked[step] = gain.argmax()
         return picked

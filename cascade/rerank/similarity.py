@@ -27,7 +27,7 @@ def similarity_to(
     categories: np.ndarray, unit: np.ndarray | None, j: int, category_weight: float
 ) -> np.ndarray:
     """float64 [n]: similarity of every item to item j; `unit` holds unit_rows(embeddings) or None."""
-    same_category = (categories == categories[j]).astype(np.float64)
+    same_category = categories == categories[j]
     if unit is None:
-        return same_category
+        return same_category.astype(np.float64)
     return category_weight * same_category + (1.0 - category_weight) * (unit @ unit[j])

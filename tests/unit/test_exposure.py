@@ -57,3 +57,15 @@ def test_refill_takes_items_only_served_before_items_the_client_saw() -> None:
     assert filter_exposed(candidates, exposed, min_keep=3, seen=seen).tolist() == [4, 0, 2]
     assert filter_exposed(candidates, exposed, min_keep=5, seen=seen).tolist() == [4, 0, 2, 1, 3]
     assert filter_exposed(candidates, exposed, min_keep=1, seen=seen).tolist() == [4]
+
+
+def test_mask_ignores_exposed_ids_far_outside_the_candidates() -> None:
+    exposed = np.array([-5, 11, 2**62, 14], dtype=np.int64)
+    assert unexposed_mask(CANDIDATES, exposed).tolist() == [True, False, True, True, False]
+
+
+def test_mask_matches_isin_on_random_ids() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        items, exposed = rng.integers(0, 300, 200), rng.integers(-50, 400, rng.integers(0, 60))
+        assert unexposed_mask(items, exposed).tolist() == (~np.isin(items, exposed)).tolist()

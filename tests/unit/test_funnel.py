@@ -25,7 +25,7 @@ VERSIONS = {"prerank": 1, "rank": 1}
 @dataclass
 class Catalogue:
     tables: FeatureTables
-    item_embeddings: np.ndarray
+    unit_item_embeddings: np.ndarray
     model_versions: dict = field(default_factory=lambda: {"prerank": 1, "rank": 1, "user_tower": 1})
 
     def history_of(self, user_id: int) -> np.ndarray | None:

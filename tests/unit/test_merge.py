@@ -80,3 +80,36 @@ def test_take_reorders_and_keeps_channel_names() -> None:
     assert taken.channels.tolist() == [1, 0]
     assert taken.scores.tolist() == [7.0, 5.0]
     assert taken.channel_names == ("ann", "popular")
+
+
+def reference_merge(channels, limit, quotas):
+    """The merge rules item by item, in plain Python."""
+    taken: dict[int, tuple[int, float]] = {}
+    room = limit
+    for index, (name, ids, scores) in enumerate(channels):
+        quota = min(quotas.get(name, room), room)
+        took = 0
+        for item, score in zip(ids.tolist(), scores.tolist()):
+            if took == quota:
+                break
+            if item not in taken:
+                taken[item] = (index, score)
+                took += 1
+        room -= took
+    return list(taken), [c for c, _ in taken.values()], [s for _, s in taken.values()]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_channels_with_repeats_match_the_item_by_item_rules(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    channels = [
+        (name, *channel(name, rng.integers(0, 40, rng.integers(0, 30)).tolist())[1:])
+        for name in ("ann", "item_to_item", "popular", "explore")[: rng.integers(1, 5)]
+    ]
+    quotas = {name: int(rng.integers(0, 12)) for name, _, _ in channels if rng.random() < 0.7}
+    limit = int(rng.integers(0, 40))
+    merged = merge_channels(channels, limit=limit, quotas=quotas)
+    ids, provenance, scores = reference_merge(channels, limit, quotas)
+    assert merged.item_ids.tolist() == ids
+    assert merged.channels.tolist() == provenance
+    assert merged.scores.tolist() == scores

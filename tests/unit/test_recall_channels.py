@@ -102,12 +102,12 @@ def test_explore_is_reproducible_per_seed() -> None:
 
 
 class FakeAnn:
-    def search(self, user_id, history, timestamp, k):
+    def search_many(self, user_ids, histories, timestamps, k):
         ids = np.arange(10, dtype=np.int64)[:k]  # ANN always answers 0..9
-        return ids, np.linspace(1, 0, len(ids)).astype(np.float32)
+        return [(ids, np.linspace(1, 0, len(ids)).astype(np.float32)) for _ in user_ids]
 
 
-def stage(tmp_path: Path, text: str = VALID) -> RecallChannels:
+def stage(tmp_path: Path, text: str = VALID, ann: FakeAnn | None = None) -> RecallChannels:
     n_items = 30
     positives = np.zeros(n_items, np.int64)
     positives[:20] = np.arange(20, 0, -1)  # items 20..29 have no training positive
@@ -117,7 +117,7 @@ def stage(tmp_path: Path, text: str = VALID) -> RecallChannels:
     i2i = ItemToItemIndex(neighbours, np.where(neighbours >= 0, 1.0, 0.0).astype(np.float32))
     settings = Settings(recall_config=write(tmp_path, text), recall_ann_k=100, recall_popular_k=100)
     pop = np.arange(20, dtype=np.int64)
-    return RecallChannels(settings, tables, FakeAnn(), i2i, pop, np.linspace(5, 1, 20).astype(np.float32))
+    return RecallChannels(settings, tables, ann or FakeAnn(), i2i, pop, np.linspace(5, 1, 20).astype(np.float32))
 
 
 def counts(cands) -> dict[str, int]:
@@ -159,18 +159,58 @@ class BlockingAnn(FakeAnn):
     def __init__(self) -> None:
         self.entered, self.released = threading.Event(), threading.Event()
 
-    def search(self, user_id, history, timestamp, k):
+    def search_many(self, user_ids, histories, timestamps, k):
         self.entered.set()
         if not self.released.wait(5):
             raise AssertionError("the event loop was blocked while the ANN channel searched")
-        return super().search(user_id, history, timestamp, k)
+        return super().search_many(user_ids, histories, timestamps, k)
 
 
 async def test_the_ann_channel_runs_beside_the_event_loop(tmp_path: Path) -> None:
-    recall = stage(tmp_path)
-    recall.ann = ann = BlockingAnn()
+    ann = BlockingAnn()
+    recall = stage(tmp_path, ann=ann)
     task = asyncio.create_task(recall.recall(1, np.array([-1, -1, 2, 5]), 0))
     assert await asyncio.to_thread(ann.entered.wait, 5)
     ann.released.set()  # runs on the event loop while the search is still inside it
     assert counts(await task) == {"ann": 4, "item_to_item": 2, "popular": 3, "explore": 1}
     await recall.close()
+
+
+class RecordingAnn(FakeAnn):
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[int], int]] = []
+
+    def search_many(self, user_ids, histories, timestamps, k):
+        self.calls.append((user_ids.tolist(), k))
+        return super().search_many(user_ids, histories, timestamps, k)
+
+
+async def test_a_cold_start_user_with_ann_configured_searches_from_an_empty_history(tmp_path: Path) -> None:
+    ann = RecordingAnn()
+    recall = stage(tmp_path, VALID.replace('channels = ["popular"]', 'channels = ["ann", "popular"]'), ann=ann)
+    cands = await recall.recall(10_000, None, timestamp=0)
+    assert counts(cands) == {"ann": 4, "popular": 3, "explore": 2}
+    assert ann.calls == [([10_000], 4)]
+    await recall.close()
+
+
+async def test_concurrent_requests_share_ann_batches_and_get_their_own_answers(tmp_path: Path) -> None:
+    ann = RecordingAnn()
+    recall = stage(tmp_path, ann=ann)
+    alone = await recall.recall(1, np.array([-1, -1, 2, 5]), 0)
+    together = await asyncio.gather(*(recall.recall(u, np.array([-1, -1, 2, 5]), 0) for u in range(1, 7)))
+    assert [c.item_ids.tolist() for c in together[:1]] == [alone.item_ids.tolist()]
+    assert sum(len(users) for users, _ in ann.calls) == 7 and len(ann.calls) < 7  # batched
+    await recall.close()
+
+
+async def test_plans_are_derived_once_per_config_and_swapped_on_reload(tmp_path: Path) -> None:
+    recall = stage(tmp_path)
+    plan = recall.snapshot.known
+    assert [s.name for s in plan.channels] == ["ann", "item_to_item", "popular"]
+    assert plan.quotas == {"ann": 4, "item_to_item": 2, "popular": 3, "explore": 1} and plan.limit == 10
+    cold = recall.snapshot.cold
+    assert [s.name for s in cold.channels] == ["popular"] and cold.limit == 5
+    write(tmp_path, VALID.replace("quota = 4", "quota = 0"))
+    recall.reload()
+    assert [s.name for s in recall.snapshot.known.channels] == ["item_to_item", "popular"]

@@ -1,12 +1,17 @@
 """Served samples: encoded for the stream and back exactly, joined with labels, and back to model tensors."""
 from __future__ import annotations
 
+import io
+import json
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from cascade.features import FeatureTables, assemble, assemble_requests
 from cascade.samples import (
+    FEATURE_PREFIX,
+    META,
     ServedSample,
     decode_sample,
     encode_sample,
@@ -40,6 +45,45 @@ def test_a_sample_survives_the_stream_encoding_exactly(tiny_tables: FeatureTable
     for name, tensor in sample.features.items():
         assert back.features[name].dtype == tensor.dtype
         np.testing.assert_array_equal(back.features[name], tensor, err_msg=name)
+
+
+def legacy_fields(sample: ServedSample) -> dict[bytes, bytes]:
+    """A stream entry as serving wrote it before the raw encoding: one .npy blob per array."""
+    def npy(array: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        return buffer.getvalue()
+
+    names = ("request_id", "user_id", "timestamp", "scored_by", "model_versions", "experiment", "arm")
+    meta = {name: getattr(sample, name) for name in names}
+    fields = {META: json.dumps(meta).encode(), "item_ids": npy(sample.item_ids), "scores": npy(sample.scores)}
+    for name, tensor in sample.features.items():
+        fields[FEATURE_PREFIX + name] = npy(tensor[:1] if name in USER_SIDE else tensor)
+    return {k.encode(): v for k, v in fields.items()}
+
+
+def test_entries_in_the_earlier_npy_encoding_still_decode(tiny_tables: FeatureTables) -> None:
+    sample = served(tiny_tables, [0, 1, 2, 3])
+    back = decode_sample(legacy_fields(sample))
+    assert (back.request_id, back.model_versions, back.arm) == ("req-1", {"prerank": 1, "rank": 2}, "treatment")
+    np.testing.assert_array_equal(back.item_ids, sample.item_ids)
+    np.testing.assert_array_equal(back.scores, sample.scores)
+    for name, tensor in sample.features.items():
+        assert back.features[name].dtype == tensor.dtype
+        np.testing.assert_array_equal(back.features[name], tensor, err_msg=name)
+
+
+def test_decoded_arrays_are_writable_copies(tiny_tables: FeatureTables) -> None:
+    back = decode_sample(encode_sample(served(tiny_tables, [0, 1])))
+    assert back.item_ids.flags.writeable and all(t.flags.writeable for t in back.features.values())
+
+
+def test_an_empty_answer_round_trips(tiny_tables: FeatureTables) -> None:
+    sample = served(tiny_tables, [])
+    back = decode_sample(encode_sample(sample))
+    assert back.item_ids.shape == (0,) and back.item_ids.dtype == np.int64
+    for name, tensor in sample.features.items():
+        assert back.features[name].shape == tensor.shape and back.features[name].dtype == tensor.dtype, name
 
 
 def test_user_side_tensors_are_stored_once(tiny_tables: FeatureTables) -> None:
