@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,28 @@ class FeatureTables:
     @property
     def n_users(self) -> int:
         return int(self.user_fields.shape[0])
+
+    # Hashed ids, computed once per table instead of per request: every id hashed in a request is a
+    # known item or user field, so a lookup gives exactly what `hash_bucket` gives (a unit test checks).
+    @cached_property
+    def item_id_buckets(self) -> np.ndarray:
+        return hash_bucket(np.arange(self.n_items, dtype=np.int64), ITEM_SALT, self.config.item_buckets)
+
+    @cached_property
+    def item_cat_buckets(self) -> np.ndarray:
+        return hash_bucket(self.item_category, CATEGORY_SALT, self.config.category_buckets)
+
+    @cached_property
+    def item_num_rows(self) -> np.ndarray:
+        return np.stack([self.item_numeric, self.item_popularity], axis=1)
+
+    @cached_property
+    def user_cat_buckets(self) -> np.ndarray:
+        cfg = self.config
+        return np.stack(
+            [hash_bucket(self.user_fields[:, f], USER_FIELD_SALT + f, cfg.user_field_buckets) for f in range(len(USER_FIELDS))],
+            axis=1,
+        )
 
     @property
     def n_items(self) -> int:
@@ -90,13 +113,12 @@ def check_items(tables: FeatureTables, item_ids: np.ndarray, what: str) -> None:
 
 def assemble_items(tables: FeatureTables, item_ids: np.ndarray) -> dict[str, np.ndarray]:
     """Item-side tensors (cacheable: they depend on the item alone)."""
-    cfg = tables.config
     item_ids = np.asarray(item_ids, dtype=np.int64)
     check_items(tables, item_ids, "item_ids")
     return {
-        "item_id": hash_bucket(item_ids, ITEM_SALT, cfg.item_buckets),
-        "item_cat": hash_bucket(tables.item_category[item_ids], CATEGORY_SALT, cfg.category_buckets),
-        "item_num": np.stack([tables.item_numeric[item_ids], tables.item_popularity[item_ids]], axis=1),
+        "item_id": tables.item_id_buckets[item_ids],
+        "item_cat": tables.item_cat_buckets[item_ids],
+        "item_num": tables.item_num_rows[item_ids],
     }
 
 
@@ -109,20 +131,15 @@ def assemble_users(
     histories = np.asarray(histories, dtype=np.int64).reshape(len(user_ids), cfg.history_len)
     known = (user_ids >= 0) & (user_ids < tables.n_users)
     safe = np.where(known, user_ids, 0)
-    fields = np.where(known[:, None], tables.user_fields[safe], -1)
-    user_cat = np.stack(
-        [hash_bucket(fields[:, f], USER_FIELD_SALT + f, cfg.user_field_buckets) for f in range(len(USER_FIELDS))],
-        axis=1,
-    )
     padded = histories == PAD_ITEM
     check_items(tables, histories[~padded], "history")
     hist_safe = np.where(padded, 0, histories)
     ts = np.asarray(timestamps, dtype=np.int64)
-    return {
-        "user_cat": user_cat,
+    return {  # unknown users' fields and the padding hash to bucket 0
+        "user_cat": np.where(known[:, None], tables.user_cat_buckets[safe], 0),
         "user_num": np.where(known, tables.user_activity[safe], 0.0).astype(np.float32)[:, None],
-        "hist_item": hash_bucket(histories, ITEM_SALT, cfg.item_buckets),
-        "hist_cat": np.where(padded, 0, hash_bucket(tables.item_category[hist_safe], CATEGORY_SALT, cfg.category_buckets)),
+        "hist_item": np.where(padded, 0, tables.item_id_buckets[hist_safe]),
+        "hist_cat": np.where(padded, 0, tables.item_cat_buckets[hist_safe]),
         "ctx": np.stack([(ts // 3600) % cfg.hours, (ts // 86400 + 3) % cfg.weekdays], axis=1),
     }
 

@@ -175,3 +175,25 @@ def test_feature_tables_save_load_round_trip(tiny_tables: FeatureTables, tmp_pat
         again = getattr(loaded, name)
         assert again.dtype == array.dtype, name
         np.testing.assert_array_equal(again, array, err_msg=name)
+
+
+def test_hashed_id_lookups_equal_hashing_every_request(tiny_tables: FeatureTables) -> None:
+    """The per-table bucket lookups give exactly what hashing each request's ids gives."""
+    from cascade.features import CATEGORY_SALT, ITEM_SALT, USER_FIELD_SALT, assemble_items, assemble_users
+    from cascade.hashing import hash_bucket
+
+    cfg, t = tiny_tables.config, tiny_tables
+    items = np.array([3, 0, 0, 2, 1])
+    got = assemble_items(t, items)
+    assert np.array_equal(got["item_id"], hash_bucket(items, ITEM_SALT, cfg.item_buckets))
+    assert np.array_equal(got["item_cat"], hash_bucket(t.item_category[items], CATEGORY_SALT, cfg.category_buckets))
+    users = np.array([1, 0, 7])  # 7: unknown, every field in bucket 0
+    histories = np.array([[-1, 0, 3], [2, 2, 1], [-1, -1, -1]])
+    u = assemble_users(t, users, histories, np.array([0, 3600, 86_400]))
+    fields = np.where((users < t.n_users)[:, None], t.user_fields[np.minimum(users, t.n_users - 1)], -1)
+    for f in range(fields.shape[1]):
+        assert np.array_equal(u["user_cat"][:, f], hash_bucket(fields[:, f], USER_FIELD_SALT + f, cfg.user_field_buckets))
+    assert np.array_equal(u["hist_item"], hash_bucket(histories, ITEM_SALT, cfg.item_buckets))
+    cats = np.where(histories < 0, -1, t.item_category[np.maximum(histories, 0)])
+    assert np.array_equal(u["hist_cat"], hash_bucket(cats, CATEGORY_SALT, cfg.category_buckets))
+    assert u["user_cat"][2].tolist() == [0, 0, 0] and u["hist_item"][2].tolist() == [0, 0, 0]
