@@ -104,6 +104,7 @@ def run_export(settings: Settings) -> Manifest:
         settings.model_repository, settings.ensemble_repository, paths.tables,
         {n: (models[n][1], served[n]) for n in ("prerank", "rank")},
         L, settings.max_batch_size, settings.max_queue_delay_us, settings.model_instances, MODEL_VERSION,
+        profile=settings.triton_profile,
     )
     manifest = Manifest(
         dataset=dataset.name, n_users=dataset.n_users, n_items=dataset.n_items, n_categories=dataset.n_categories,

@@ -1,9 +1,10 @@
 """`python -m export.publish rank --onnx FILE [--activate]`: a new version of a served scorer, while it serves.
 
-1. The ONNX is checked: its inputs are the scorer's Triton inputs (names and dtypes), and it scores
-   the export's calibration set (real training rows) with one finite score per row.
-2. It is written as version N+1 of the scorer, with its pinned pipeline `<scorer>_pipeline_v<N+1>`
-   (`export.repository.publish_version`). Nothing running changes yet.
+1. The ONNX is checked: its inputs are the scorer's inputs (`cascade.specs`, names and dtypes), and it
+   scores the export's calibration set (real training rows) with one finite score per row.
+2. It is written as version N+1 of the scorer, with its pinned pipeline `<scorer>_pipeline_v<N+1>`, in
+   the layout of CASCADE_TRITON_PROFILE (`export.repository.publish_version`; on `cpu` the pinned
+   pipeline is a fused model carrying the ONNX and the feature tables). Nothing running changes yet.
 3. Old versions are pruned from the repositories: all but the newest CASCADE_TRITON_VERSIONS_KEPT and
    those in use, which the orchestrator reports (GET /admin/models: the active version and the ones
    experiment arms pin). With no orchestrator answering, nothing is pruned.
@@ -26,22 +27,24 @@ import numpy as np
 
 from cascade.artifacts import ArtifactPaths
 from cascade.settings import Settings, SettingsError, load_settings
-from cascade.triton.config import parse, triton_dtype
+from cascade.specs import ModelSpec, prerank_spec, rank_spec
+from cascade.triton.config import triton_dtype
 from cascade.triton.layout import SCORERS
 from export.calibrate import load_calibration_set
 from export.onnx_export import session
 from export.repository import prune_versions, publish_version
 
 ORT_TYPES = {"tensor(int64)": np.int64, "tensor(float)": np.float32, "tensor(int32)": np.int32}
+SCORER_SPECS = {"prerank": prerank_spec, "rank": rank_spec}
 
 
-def check_scorer_onnx(onnx_path: Path, config_path: Path, calibration: dict[str, np.ndarray]) -> int:
-    """Raise ValueError unless `onnx_path` takes exactly the inputs of the Triton config at
-    `config_path` and scores the calibration rows; return how many rows it scored."""
+def check_scorer_onnx(onnx_path: Path, spec: ModelSpec, calibration: dict[str, np.ndarray]) -> int:
+    """Raise ValueError unless `onnx_path` takes exactly the inputs of `spec` (from which every
+    Triton config of the scorer is rendered) and scores the calibration rows; return how many rows
+    it scored."""
     if not onnx_path.exists():
         raise ValueError(f"{onnx_path} not found")
-    config = parse(config_path.read_text())
-    wanted = {i.name: i.data_type for i in config.input}
+    wanted = {t.name: triton_dtype(t.dtype) for t in spec.inputs}
     sess = session(onnx_path)
     got = {}
     for i in sess.get_inputs():
@@ -49,7 +52,7 @@ def check_scorer_onnx(onnx_path: Path, config_path: Path, calibration: dict[str,
             raise ValueError(f"{onnx_path}: input {i.name} has type {i.type}, which no scorer input has")
         got[i.name] = triton_dtype(ORT_TYPES[i.type])
     if got != wanted:
-        raise ValueError(f"{onnx_path}: inputs {sorted(got.items())} != {config.name}'s Triton inputs {sorted(wanted.items())}")
+        raise ValueError(f"{onnx_path}: inputs {sorted(got.items())} != {spec.name}'s inputs {sorted(wanted.items())}")
     scores = sess.run(None, {name: calibration[name] for name in wanted})[0]
     rows = len(next(iter(calibration.values())))
     if scores.shape[0] != rows or not np.isfinite(scores).all():
@@ -95,8 +98,10 @@ def publish(settings: Settings, scorer: str, onnx_path: Path | None) -> int:
     calibration = load_calibration_set(paths.calibration)
     if calibration["hist_item"].shape[1] != settings.history_len:
         raise ValueError(f"{paths.calibration} does not match CASCADE_HISTORY_LEN={settings.history_len}")
-    rows = check_scorer_onnx(onnx_path, settings.model_repository / scorer / "config.pbtxt", calibration)
-    version = publish_version(settings.model_repository, settings.ensemble_repository, scorer, onnx_path)
+    rows = check_scorer_onnx(onnx_path, SCORER_SPECS[scorer](settings.history_len), calibration)
+    version = publish_version(
+        settings.model_repository, settings.ensemble_repository, scorer, onnx_path, settings.triton_profile
+    )
     print(f"published {onnx_path} as {scorer} version {version} (scored {rows} calibration rows)")
     return version
 
@@ -119,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no orchestrator answered at {url}: no old version pruned (which ones are in use is unknown)")
     else:
         removed = prune_versions(
-            settings.model_repository, settings.ensemble_repository, args.scorer, settings.triton_versions_kept, in_use | {version}
+            settings.model_repository, settings.ensemble_repository, args.scorer, settings.triton_versions_kept,
+            in_use | {version}, settings.triton_profile,
         )
         print(f"pruned {args.scorer} versions {removed} (in use: {sorted(in_use)})" if removed else "nothing to prune")
     if not args.activate:

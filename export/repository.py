@@ -1,10 +1,24 @@
 """Write the Triton repositories (models and ensembles) from code; nothing in them is hand-made.
 
-Each scorer gets two kinds of pipeline: `<scorer>_pipeline` (follows the newest loaded version, for
-perf runs and clients that do not care) and `<scorer>_pipeline_v<N>` (calls version N only, which is
-what the orchestrator calls). `publish_version` adds version N+1 of a scorer and its pinned pipeline
-next to the running ones; Triton (which serves every version present) loads it on the model-control
-API's load call. `prune_versions` removes old versions and their pipelines that nothing uses.
+Each scorer gets two pipelines, both taking the raw request and returning `scores`:
+`<scorer>_pipeline` (serves the newest version, for perf runs and clients that do not care) and
+`<scorer>_pipeline_v<N>` (version N only, which is what the orchestrator calls). How a pipeline is
+built depends on the Triton profile (`Settings.triton_profile`):
+
+- `cpu`: one fused Python-backend model (`cascade.triton.fused_model`: feature assembly and ONNX
+  Runtime in one stub process) with its `model.onnx` and `tables.npz`. `<scorer>_pipeline`, in the
+  model repository, holds every version of the scorer as a version directory (the newest is served);
+  the pinned `<scorer>_pipeline_v<N>` go to the ensemble repository, like the GPU profile's. No
+  ensemble, and no standalone feature_assembly or scorer model (see perf/README.md for why).
+- `gpu`: an ensemble in the ensemble repository, feature_assembly -> the scorer model, whose version
+  directories are the scorer's versions (every one present is served).
+
+Either way the model repository holds the scorers' versions and the ensemble repository the pinned
+pipelines the orchestrator calls.
+
+`publish_version` adds version N+1 of a scorer and its pinned pipeline next to the running ones;
+Triton loads them on the model-control API's load call. `prune_versions` removes old versions and
+their pipelines that nothing uses.
 """
 from __future__ import annotations
 
@@ -12,8 +26,25 @@ import shutil
 from pathlib import Path
 
 from cascade.specs import USER_SIDE, ModelSpec, feature_assembly_spec
-from cascade.triton.config import ensemble_config, parse, pin_ensemble, python_model_config, render
-from cascade.triton.layout import FEATURE_ASSEMBLY_ADAPTER, ONNX_ADAPTER, ONNX_FILE, TABLES_FILE, pipeline_name
+from cascade.triton.config import (
+    ensemble_config,
+    fused_pipeline_config,
+    parse,
+    pin_ensemble,
+    python_model_config,
+    render,
+    renamed,
+)
+from cascade.triton.layout import (
+    FEATURE_ASSEMBLY_ADAPTER,
+    FUSED_ADAPTER,
+    ONNX_ADAPTER,
+    ONNX_FILE,
+    PINNED_PIPELINE_VERSION,
+    TABLES_FILE,
+    Profile,
+    pipeline_name,
+)
 
 KEEP = {"README.md"}
 PER_REQUEST = frozenset(USER_SIDE)  # user-side features travel once per request (cascade.triton.batching)
@@ -41,10 +72,16 @@ def _write_model(root: Path, name: str, config_text: str, adapter: str, files: d
 
 
 def _write_ensemble(root: Path, config_text: str, name: str) -> Path:
-    (root / name / "1").mkdir(parents=True, exist_ok=True)
+    (root / name / str(PINNED_PIPELINE_VERSION)).mkdir(parents=True, exist_ok=True)
     path = root / name / "config.pbtxt"
     path.write_text(config_text)
     return path
+
+
+def _versions_folder(model_root: Path, scorer: str, profile: Profile) -> Path:
+    """Where the version directories of `scorer` live: its fused `<scorer>_pipeline` on the CPU
+    profile, the scorer model on the GPU profile."""
+    return model_root / (pipeline_name(scorer) if profile == "cpu" else scorer)
 
 
 def write_repositories(
@@ -57,56 +94,79 @@ def write_repositories(
     max_queue_delay_us: int,
     instances: int,
     version: int = 1,
+    *,
+    profile: Profile,
 ) -> list[Path]:
-    """Lay out feature_assembly, every scorer and its pipelines; return the config paths."""
+    """Lay out every scorer's pipelines for `profile` (and, on `gpu`, feature_assembly and the
+    scorer models); return the config paths."""
     clear_repository(model_root)
     clear_repository(ensemble_root)
-    assembly = feature_assembly_spec(history_len)
     batching = dict(max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us, instances=instances)
-    _write_model(
-        model_root, assembly.name, render(python_model_config(assembly, PER_REQUEST | set(assembly.input_names), **batching)),
-        FEATURE_ASSEMBLY_ADAPTER, {TABLES_FILE: tables_path}, version,
-    )
-    for name, (spec, onnx_path) in scorers.items():
-        config = python_model_config(
-            spec, PER_REQUEST, **batching, parameters={"intra_op_threads": "1"}, all_versions=True
+    if profile == "cpu":
+        for name, (_, onnx_path) in scorers.items():
+            files = {ONNX_FILE: onnx_path, TABLES_FILE: tables_path}
+            latest = fused_pipeline_config(pipeline_name(name), **batching)
+            _write_model(model_root, latest.name, render(latest), FUSED_ADAPTER, files, version)
+            pinned = renamed(latest, pipeline_name(name, version))
+            _write_model(ensemble_root, pinned.name, render(pinned), FUSED_ADAPTER, files, PINNED_PIPELINE_VERSION)
+    else:
+        assembly = feature_assembly_spec(history_len)
+        _write_model(
+            model_root, assembly.name, render(python_model_config(assembly, PER_REQUEST | set(assembly.input_names), **batching)),
+            FEATURE_ASSEMBLY_ADAPTER, {TABLES_FILE: tables_path}, version,
         )
-        _write_model(model_root, name, render(config), ONNX_ADAPTER, {ONNX_FILE: onnx_path}, version)
-        latest = ensemble_config(pipeline_name(name), assembly, spec, max_batch_size)
-        _write_ensemble(ensemble_root, render(latest), latest.name)
-        pinned = pin_ensemble(latest, pipeline_name(name, version), name, version)
-        _write_ensemble(ensemble_root, render(pinned), pinned.name)
+        for name, (spec, onnx_path) in scorers.items():
+            config = python_model_config(
+                spec, PER_REQUEST, **batching, parameters={"intra_op_threads": "1"}, all_versions=True
+            )
+            _write_model(model_root, name, render(config), ONNX_ADAPTER, {ONNX_FILE: onnx_path}, version)
+            latest = ensemble_config(pipeline_name(name), assembly, spec, max_batch_size)
+            _write_ensemble(ensemble_root, render(latest), latest.name)
+            pinned = pin_ensemble(latest, pipeline_name(name, version), name, version)
+            _write_ensemble(ensemble_root, render(pinned), pinned.name)
     return sorted([*model_root.glob("*/config.pbtxt"), *ensemble_root.glob("*/config.pbtxt")])
 
 
-def scorer_versions(model_root: Path, scorer: str) -> list[int]:
+def scorer_versions(model_root: Path, scorer: str, profile: Profile) -> list[int]:
     """The version directories of `scorer`, ascending."""
-    folder = model_root / scorer
+    folder = _versions_folder(model_root, scorer, profile)
     if not (folder / "config.pbtxt").exists():
-        raise FileNotFoundError(f"{folder}/config.pbtxt not found: run `python -m export` first")
+        raise FileNotFoundError(f"{folder}/config.pbtxt not found: run `python -m export` first (profile {profile})")
     return sorted(int(d.name) for d in folder.iterdir() if d.is_dir() and d.name.isdigit())
 
 
-def publish_version(model_root: Path, ensemble_root: Path, scorer: str, onnx_path: Path) -> int:
+def publish_version(model_root: Path, ensemble_root: Path, scorer: str, onnx_path: Path, profile: Profile) -> int:
     """Add `onnx_path` as the next version of `scorer`, with its pinned pipeline; return the version.
 
-    Nothing running changes until Triton is asked to load `scorer` and the new pipeline.
+    On `cpu` both carry the tables of the newest version already there. Nothing running changes
+    until Triton is asked to load the new pipeline (and, on `gpu`, `scorer`).
     """
-    version = max(scorer_versions(model_root, scorer), default=0) + 1
-    latest = parse((ensemble_root / pipeline_name(scorer) / "config.pbtxt").read_text())
-    pinned = pin_ensemble(latest, pipeline_name(scorer, version), scorer, version)
-    _write_version(model_root, scorer, ONNX_ADAPTER, {ONNX_FILE: onnx_path}, version)
-    _write_ensemble(ensemble_root, render(pinned), pinned.name)
+    versions = scorer_versions(model_root, scorer, profile)
+    version = max(versions, default=0) + 1
+    folder = _versions_folder(model_root, scorer, profile)
+    if profile == "cpu":
+        files = {ONNX_FILE: onnx_path, TABLES_FILE: folder / str(versions[-1]) / TABLES_FILE}
+        pinned = renamed(parse((folder / "config.pbtxt").read_text()), pipeline_name(scorer, version))
+        _write_version(model_root, folder.name, FUSED_ADAPTER, files, version)
+        _write_model(ensemble_root, pinned.name, render(pinned), FUSED_ADAPTER, files, PINNED_PIPELINE_VERSION)
+    else:
+        latest = parse((ensemble_root / pipeline_name(scorer) / "config.pbtxt").read_text())
+        pinned = pin_ensemble(latest, pipeline_name(scorer, version), scorer, version)
+        _write_version(model_root, scorer, ONNX_ADAPTER, {ONNX_FILE: onnx_path}, version)
+        _write_ensemble(ensemble_root, render(pinned), pinned.name)
     return version
 
 
-def prune_versions(model_root: Path, ensemble_root: Path, scorer: str, keep: int, in_use: set[int]) -> list[int]:
+def prune_versions(
+    model_root: Path, ensemble_root: Path, scorer: str, keep: int, in_use: set[int], profile: Profile
+) -> list[int]:
     """Remove the version directories of `scorer` (and their pinned pipelines) other than the newest
     `keep` and those `in_use`; return the removed versions. Triton drops them on its next load."""
-    versions = scorer_versions(model_root, scorer)
+    versions = scorer_versions(model_root, scorer, profile)
     kept = set(versions[-keep:]) | in_use
     removed = [v for v in versions if v not in kept]
+    folder = _versions_folder(model_root, scorer, profile)
     for v in removed:
-        shutil.rmtree(model_root / scorer / str(v))
+        shutil.rmtree(folder / str(v))
         shutil.rmtree(ensemble_root / pipeline_name(scorer, v), ignore_errors=True)
     return removed

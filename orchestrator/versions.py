@@ -1,13 +1,15 @@
 """Which version of each scorer the funnel calls, and the switch to a new one while traffic flows.
 
-The funnel calls pinned pipelines (`rank_pipeline_v2`: feature_assembly -> rank version 2), so every
-answer names the version that scored it and traffic moves only when told to. A switch
-(`POST /admin/models/{scorer}/activate`): Triton loads the scorer again through its model-control API
-(picking up the new version directory while the loaded versions keep serving), loads the version's
-pinned pipeline, the orchestrator scores one warm-up request through it, and only then points new
-requests at it. Requests already in flight finish on the version they started with, which Triton keeps
-loaded (it serves every version directory present; `export.publish` prunes the unused ones), so
-no request fails.
+The funnel calls pinned pipelines (`rank_pipeline_v2`: rank version 2), so every answer names the
+version that scored it and traffic moves only when told to. A switch
+(`POST /admin/models/{scorer}/activate`): Triton loads the version's pinned pipeline through its
+model-control API, the orchestrator scores one warm-up request through it, and only then points new
+requests at it. Where the scorer is a model of its own (the GPU profile: the pipeline is an ensemble
+feature_assembly -> scorer), Triton first loads the scorer again, picking up the new version directory
+while the loaded versions keep serving; on the CPU profile a pinned pipeline is one fused model that
+holds its version's ONNX, and no scorer model exists. Requests already in flight finish on the version
+they started with, which Triton keeps loaded (`export.publish` prunes the unused ones), so no request
+fails.
 
 At start the funnel takes, per scorer, the newest version Triton can serve through its pinned
 pipeline (the manifest's version while Triton is unreachable).
@@ -18,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
-from cascade.triton.layout import SCORERS, pipeline_name
+from cascade.triton.layout import PINNED_PIPELINE_VERSION, SCORERS, pinned_version, pipeline_name
 from orchestrator.clients.triton import TritonScorer
 
 log = logging.getLogger("cascade.orchestrator")
@@ -29,10 +31,23 @@ class VersionNotServable(RuntimeError):
     pass
 
 
+def has_scorer_model(index: Iterable[tuple[str, int, str]], scorer: str) -> bool:
+    """Whether Triton serves `scorer` as a model of its own (its pipelines are ensembles calling it)."""
+    return any(name == scorer for name, _, _ in index)
+
+
 def servable_versions(index: Iterable[tuple[str, int, str]], scorer: str) -> list[int]:
-    """Versions of `scorer` Triton has ready whose pinned pipeline is ready too, ascending."""
+    """Versions of `scorer` whose pinned pipeline Triton has ready, ascending.
+
+    Where the scorer is a model of its own, that version must be ready too: reloading the scorer after
+    a prune drops versions that a loaded pinned ensemble still names. A fused pipeline holds its model.
+    """
+    index = list(index)
     ready = {(name, version) for name, version, state in index if state == READY}
-    return sorted(v for name, v in ready if name == scorer and (pipeline_name(scorer, v), 1) in ready)
+    pinned = {pinned_version(scorer, name) for name, version in ready if version == PINNED_PIPELINE_VERSION} - {None}
+    if has_scorer_model(index, scorer):
+        pinned = {v for v in pinned if (scorer, v) in ready}
+    return sorted(pinned)
 
 
 class ScorerVersions:
@@ -66,7 +81,8 @@ class ScorerVersions:
         pipeline = pipeline_name(scorer, version)
         async with self._switching:
             try:
-                await triton.load(scorer)
+                if has_scorer_model(await triton.loaded(), scorer):
+                    await triton.load(scorer)
                 await triton.load(pipeline)
             except Exception as err:
                 raise VersionNotServable(

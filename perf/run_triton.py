@@ -1,11 +1,15 @@
-"""Run perf_analyzer over gRPC against every Triton model and ensemble of an export.
+"""Run perf_analyzer over gRPC against every Triton model and pipeline of an export.
 
     python -m perf.run_triton --start-server --model-repository M --ensemble-repository E --artifacts A
     python -m perf.run_triton --url 127.0.0.1:8001 --artifacts A
 
 For each model and each concurrency level, one perf_analyzer run (`--concurrency-range c:c`,
 time windows of --window-ms, stable when three windows agree within --stability %, at most
---max-trials windows). A level that does not stabilise is retried once with windows twice as long
+--max-trials windows). The default models are the profile's (`--profile`, CASCADE_TRITON_PROFILE):
+on `cpu` the fused pipelines, on `gpu` feature_assembly, the scorers and the ensemble pipelines.
+With `--start-server`, each level also reports the server's CPU milliseconds per inference:
+tritonserver's and its Python stubs' CPU time over the inferences Triton counted (perf.server_cpu).
+A level that does not stabilise is retried once with windows twice as long
 and a looser 50 % threshold; if that fails too it is left out and reported. perf_analyzer's
 request-count mode is not used as a fallback: it reports count / whole seconds as throughput.
 
@@ -34,8 +38,12 @@ from perf.input_data import MODELS, write_input_data
 from perf.loopback import require_loopback_host
 from perf.perf_analyzer import PerfAnalyzer, locate
 from perf.plot import plot_throughput_latency
+from perf.server_cpu import cpu_ms_per_inference, sample
 
-DEFAULT_MODELS = ["feature_assembly", "prerank", "rank", "prerank_pipeline", "rank_pipeline"]
+PROFILE_MODELS = {
+    "cpu": ["prerank_pipeline", "rank_pipeline"],
+    "gpu": ["feature_assembly", "prerank", "rank", "prerank_pipeline", "rank_pipeline"],
+}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -47,6 +55,7 @@ class LevelResult:
     attempt: str  # "stable", "loose" or "failed"
     seconds: float
     detail: str = ""
+    cpu_ms_per_infer: float | None = None  # server CPU per inference, when run_triton started the server
 
 
 @dataclass
@@ -143,6 +152,7 @@ def load_average() -> list[float]:
 
 def run(args: argparse.Namespace) -> int:
     levels = parse_levels(args.concurrency)
+    args.models = args.models or PROFILE_MODELS[args.profile]
     results_dir: Path = args.results
     raw: Path = args.raw or results_dir / "raw"
     raw.mkdir(parents=True, exist_ok=True)
@@ -166,17 +176,29 @@ def run(args: argparse.Namespace) -> int:
     cfg = RunConfig(args.window_ms, args.stability, args.max_trials, args.timeout, args.pa_arg or [])
     outcomes: list[LevelResult] = []
     started, load_before = time.perf_counter(), load_average()
+    stats_client = None
     try:
         models, absent = ready_models(url, args.models)
         if absent:
             print(f"warning: not ready on {url}, skipped: {', '.join(absent)}", file=sys.stderr)
+        if server is not None:
+            import tritonclient.grpc as grpcclient
+
+            stats_client = grpcclient.InferenceServerClient(url)
         for model in models:
             for level in levels:
+                before = sample(server.pid, stats_client, model) if stats_client else None
                 res = measure_level(pa, model, url, data[model], level, cfg, raw)
+                if before is not None:
+                    res.cpu_ms_per_infer = cpu_ms_per_inference(before, sample(server.pid, stats_client, model))
                 outcomes.append(res)
-                what = f"{res.row.throughput:.1f} infer/s, p99 {res.row.p99_us} us" if res.row else res.detail
+                what = f"{res.row.throughput:.1f} infer/s, p50 {res.row.p50_us} us, p99 {res.row.p99_us} us" if res.row else res.detail
+                if res.cpu_ms_per_infer is not None:
+                    what += f", server CPU {res.cpu_ms_per_infer:.2f} ms/infer"
                 print(f"  {model:<17} c={level:<3} {res.attempt:<6} {res.seconds:5.1f}s  {what}", flush=True)
     finally:
+        if stats_client is not None:
+            stats_client.close()
         if server is not None:
             server.stop()
             shutil.copy2(work_dir / "tritonserver.log", raw / "tritonserver.log")
@@ -196,10 +218,13 @@ def run(args: argparse.Namespace) -> int:
         "url": "started by run_triton" if args.start_server else url,
         "concurrency": levels,
         "input": {"entries": args.entries, "prerank_candidates": args.prerank_candidates, "rank_candidates": args.rank_candidates},
+        "profile": args.profile,
         "perf_analyzer": {"binary": str(pa.binary), "window_ms": cfg.window_ms, "stability_pct": cfg.stability,
                           "max_trials": cfg.max_trials, "extra_args": cfg.extra_args},
         "levels": [{"model": o.model, "concurrency": o.concurrency, "attempt": o.attempt, "seconds": round(o.seconds, 1),
-                    **({"detail": o.detail} if o.detail else {})} for o in outcomes],
+                    **({"detail": o.detail} if o.detail else {}),
+                    **({"server_cpu_ms_per_infer": round(o.cpu_ms_per_infer, 3)} if o.cpu_ms_per_infer is not None else {})}
+                   for o in outcomes],
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     manifest = args.artifacts / "manifest.json"
@@ -232,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--ensemble-repository", type=Path, default=s.ensemble_repository)
     data = p.add_argument_group("input data")
     data.add_argument("--artifacts", type=Path, default=s.artifacts_dir, help="the export's artefacts (real ids)")
-    data.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=sorted(MODELS))
+    data.add_argument("--profile", choices=sorted(PROFILE_MODELS), default=s.triton_profile,
+                      help="the repositories' Triton profile: picks the default --models")
+    data.add_argument("--models", nargs="+", default=None, choices=sorted(MODELS), help="default: the profile's")
     data.add_argument("--entries", type=int, default=8)
     data.add_argument("--prerank-candidates", type=int, default=500)
     data.add_argument("--rank-candidates", type=int, default=200)

@@ -25,6 +25,10 @@ class FeatureRequest:
     history: np.ndarray
     timestamp: int
 
+    def as_tuple(self) -> tuple[int, np.ndarray, np.ndarray, int]:
+        """The form `cascade.features.assemble_request_sides` takes."""
+        return self.user_id, self.item_ids, self.history, self.timestamp
+
 
 def parse_feature_request(tables: FeatureTables, tensors: dict[str, np.ndarray]) -> FeatureRequest:
     """Validate one request's raw tensors (batch dim 1); raise ValueError naming the bad input."""

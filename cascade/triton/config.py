@@ -1,5 +1,9 @@
 """Render every Triton config through the typed protobuf, from the tensor specs.
 
+Two layouts of a pipeline (raw request in, `scores` out): the CPU profile's fused Python-backend
+model (`fused_pipeline_config`), and the GPU profile's ensemble feature_assembly -> scorer
+(`ensemble_config`).
+
 Each served model takes one request per user: a batch dimension of 1, then a variable candidate
 dimension for per-candidate tensors; per-request tensors (the raw request inputs, and the user-side
 features between feature assembly and the scorers) have none. Ragged batching lets the dynamic
@@ -73,6 +77,18 @@ def python_model_config(
     return config
 
 
+def fused_pipeline_config(
+    name: str, max_batch_size: int, max_queue_delay_us: int, instances: int, intra_op_threads: int = 1
+) -> mc.ModelConfig:
+    """A pipeline as one Python-backend model (`cascade.triton.fused_model`): the ensemble's inputs
+    and output, no candidate dimension of its own (the candidates are a ragged dim of the request)."""
+    spec = ModelSpec(name, REQUEST_INPUTS, (PIPELINE_OUTPUT,))
+    return python_model_config(
+        spec, frozenset([*spec.input_names, *spec.output_names]), max_batch_size, max_queue_delay_us, instances,
+        parameters={"intra_op_threads": str(intra_op_threads)},
+    )
+
+
 def ensemble_config(
     name: str, assembly: ModelSpec, scorer: ModelSpec, max_batch_size: int, scorer_version: int = -1
 ) -> mc.ModelConfig:
@@ -117,11 +133,17 @@ def parse(text: str) -> mc.ModelConfig:
     return text_format.Parse(text, mc.ModelConfig())
 
 
+def renamed(config: mc.ModelConfig, name: str) -> mc.ModelConfig:
+    """A copy of `config` named `name` (a fused pipeline's pinned copy differs by name alone)."""
+    copy = mc.ModelConfig()
+    copy.CopyFrom(config)
+    copy.name = name
+    return copy
+
+
 def pin_ensemble(config: mc.ModelConfig, name: str, member: str, version: int) -> mc.ModelConfig:
     """A copy of ensemble `config` named `name` whose step calling `member` calls `version` only."""
-    pinned = mc.ModelConfig()
-    pinned.CopyFrom(config)
-    pinned.name = name
+    pinned = renamed(config, name)
     steps = [step for step in pinned.ensemble_scheduling.step if step.model_name == member]
     if not steps:
         raise ValueError(f"ensemble {config.name} has no step calling {member}")

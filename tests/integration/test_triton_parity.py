@@ -1,4 +1,5 @@
-"""Triton's pipelines against the same ONNX models run directly on features from the same code."""
+"""Triton's pipelines (the CPU profile's fused models) against the same ONNX models run in-process on
+features from the same code."""
 from __future__ import annotations
 
 import queue
@@ -11,17 +12,20 @@ from tritonclient.utils import InferenceServerException
 from cascade.artifacts import ArtifactPaths
 from cascade.features import FeatureTables, assemble_requests
 from cascade.settings import Settings
-from cascade.specs import USER_SIDE, rank_spec
+from cascade.specs import rank_spec
+from cascade.triton.batching import FeatureRequest
+from cascade.triton.fused import FusedScorer
+from cascade.triton.layout import ONNX_FILE, TABLES_FILE, pipeline_name
 from export.onnx_export import session
 
 pytestmark = pytest.mark.integration
 TIMESTAMP = 1_700_000_000
 
 
-def pipeline_inputs(user_id: int, items: np.ndarray, history: np.ndarray) -> list[grpcclient.InferInput]:
+def pipeline_inputs(user_id: int, items: np.ndarray, history: np.ndarray, timestamp: int = TIMESTAMP) -> list[grpcclient.InferInput]:
     arrays = {
         "user_id": np.array([[user_id]], np.int64), "item_ids": items[None].astype(np.int64),
-        "history": history[None].astype(np.int64), "timestamp": np.array([[TIMESTAMP]], np.int64),
+        "history": history[None].astype(np.int64), "timestamp": np.array([[timestamp]], np.int64),
     }
     inputs = []
     for name, array in arrays.items():
@@ -50,6 +54,21 @@ def test_rank_pipeline_matches_onnx_on_same_features(exported: Settings, grpc) -
     assert np.max(np.abs(served - direct)) < 1e-5
 
 
+def test_served_pinned_pipelines_give_the_in_process_fused_scores(exported: Settings, grpc) -> None:
+    """Bit for bit: the served fused model runs FusedScorer over the files of its version directory."""
+    paths = ArtifactPaths(exported.artifacts_dir)
+    history = np.load(paths.user_history)[5]
+    rng = np.random.default_rng(1)
+    for scorer, n in (("prerank", 500), ("rank", 200)):
+        pipeline = pipeline_name(scorer, 1)
+        folder = exported.ensemble_repository / pipeline / "1"
+        in_process = FusedScorer(FeatureTables.load(folder / TABLES_FILE), folder / ONNX_FILE)
+        items = rng.choice(in_process.tables.n_items, n, replace=False)
+        served = grpc.infer(pipeline, pipeline_inputs(5, items, history)).as_numpy("scores")[0]
+        expected = in_process.score([FeatureRequest(5, items.astype(np.int64), history.astype(np.int64), TIMESTAMP)])[0]
+        np.testing.assert_array_equal(served, expected)
+
+
 def test_out_of_catalogue_item_is_invalid_argument(exported: Settings, grpc) -> None:
     history = np.full(exported.history_len, -1)
     with pytest.raises(InferenceServerException, match="outside the catalogue"):
@@ -75,8 +94,8 @@ def test_concurrent_requests_each_get_their_own_scores(exported: Settings, grpc)
 
 
 def test_served_rank_is_the_distilled_student_and_scores_as_evaluated(exported: Settings, grpc) -> None:
-    """Triton's `rank` serves the student's ONNX (same bytes), and scores held-out rows exactly as
-    the offline evaluation does."""
+    """Triton's `rank_pipeline` serves the student's ONNX (same bytes), and scores held-out rows exactly
+    as the offline evaluation does."""
     from cascade.artifacts import Manifest
     from cascade.schema import time_split
     from export.calibrate import sha256_file
@@ -87,29 +106,26 @@ def test_served_rank_is_the_distilled_student_and_scores_as_evaluated(exported: 
     paths = ArtifactPaths(exported.artifacts_dir)
     manifest = Manifest.read(paths.manifest)
     assert manifest.served["rank"] == "rank.onnx" and "student" in manifest.models["rank"]["role"]
-    assert sha256_file(exported.model_repository / "rank" / "1" / "model.onnx") == manifest.models["rank"]["sha256"]
+    assert sha256_file(exported.model_repository / "rank_pipeline" / "1" / ONNX_FILE) == manifest.models["rank"]["sha256"]
     assert manifest.models["teacher"]["flops_per_item"] > 5 * manifest.models["rank"]["flops_per_item"]
 
     log = load_dataset(exported).interactions
     _, test = time_split(log, exported.holdout_fraction)
     rows = np.flatnonzero(test)[:300]
-    features = {k: v.numpy() for k, v in RowFeatures(FeatureTables.load(paths.tables), log)(rows).items()}
+    row_features = RowFeatures(FeatureTables.load(paths.tables), log)
+    features = {k: v.numpy() for k, v in row_features(rows).items()}
     evaluated = OnnxModel(paths.onnx("rank"))(features)
 
-    # Held-out rows are of different users and times: one request per row, its user side sent once.
-    names = rank_spec(exported.history_len).input_names
+    # Held-out rows are of different users and times: one raw request per row (its user, item, history
+    # before the row, and time), sent concurrently so the server batches them.
+    histories = row_features.history.rows(rows, exported.history_len)
     answers: queue.Queue = queue.Queue()
-    for row in range(len(rows)):
-        inputs = []
-        for name in names:
-            array = features[name][row : row + 1] if name in USER_SIDE else features[name][row : row + 1][None]
-            tensor = grpcclient.InferInput(name, list(array.shape), "INT64" if array.dtype == np.int64 else "FP32")
-            tensor.set_data_from_numpy(array)
-            inputs.append(tensor)
-        grpc.async_infer("rank", inputs, callback=lambda result, error, row=row: answers.put((row, result, error)))
+    for i, row in enumerate(rows):
+        inputs = pipeline_inputs(int(log.user[row]), log.item[row : row + 1], histories[i], int(log.ts[row]))
+        grpc.async_infer("rank_pipeline", inputs, callback=lambda result, error, i=i: answers.put((i, result, error)))
     served = np.zeros(len(rows), np.float32)
     for _ in range(len(rows)):
-        row, result, error = answers.get(timeout=60)
+        i, result, error = answers.get(timeout=60)
         assert error is None, error
-        served[row] = result.as_numpy("score")[0, 0]
+        served[i] = result.as_numpy("scores")[0, 0]
     assert np.max(np.abs(served - evaluated)) < 1e-6

@@ -1,4 +1,5 @@
-"""write_repositories -> config.pbtxt files parsed back: batching, adapters, ensemble wiring, dtypes."""
+"""write_repositories -> config.pbtxt files parsed back, for both Triton profiles: batching, adapters,
+fused pipelines (cpu), ensemble wiring (gpu), dtypes; publishing and pruning versions in each layout."""
 from __future__ import annotations
 
 import importlib.util
@@ -19,8 +20,8 @@ from cascade.specs import (
     prerank_spec,
     rank_spec,
 )
-from cascade.triton.config import ensemble_config, parse, triton_dtype
-from cascade.triton.layout import FEATURE_ASSEMBLY_ADAPTER, ONNX_ADAPTER, ONNX_FILE, TABLES_FILE
+from cascade.triton.config import ensemble_config, parse, render, triton_dtype
+from cascade.triton.layout import FEATURE_ASSEMBLY_ADAPTER, FUSED_ADAPTER, ONNX_ADAPTER, ONNX_FILE, TABLES_FILE, Profile
 from cascade.triton.layout import pipeline_name
 from export.repository import prune_versions, publish_version, scorer_versions, write_repositories
 
@@ -40,23 +41,35 @@ class Repo:
     configs: dict[str, mc.ModelConfig]
 
 
-@pytest.fixture
-def repo(tiny_tables_path: Path, tmp_path: Path) -> Repo:
+def write(tables_path: Path, tmp_path: Path, profile: Profile) -> Repo:
     onnx = tmp_path / "dummy.onnx"
     onnx.write_bytes(b"not a real model")
-    model_root, ensemble_root = tmp_path / "models", tmp_path / "ensembles"
+    model_root, ensemble_root = tmp_path / profile / "models", tmp_path / profile / "ensembles"
     written = write_repositories(
         model_root,
         ensemble_root,
-        tiny_tables_path,
+        tables_path,
         {"prerank": (SPECS["prerank"], onnx), "rank": (SPECS["rank"], onnx)},
         history_len=L,
         max_batch_size=MAX_BATCH,
         max_queue_delay_us=QUEUE_US,
         instances=INSTANCES,
+        profile=profile,
     )
     configs = {p.parent.name: parse(p.read_text()) for p in written}
     return Repo(model_root, ensemble_root, written, configs)
+
+
+@pytest.fixture
+def repo(tiny_tables_path: Path, tmp_path: Path) -> Repo:
+    """The GPU profile's layout: feature_assembly, the scorers, and ensembles calling them."""
+    return write(tiny_tables_path, tmp_path, "gpu")
+
+
+@pytest.fixture
+def cpu(tiny_tables_path: Path, tmp_path: Path) -> Repo:
+    """The CPU profile's layout: one fused Python-backend model per pipeline, no ensemble."""
+    return write(tiny_tables_path, tmp_path, "cpu")
 
 
 def by_name(entries) -> dict:
@@ -76,7 +89,9 @@ def test_the_expected_models_and_ensembles_are_written(repo: Repo) -> None:
         assert (repo.ensemble_root / pipeline / "1").is_dir()
 
 
-def test_every_model_batches_dynamically_with_an_instance_group(repo: Repo) -> None:
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_every_model_batches_dynamically_with_an_instance_group(request: pytest.FixtureRequest, profile: str) -> None:
+    repo = request.getfixturevalue({"cpu": "cpu", "gpu": "repo"}[profile])
     for name, config in repo.configs.items():
         assert config.max_batch_size == MAX_BATCH, name
         if config.platform == "ensemble":
@@ -120,7 +135,9 @@ def test_python_model_tensors_follow_the_specs(repo: Repo) -> None:
             check_tensor(outputs[t.name], t, per_candidate=t.name not in USER_SIDE)
 
 
-def test_variable_dims_allow_ragged_batches(repo: Repo) -> None:
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_variable_dims_allow_ragged_batches(request: pytest.FixtureRequest, profile: str) -> None:
+    repo = request.getfixturevalue({"cpu": "cpu", "gpu": "repo"}[profile])
     seen = 0
     for name, config in repo.configs.items():
         for entry in config.input:
@@ -175,29 +192,29 @@ def test_scorers_serve_every_version_present(repo: Repo) -> None:
 def test_publishing_adds_the_next_version_and_its_pinned_pipeline(repo: Repo, tmp_path: Path) -> None:
     onnx = tmp_path / "v2.onnx"
     onnx.write_bytes(b"version two")
-    assert publish_version(repo.model_root, repo.ensemble_root, "rank", onnx) == 2
-    assert publish_version(repo.model_root, repo.ensemble_root, "rank", onnx) == 3
-    assert scorer_versions(repo.model_root, "rank") == [1, 2, 3]
+    assert publish_version(repo.model_root, repo.ensemble_root, "rank", onnx, "gpu") == 2
+    assert publish_version(repo.model_root, repo.ensemble_root, "rank", onnx, "gpu") == 3
+    assert scorer_versions(repo.model_root, "rank", "gpu") == [1, 2, 3]
     assert (repo.model_root / "rank" / "3" / ONNX_FILE).read_bytes() == b"version two"
     assert (repo.model_root / "rank" / "3" / "model.py").read_text() == (repo.model_root / "rank" / "1" / "model.py").read_text()
     pinned = parse((repo.ensemble_root / "rank_pipeline_v3" / "config.pbtxt").read_text())
     latest = repo.configs["rank_pipeline"]
     assert pinned.name == "rank_pipeline_v3" and [s.model_version for s in pinned.ensemble_scheduling.step] == [-1, 3]
     assert list(pinned.input) == list(latest.input) and list(pinned.output) == list(latest.output)
-    assert scorer_versions(repo.model_root, "prerank") == [1]  # the other scorer is untouched
+    assert scorer_versions(repo.model_root, "prerank", "gpu") == [1]  # the other scorer is untouched
 
 
 def test_pruning_keeps_the_newest_and_those_in_use(repo: Repo, tmp_path: Path) -> None:
     onnx = tmp_path / "next.onnx"
     onnx.write_bytes(b"next")
     for _ in range(4):
-        publish_version(repo.model_root, repo.ensemble_root, "rank", onnx)  # versions 2..5
-    assert prune_versions(repo.model_root, repo.ensemble_root, "rank", keep=2, in_use={2}) == [1, 3]
-    assert scorer_versions(repo.model_root, "rank") == [2, 4, 5]
+        publish_version(repo.model_root, repo.ensemble_root, "rank", onnx, "gpu")  # versions 2..5
+    assert prune_versions(repo.model_root, repo.ensemble_root, "rank", keep=2, in_use={2}, profile="gpu") == [1, 3]
+    assert scorer_versions(repo.model_root, "rank", "gpu") == [2, 4, 5]
     assert sorted(p.name for p in repo.ensemble_root.iterdir() if p.name.startswith("rank_")) == [
         "rank_pipeline", "rank_pipeline_v2", "rank_pipeline_v4", "rank_pipeline_v5",
     ]
-    assert prune_versions(repo.model_root, repo.ensemble_root, "rank", keep=5, in_use=set()) == []
+    assert prune_versions(repo.model_root, repo.ensemble_root, "rank", keep=5, in_use=set(), profile="gpu") == []
 
 
 def test_ensemble_config_rejects_a_scorer_needing_an_unproduced_tensor() -> None:
@@ -225,8 +242,80 @@ def test_rewriting_clears_old_models_but_keeps_readme(repo: Repo, tiny_tables_pa
     (repo.ensemble_root / "stray.txt").write_text("x")
     onnx = tmp_path / "dummy.onnx"
     write_repositories(
-        repo.model_root, repo.ensemble_root, tiny_tables_path, {"rank": (SPECS["rank"], onnx)}, L, 4, 100, 1
+        repo.model_root, repo.ensemble_root, tiny_tables_path, {"rank": (SPECS["rank"], onnx)}, L, 4, 100, 1, profile="gpu"
     )
     assert sorted(p.name for p in repo.model_root.iterdir()) == ["README.md", "feature_assembly", "rank"]
     assert sorted(p.name for p in repo.ensemble_root.iterdir()) == ["rank_pipeline", "rank_pipeline_v1"]
     assert (repo.model_root / "README.md").read_text() == "keep me"
+
+
+# --- the CPU profile: fused pipelines ---
+
+FUSED = [pipeline_name(s, v) for s in ("prerank", "rank") for v in (None, 1)]
+
+
+def test_cpu_profile_writes_one_fused_model_per_pipeline_and_no_ensemble(cpu: Repo) -> None:
+    assert sorted(cpu.configs) == sorted(FUSED)
+    # The scorers' versions in the model repository, the pinned pipelines in the ensemble repository.
+    assert sorted(p.name for p in cpu.model_root.iterdir()) == ["prerank_pipeline", "rank_pipeline"]
+    assert sorted(p.name for p in cpu.ensemble_root.iterdir()) == ["prerank_pipeline_v1", "rank_pipeline_v1"]
+    for name, config in cpu.configs.items():
+        assert config.name == name and config.backend == "python" and config.platform == ""
+        assert not config.HasField("ensemble_scheduling"), name
+        assert config.parameters["intra_op_threads"].string_value == "1"
+        assert config.version_policy.latest.num_versions == 1
+        version_dir = (cpu.ensemble_root if name.endswith("_v1") else cpu.model_root) / name / "1"
+        assert (version_dir / "model.py").read_text().splitlines() == [f"from {FUSED_ADAPTER} import TritonPythonModel  # noqa: F401"]
+        assert (version_dir / ONNX_FILE).read_bytes() == b"not a real model"
+        assert (version_dir / TABLES_FILE).is_file()
+    assert importlib.util.find_spec(FUSED_ADAPTER) is not None
+
+
+@pytest.mark.parametrize("name", FUSED)
+def test_a_fused_pipeline_has_the_ensembles_inputs_and_output(cpu: Repo, repo: Repo, name: str) -> None:
+    """The orchestrator calls either layout the same way: raw request in, `scores` out."""
+    fused, ensemble = cpu.configs[name], repo.configs[name]
+    assert list(by_name(fused.input)) == [t.name for t in REQUEST_INPUTS]
+    for t in REQUEST_INPUTS:
+        check_tensor(by_name(fused.input)[t.name], t, per_candidate=False)
+    assert list(by_name(fused.output)) == [PIPELINE_OUTPUT.name]
+    check_tensor(by_name(fused.output)[PIPELINE_OUTPUT.name], PIPELINE_OUTPUT, per_candidate=False)
+    assert list(fused.input) == list(ensemble.input) and list(fused.output) == list(ensemble.output)
+    assert fused.max_batch_size == ensemble.max_batch_size
+
+
+def test_cpu_publishing_adds_a_version_of_the_pipeline_and_a_pinned_copy_with_the_tables(cpu: Repo, tmp_path: Path) -> None:
+    onnx = tmp_path / "v2.onnx"
+    onnx.write_bytes(b"version two")
+    assert scorer_versions(cpu.model_root, "rank", "cpu") == [1]
+    assert publish_version(cpu.model_root, cpu.ensemble_root, "rank", onnx, "cpu") == 2
+    assert publish_version(cpu.model_root, cpu.ensemble_root, "rank", onnx, "cpu") == 3
+    assert scorer_versions(cpu.model_root, "rank", "cpu") == [1, 2, 3]
+    tables = (cpu.model_root / "rank_pipeline" / "1" / TABLES_FILE).read_bytes()
+    for folder in (cpu.model_root / "rank_pipeline" / "3", cpu.ensemble_root / "rank_pipeline_v3" / "1"):
+        assert (folder / ONNX_FILE).read_bytes() == b"version two"
+        assert (folder / TABLES_FILE).read_bytes() == tables
+        assert (folder / "model.py").read_text() == (cpu.model_root / "rank_pipeline" / "1" / "model.py").read_text()
+    pinned = parse((cpu.ensemble_root / "rank_pipeline_v3" / "config.pbtxt").read_text())
+    expected = parse(render(cpu.configs["rank_pipeline"]))
+    expected.name = "rank_pipeline_v3"
+    assert pinned == expected
+    assert sorted(p.name for p in cpu.model_root.iterdir()) == ["prerank_pipeline", "rank_pipeline"]
+    assert scorer_versions(cpu.model_root, "prerank", "cpu") == [1]
+
+
+def test_cpu_pruning_removes_versions_and_their_pinned_pipelines(cpu: Repo, tmp_path: Path) -> None:
+    onnx = tmp_path / "next.onnx"
+    onnx.write_bytes(b"next")
+    for _ in range(4):
+        publish_version(cpu.model_root, cpu.ensemble_root, "rank", onnx, "cpu")  # versions 2..5
+    assert prune_versions(cpu.model_root, cpu.ensemble_root, "rank", keep=2, in_use={2}, profile="cpu") == [1, 3]
+    assert scorer_versions(cpu.model_root, "rank", "cpu") == [2, 4, 5]
+    assert sorted(p.name for p in cpu.ensemble_root.iterdir() if p.name.startswith("rank_")) == [
+        "rank_pipeline_v2", "rank_pipeline_v4", "rank_pipeline_v5",
+    ]
+
+
+def test_versions_are_read_where_the_profile_keeps_them(cpu: Repo) -> None:
+    with pytest.raises(FileNotFoundError, match="profile gpu"):
+        scorer_versions(cpu.model_root, "rank", "gpu")
