@@ -36,12 +36,14 @@ class Admission:
             async with asyncio.timeout(self.wait_s):
                 await slot
             return True
-        except TimeoutError:
-            if slot.cancelled():
-                self._waiting.remove(slot)
-            else:  # the slot was handed over just as the wait ran out: pass it on
+        except BaseException as err:  # the wait ran out, or the request was cancelled (its client left)
+            if slot.done() and not slot.cancelled():  # the slot was handed over just then: pass it on
                 self.leave()
-            return False
+            else:
+                self._waiting.remove(slot)
+            if isinstance(err, TimeoutError):
+                return False
+            raise
 
     def leave(self) -> None:
         """Give the slot back: to the longest waiter still waiting, else to the pool."""

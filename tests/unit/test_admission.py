@@ -58,3 +58,28 @@ async def test_many_requests_never_exceed_the_limit() -> None:
 def test_limit_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Admission(0, 1.0)
+
+
+async def test_a_waiter_whose_client_left_leaks_no_slot() -> None:
+    door = Admission(1, wait_s=5.0)
+    assert await door.enter()
+    left = asyncio.create_task(door.enter())
+    await asyncio.sleep(0)
+    left.cancel()  # the client disconnected while waiting
+    with pytest.raises(asyncio.CancelledError):
+        await left
+    assert door.waiting == 0
+    door.leave()
+    assert door.in_flight == 0 and await door.enter()
+
+
+async def test_a_slot_handed_to_a_waiter_cancelled_at_that_moment_is_passed_on() -> None:
+    door = Admission(1, wait_s=5.0)
+    assert await door.enter()
+    cancelled, next_in_line = asyncio.create_task(door.enter()), asyncio.create_task(door.enter())
+    await asyncio.sleep(0)
+    door.leave()  # hands the slot to `cancelled` ...
+    cancelled.cancel()  # ... which is cancelled before it resumes
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert await next_in_line and door.in_flight == 1 and door.waiting == 0
