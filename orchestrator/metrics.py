@@ -25,6 +25,21 @@ CANDIDATE_BUCKETS = (0, 1, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000)
 RATIO_BUCKETS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 
 
+class Children:
+    """A labelled metric's children, each looked up once: prometheus_client's `labels()` validates and
+    takes a lock on every call, and a request makes some thirty of them."""
+
+    def __init__(self, metric: Counter | Histogram) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], Counter | Histogram] = {}
+
+    def __call__(self, *values: str) -> Counter | Histogram:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
+
+
 class FunnelMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -92,27 +107,33 @@ class FunnelMetrics:
             "cascade_http_request_duration_seconds", "HTTP request latency, by route", ["path"],
             buckets=LATENCY_BUCKETS_S, registry=r,
         )
+        # The children the request path touches, looked up once each.
+        self._stage, self._candidates = Children(self.stage_seconds), Children(self.stage_candidates)
+        self._recall, self._triton = Children(self.recall_candidates), Children(self.triton_seconds)
+        self._checked, self._filtered = Children(self.exposure_checked), Children(self.exposure_filtered)
+        self._ratio, self._arm = Children(self.exposure_ratio), Children(self.arm_requests)
+        self._requests, self._request_seconds = Children(self.requests), Children(self.request_seconds)
 
     # --- hooks the funnel calls ----------------------------------------------------------
     def observe_stage(self, stage: str, seconds: float, arm: str) -> None:
-        self.stage_seconds.labels(stage, arm).observe(seconds)
+        self._stage(stage, arm).observe(seconds)
 
     def count_candidates(self, stage: str, n_in: int, n_out: int, arm: str) -> None:
-        self.stage_candidates.labels(stage, "in", arm).observe(n_in)
-        self.stage_candidates.labels(stage, "out", arm).observe(n_out)
+        self._candidates(stage, "in", arm).observe(n_in)
+        self._candidates(stage, "out", arm).observe(n_out)
 
     def count_recall(self, per_channel: Mapping[str, int], arm: str) -> None:
         for channel, n in per_channel.items():
-            self.recall_candidates.labels(channel, arm).inc(n)
+            self._recall(channel, arm).inc(n)
 
     def count_exposure_filter(self, n_in: int, n_kept: int, arm: str) -> None:
         filtered = max(0, n_in - n_kept)
-        self.exposure_checked.labels(arm).inc(n_in)
-        self.exposure_filtered.labels(arm).inc(filtered)
-        self.exposure_ratio.labels(arm).observe(filtered / n_in if n_in else 0.0)
+        self._checked(arm).inc(n_in)
+        self._filtered(arm).inc(filtered)
+        self._ratio(arm).observe(filtered / n_in if n_in else 0.0)
 
     def observe_triton(self, pipeline: str, version: int, arm: str, seconds: float, failure: str | None) -> None:
-        self.triton_seconds.labels(pipeline, str(version), arm).observe(seconds)
+        self._triton(pipeline, str(version), arm).observe(seconds)
         if failure is not None:
             self.triton_errors.labels(pipeline, str(version), failure, arm).inc()
 
@@ -120,7 +141,7 @@ class FunnelMetrics:
         self.degradations.labels(stage, reason, arm).inc()
 
     def count_arm(self, experiment: str, arm: str) -> None:
-        self.arm_requests.labels(experiment, arm).inc()
+        self._arm(experiment, arm).inc()
 
     def count_shed(self) -> None:
         self.shed.inc()
@@ -147,8 +168,8 @@ class FunnelMetrics:
             self.active_version.labels(scorer).set(version)
 
     def observe_request(self, path: str, status: int, seconds: float) -> None:
-        self.requests.labels(path, str(status)).inc()
-        self.request_seconds.labels(path).observe(seconds)
+        self._requests(path, str(status)).inc()
+        self._request_seconds(path).observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

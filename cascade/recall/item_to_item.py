@@ -84,7 +84,7 @@ def item_to_item_candidates(
         return np.empty(0, np.int64), np.empty(0, np.float32)
     ids = index.neighbours[seeds]
     votes = index.weights[seeds] * (decay ** np.arange(len(seeds), dtype=np.float32))[:, None]
-    valid = (ids >= 0) & ~np.isin(ids, seen)
+    valid = (ids >= 0) & ~(ids[..., None] == seen).any(axis=-1)  # one broadcast: seen is at most a history long
     ids, votes = ids[valid], votes[valid]
     if len(ids) == 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
