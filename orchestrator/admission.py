@@ -21,7 +21,7 @@ class Admission:
 
     @property
     def waiting(self) -> int:
-        return len(self._waiting)
+        return sum(not slot.done() for slot in self._waiting)
 
     async def enter(self) -> bool:
         """Take a slot (True), or give up after `wait_s` without one (False: shed the request)."""
@@ -39,7 +39,7 @@ class Admission:
         except BaseException as err:  # the wait ran out, or the request was cancelled (its client left)
             if slot.done() and not slot.cancelled():  # the slot was handed over just then: pass it on
                 self.leave()
-            else:
+            elif slot in self._waiting:
                 self._waiting.remove(slot)
             if isinstance(err, TimeoutError):
                 return False
@@ -47,7 +47,9 @@ class Admission:
 
     def leave(self) -> None:
         """Give the slot back: to the longest waiter still waiting, else to the pool."""
-        if self._waiting:
-            self._waiting.popleft().set_result(None)  # the slot moves to that waiter: in_flight stays
-        else:
-            self.in_flight -= 1
+        while self._waiting:
+            slot = self._waiting.popleft()
+            if not slot.done():  # a waiter cancelled a moment ago is done already, and skipped
+                slot.set_result(None)  # the slot moves to that waiter: in_flight stays
+                return
+        self.in_flight -= 1

@@ -83,3 +83,19 @@ async def test_a_slot_handed_to_a_waiter_cancelled_at_that_moment_is_passed_on()
     with pytest.raises(asyncio.CancelledError):
         await cancelled
     assert await next_in_line and door.in_flight == 1 and door.waiting == 0
+
+
+async def test_a_slot_freed_before_a_cancelled_waiter_resumes_goes_to_the_next_one() -> None:
+    """Cancelling a waiting task cancels its slot at once, but the task only notices later: a slot
+    freed in between must skip it, not fail or vanish."""
+    door = Admission(1, wait_s=5.0)
+    assert await door.enter()
+    gone, next_in_line = asyncio.create_task(door.enter()), asyncio.create_task(door.enter())
+    await asyncio.sleep(0)
+    gone.cancel()  # its slot future is cancelled now; its except block runs on its next step
+    door.leave()  # frees the slot before `gone` resumes
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert await next_in_line and door.in_flight == 1 and door.waiting == 0
+    door.leave()
+    assert door.in_flight == 0
