@@ -2,13 +2,21 @@
 
 Beyond capacity, answering every request late (stages skipped for want of CPU) helps nobody. So at
 most `limit` requests run the funnel at once; the next ones wait for a slot in arrival order, at most
-`wait_s` (which counts against their deadline), and are then shed: the route answers 503 with
-Retry-After. Below capacity nobody waits. Pure asyncio, no I/O.
+`wait_s` (which counts against their deadline), and are then shed: 503 with Retry-After, answered by
+`AdmissionGate` before any framework layer. Below capacity nobody waits.
 """
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from orchestrator.metrics import FunnelMetrics
+
+ARRIVED = "cascade.arrived"  # scope key: time.perf_counter() when the gate saw the request
 
 
 class Admission:
@@ -53,3 +61,38 @@ class Admission:
                 slot.set_result(None)  # the slot moves to that waiter: in_flight stays
                 return
         self.in_flight -= 1
+
+
+class AdmissionGate:
+    """Pure ASGI middleware, outermost: the door for one route (POST /v1/recommend).
+
+    Shedding happens here, before any framework layer, so an overloaded server spends as little as
+    possible on the requests it turns away (a closed-loop client sends the next one at once). The
+    arrival time is put in the scope (`ARRIVED`): the request's deadline counts from there.
+    """
+
+    def __init__(self, app: ASGIApp, door: Admission, metrics: FunnelMetrics, path: str, retry_after_s: int = 1) -> None:
+        self.app, self.door, self.metrics, self.path = app, door, metrics, path
+        body = orjson.dumps({"error": "service unavailable: overloaded, try again shortly", "fields": []})
+        self._shed_start: Message = {
+            "type": "http.response.start", "status": 503,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                        (b"retry-after", str(retry_after_s).encode())],
+        }
+        self._shed_body: Message = {"type": "http.response.body", "body": body}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        arrived = scope[ARRIVED] = time.perf_counter()
+        if not await self.door.enter():
+            self.metrics.count_shed()
+            await send(self._shed_start)
+            await send(self._shed_body)
+            self.metrics.observe_request(self.path, 503, time.perf_counter() - arrived)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.door.leave()

@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from cascade.settings import Settings, load_settings
-from orchestrator.admission import Admission
+from orchestrator.admission import Admission, AdmissionGate
 from orchestrator.clients.exposure import ExposureStore
 from orchestrator.clients.feedback import FeedbackLimits, FeedbackStore
 from orchestrator.clients.triton import TritonScorer
@@ -46,7 +46,10 @@ def build_app(settings: Settings) -> FastAPI:
     app.state.admission = Admission(settings.max_in_flight, settings.admission_wait_ms / 1e3)
     app.state.metrics.watch_admission(app.state.admission)
     install_error_handlers(app, settings.max_body_bytes, {"/v1/feedback": settings.feedback_max_body_bytes})
-    app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # outermost: counts the error handlers' answers too
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # counts the error handlers' answers too
+    app.add_middleware(  # outermost: sheds before any other layer runs (it counts its own answers)
+        AdmissionGate, door=app.state.admission, metrics=app.state.metrics, path="/v1/recommend", retry_after_s=1,
+    )
     app.include_router(recommend.router)
     app.include_router(feedback.router)
     app.include_router(health.router)

@@ -6,7 +6,6 @@ from fastapi import Request
 from orchestrator.clients.feedback import FeedbackStore
 from orchestrator.errors import NotReady
 from orchestrator.metrics import FunnelMetrics
-from orchestrator.admission import Admission
 from orchestrator.service import FunnelService
 
 
@@ -15,10 +14,6 @@ def get_funnel(request: Request) -> FunnelService:
     if funnel is None:
         raise NotReady("the funnel is not loaded: the app's lifespan has not started or its startup failed")
     return funnel
-
-
-def get_admission(request: Request) -> Admission:
-    return request.app.state.admission
 
 
 def get_metrics(request: Request) -> FunnelMetrics:

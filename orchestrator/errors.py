@@ -54,13 +54,8 @@ async def _invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
     return _unprocessable(exc.problems)
 
 
-def _unavailable(message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(status_code=503, content=ErrorBody(error=f"service unavailable: {message}").model_dump(), headers=headers)
-
-
-def overloaded(retry_after_s: int) -> JSONResponse:
-    """A request shed at the door: every slot stayed busy for as long as it could wait."""
-    return _unavailable("overloaded, try again shortly", {"Retry-After": str(retry_after_s)})
+def _unavailable(message: str) -> JSONResponse:
+    return JSONResponse(status_code=503, content=ErrorBody(error=f"service unavailable: {message}").model_dump())
 
 
 async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""POST /v1/recommend: decode (msgspec), pass the door (admission), run the funnel, encode (orjson)."""
+"""POST /v1/recommend: decode (msgspec), run the funnel, encode (orjson). The door in front of it
+(bounded in-flight requests, 503 with Retry-After beyond) is `orchestrator.admission.AdmissionGate`."""
 from __future__ import annotations
 
 import time
@@ -6,13 +7,12 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from orchestrator.admission import ARRIVED
 from orchestrator.codec import decode_recommend, encode_answer
-from orchestrator.deps import get_admission, get_funnel, get_metrics
-from orchestrator.errors import overloaded
+from orchestrator.deps import get_funnel
 from orchestrator.schemas import ErrorBody, RecommendRequest, RecommendResponse
 
 router = APIRouter()
-RETRY_AFTER_S = 1
 
 
 @router.post(
@@ -26,14 +26,7 @@ RETRY_AFTER_S = 1
     }},
 )
 async def recommend(request: Request) -> Response:
-    started = time.perf_counter()
+    arrived = request.scope.get(ARRIVED) or time.perf_counter()
     body = decode_recommend(await request.body())
-    funnel, admission = get_funnel(request), get_admission(request)
-    if not await admission.enter():
-        get_metrics(request).count_shed()
-        return overloaded(RETRY_AFTER_S)
-    try:
-        answer = await funnel.recommend(body.user_id, body.k, body.timestamp, started)
-    finally:
-        admission.leave()
+    answer = await get_funnel(request).recommend(body.user_id, body.k, body.timestamp, arrived)
     return Response(encode_answer(answer), media_type="application/json")

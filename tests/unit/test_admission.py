@@ -99,3 +99,34 @@ async def test_a_slot_freed_before_a_cancelled_waiter_resumes_goes_to_the_next_o
     assert await next_in_line and door.in_flight == 1 and door.waiting == 0
     door.leave()
     assert door.in_flight == 0
+
+
+async def test_gate_sheds_with_retry_after_and_counts_it() -> None:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from orchestrator.admission import ARRIVED, AdmissionGate
+    from orchestrator.metrics import FunnelMetrics
+
+    release, arrivals = asyncio.Event(), []
+
+    async def slow_app(scope, receive, send) -> None:
+        arrivals.append(scope.get(ARRIVED))
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    metrics = FunnelMetrics()
+    gate = AdmissionGate(slow_app, Admission(1, wait_s=0.0), metrics, "/v1/recommend", retry_after_s=2)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gate), base_url="http://t") as http:
+        first = asyncio.create_task(http.post("/v1/recommend", json={}))
+        while not arrivals:
+            await asyncio.sleep(0.001)
+        shed = await http.post("/v1/recommend", json={})
+        other = asyncio.create_task(http.get("/healthz"))  # other routes never wait at the door
+        release.set()
+        assert (await first).status_code == 200 and (await other).status_code == 200
+    assert shed.status_code == 503 and shed.headers["retry-after"] == "2" and "overloaded" in shed.json()["error"]
+    assert arrivals[0] is not None and gate.door.in_flight == 0
+    families = {f.name: f for f in text_string_to_metric_families(metrics.exposition()[0].decode())}
+    assert families["cascade_shed_requests"].samples[0].value == 1.0
