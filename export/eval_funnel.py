@@ -1,6 +1,6 @@
 """The served funnel against exhaustive scoring, per held-out user.
 
-Funnel (as orchestrator/pipeline.py runs it): ANN top `recall_ann_k` and popular top
+Funnel (as orchestrator/funnel.py runs it): ANN top `recall_ann_k` and popular top
 `recall_popular_k` merged (popular after ANN, with its quota) -> pre-rank keeps `prerank_keep`
 -> rank keeps `rank_keep` -> top 10. Exhaustive: one scorer (the teacher, else the student) over the
 whole catalogue minus the user's training items -> top 10. Both score through

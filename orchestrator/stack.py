@@ -57,7 +57,8 @@ def up(settings: Settings) -> None:
     ))
     argv = [sys.executable, "-m", "uvicorn", "--factory", "orchestrator.app:create_app",
             "--host", settings.host, "--port", str(settings.port), "--log-level", "warning", "--no-access-log",
-            "--loop", "uvloop", "--http", "httptools", "--workers", str(settings.workers)]
+            "--loop", "uvloop", "--http", "httptools", "--no-proxy-headers", "--no-server-header",
+            "--workers", str(settings.workers)]
     app = ManagedProcess("orchestrator", argv, settings.run_dir / "orchestrator.log", env)
     app.wait_ready(lambda: _http("GET", f"http://{settings.host}:{settings.port}/readyz")[0] == 200, 120)
     _record(settings, app)
