@@ -154,7 +154,9 @@ async def test_stage_over_its_budget_is_skipped_with_timeout(configure, triton, 
 
 
 async def test_spent_request_deadline_skips_every_waiting_stage(configure, triton, redis_server, serve) -> None:
-    settings = configure(request_deadline_ms=0.05, stage_budgets_ms={stage: 0.005 for stage in configure().stage_budgets_ms})
+    settings = configure(
+        request_deadline_ms=0.05, admission_wait_ms=0.0, stage_budgets_ms={stage: 0.005 for stage in configure().stage_budgets_ms},
+    )
     async with serve(settings) as (_, http):
         body = await recommend(http, 130, 10)
         skipped = ["exposure_filter", "prerank", "rank", "exposure_write"]

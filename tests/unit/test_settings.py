@@ -139,3 +139,16 @@ def test_load_settings_names_the_environment_variable(monkeypatch: pytest.Monkey
 def test_synthetic_needs_five_interactions_per_user() -> None:
     with pytest.raises(ValidationError, match="CASCADE_N_INTERACTIONS"):
         Settings(n_users=1_000, n_interactions=4_000)
+
+
+def test_admission_wait_must_fit_in_the_deadline() -> None:
+    from cascade.settings import SettingsError as CascadeSettingsError, load_settings
+
+    s = load_settings()
+    assert (s.max_in_flight, s.admission_wait_ms) == (3, 10.0)
+    with pytest.raises(CascadeSettingsError) as err:
+        load_settings(admission_wait_ms=50.0)
+    assert "CASCADE_ADMISSION_WAIT_MS" in str(err.value) and "CASCADE_REQUEST_DEADLINE_MS" in str(err.value)
+    with pytest.raises(CascadeSettingsError) as err:
+        load_settings(max_in_flight=0)
+    assert "CASCADE_MAX_IN_FLIGHT" in str(err.value)
