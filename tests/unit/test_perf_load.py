@@ -325,3 +325,12 @@ def test_load_table() -> None:
     csv_lines = to_levels_csv([full], "rate").splitlines()
     assert csv_lines[0].startswith("rate,req/s,") and csv_lines[1].startswith("4,50.0,1.23,2.50,10.00,5,1,2,10.0,90.0")
     assert full.as_dict()["cpu"]["ms_per_answer"]["stack"] == pytest.approx(10.0)
+
+
+def test_compare_sums_the_stubs_into_one_segment() -> None:
+    from perf.compare import cpu_by_process
+
+    level = {"cpu": {"ms_per_answer": {"orchestrator": 5.0, "tritonserver": 1.0, "stub:prerank_pipeline_v1": 2.0,
+                                       "stub:rank_pipeline_v1": 1.5, "redis-server": 0.25, "stack": 9.75, "generator": 0.1}}}
+    assert cpu_by_process(level) == {"orchestrator": 5.0, "tritonserver": 1.0, "redis-server": 0.25, "generator": 0.1,
+                                     "stubs": 3.5}
