@@ -78,7 +78,7 @@ def _write_ensemble(root: Path, config_text: str, name: str) -> Path:
     return path
 
 
-def _versions_folder(model_root: Path, scorer: str, profile: Profile) -> Path:
+def versions_folder(model_root: Path, scorer: str, profile: Profile) -> Path:
     """Where the version directories of `scorer` live: its fused `<scorer>_pipeline` on the CPU
     profile, the scorer model on the GPU profile."""
     return model_root / (pipeline_name(scorer) if profile == "cpu" else scorer)
@@ -129,7 +129,7 @@ def write_repositories(
 
 def scorer_versions(model_root: Path, scorer: str, profile: Profile) -> list[int]:
     """The version directories of `scorer`, ascending."""
-    folder = _versions_folder(model_root, scorer, profile)
+    folder = versions_folder(model_root, scorer, profile)
     if not (folder / "config.pbtxt").exists():
         raise FileNotFoundError(f"{folder}/config.pbtxt not found: run `python -m export` first (profile {profile})")
     return sorted(int(d.name) for d in folder.iterdir() if d.is_dir() and d.name.isdigit())
@@ -143,7 +143,7 @@ def publish_version(model_root: Path, ensemble_root: Path, scorer: str, onnx_pat
     """
     versions = scorer_versions(model_root, scorer, profile)
     version = max(versions, default=0) + 1
-    folder = _versions_folder(model_root, scorer, profile)
+    folder = versions_folder(model_root, scorer, profile)
     if profile == "cpu":
         files = {ONNX_FILE: onnx_path, TABLES_FILE: folder / str(versions[-1]) / TABLES_FILE}
         pinned = renamed(parse((folder / "config.pbtxt").read_text()), pipeline_name(scorer, version))
@@ -165,7 +165,7 @@ def prune_versions(
     versions = scorer_versions(model_root, scorer, profile)
     kept = set(versions[-keep:]) | in_use
     removed = [v for v in versions if v not in kept]
-    folder = _versions_folder(model_root, scorer, profile)
+    folder = versions_folder(model_root, scorer, profile)
     for v in removed:
         shutil.rmtree(folder / str(v))
         shutil.rmtree(ensemble_root / pipeline_name(scorer, v), ignore_errors=True)

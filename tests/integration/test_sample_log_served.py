@@ -16,6 +16,7 @@ from cascade.settings import Settings
 from cascade.specs import prerank_spec, rank_spec
 from cascade.triton.layout import ONNX_FILE
 from export.onnx_export import session
+from export.repository import versions_folder
 from orchestrator.export_samples import export_samples
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,7 @@ def rescore(settings: Settings, scorer: str, version: int, rows: dict) -> np.nda
     """The exported rows' tensors through the ONNX file Triton served as `scorer` version `version`."""
     spec = {"rank": rank_spec, "prerank": prerank_spec}[scorer](settings.history_len)
     tensors = features_of_rows(rows, settings.history_len)
-    onnx = settings.model_repository / scorer / str(version) / ONNX_FILE
+    onnx = versions_folder(settings.model_repository, scorer, settings.triton_profile) / str(version) / ONNX_FILE
     return session(onnx).run(["score"], {n: tensors[n] for n in spec.input_names})[0]
 
 
