@@ -43,6 +43,7 @@ from export.eval_scorers import PRECISIONS, SCORERS
 from export.model_cost import onnx_cost
 from export.onnx_export import session
 from perf.csvfmt import percentile
+from perf.plot import save_figure
 
 THREADS = 1
 WARMUP_S = 0.2
@@ -153,11 +154,7 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
     ax.set_title(title, fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

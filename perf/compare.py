@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from perf.plot import save_figure
+
 PROCESS_ORDER = ("orchestrator", "tritonserver", "stubs", "redis-server", "generator")
 
 
@@ -62,11 +64,7 @@ def plot(runs: dict[str, dict], floor_ms: float | None, out: Path) -> Path:
     right.set_ylabel("CPU ms per answered request")
     right.set_title("CPU per answer by process", fontsize=10)
     right.legend(fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,17 @@ from pathlib import Path
 from perf.csvfmt import Row, format_load
 
 
+def save_figure(fig, path: Path) -> Path:  # fig: matplotlib.figure.Figure
+    """Lay out, write (creating the folder) and close a figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_throughput_latency(results: dict[str, list[Row]], path: Path, title: str, load_name: str = "c") -> Path:
     import matplotlib
 
@@ -27,8 +38,4 @@ def plot_throughput_latency(results: dict[str, list[Row]], path: Path, title: st
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -156,3 +156,17 @@ async def test_experiment_arm_pins_versions_and_chain(catalogue) -> None:
     assert scorer.calls[1] == ("rank", 7, 3)
     assert got.ctx.experiment == "exp" and got.ctx.arm == "pinned" and got.model_versions["rank"] == 7
     assert got.model_versions["user_tower"] == 1
+
+
+def test_degradation_warnings_are_throttled_per_stage_and_reason(caplog: pytest.LogCaptureFixture) -> None:
+    warnings = ThrottledLog(interval_s=1.0)
+    with caplog.at_level("WARNING", logger="cascade.orchestrator"):
+        for t in (0.0, 0.1, 0.2):
+            warnings.warn(("rank", "timeout"), "rank degraded (timeout)", t)
+        warnings.warn(("prerank", "timeout"), "prerank degraded (timeout)", 0.3)  # another key: its own line
+        warnings.warn(("rank", "timeout"), "rank degraded (timeout)", 1.5)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "rank degraded (timeout)", "prerank degraded (timeout)",
+        "rank degraded (timeout) (and 2 more like it since 1.5s ago)",
+    ]

@@ -204,19 +204,6 @@ def test_publishing_adds_the_next_version_and_its_pinned_pipeline(repo: Repo, tm
     assert scorer_versions(repo.model_root, "prerank", "gpu") == [1]  # the other scorer is untouched
 
 
-def test_pruning_keeps_the_newest_and_those_in_use(repo: Repo, tmp_path: Path) -> None:
-    onnx = tmp_path / "next.onnx"
-    onnx.write_bytes(b"next")
-    for _ in range(4):
-        publish_version(repo.model_root, repo.ensemble_root, "rank", onnx, "gpu")  # versions 2..5
-    assert prune_versions(repo.model_root, repo.ensemble_root, "rank", keep=2, in_use={2}, profile="gpu") == [1, 3]
-    assert scorer_versions(repo.model_root, "rank", "gpu") == [2, 4, 5]
-    assert sorted(p.name for p in repo.ensemble_root.iterdir() if p.name.startswith("rank_")) == [
-        "rank_pipeline", "rank_pipeline_v2", "rank_pipeline_v4", "rank_pipeline_v5",
-    ]
-    assert prune_versions(repo.model_root, repo.ensemble_root, "rank", keep=5, in_use=set(), profile="gpu") == []
-
-
 def test_ensemble_config_rejects_a_scorer_needing_an_unproduced_tensor() -> None:
     assembly = feature_assembly_spec(L)
     greedy = ModelSpec(
@@ -304,15 +291,21 @@ def test_cpu_publishing_adds_a_version_of_the_pipeline_and_a_pinned_copy_with_th
     assert scorer_versions(cpu.model_root, "prerank", "cpu") == [1]
 
 
-def test_cpu_pruning_removes_versions_and_their_pinned_pipelines(cpu: Repo, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("profile", "latest"), [("gpu", ["rank_pipeline"]), ("cpu", [])])
+def test_pruning_keeps_the_newest_and_those_in_use(
+    profile: Profile, latest: list[str], tiny_tables_path: Path, tmp_path: Path
+) -> None:
+    """Every version but the newest two and those in use goes, with its pinned pipeline (the GPU
+    profile's unpinned ensemble stays; the CPU profile keeps its unpinned pipeline in the model root)."""
+    r = write(tiny_tables_path, tmp_path, profile)
     onnx = tmp_path / "next.onnx"
     onnx.write_bytes(b"next")
     for _ in range(4):
-        publish_version(cpu.model_root, cpu.ensemble_root, "rank", onnx, "cpu")  # versions 2..5
-    assert prune_versions(cpu.model_root, cpu.ensemble_root, "rank", keep=2, in_use={2}, profile="cpu") == [1, 3]
-    assert scorer_versions(cpu.model_root, "rank", "cpu") == [2, 4, 5]
-    assert sorted(p.name for p in cpu.ensemble_root.iterdir() if p.name.startswith("rank_")) == [
-        "rank_pipeline_v2", "rank_pipeline_v4", "rank_pipeline_v5",
+        publish_version(r.model_root, r.ensemble_root, "rank", onnx, profile)  # versions 2..5
+    assert prune_versions(r.model_root, r.ensemble_root, "rank", keep=2, in_use={2}, profile=profile) == [1, 3]
+    assert scorer_versions(r.model_root, "rank", profile) == [2, 4, 5]
+    assert sorted(p.name for p in r.ensemble_root.iterdir() if p.name.startswith("rank_")) == [
+        *latest, "rank_pipeline_v2", "rank_pipeline_v4", "rank_pipeline_v5",
     ]
 
 
