@@ -116,9 +116,10 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_STAGE_BUDGETS_MS),
         description='per-stage budgets; JSON in CASCADE_STAGE_BUDGETS_MS, e.g. {"rank": 20}: stages not named keep their default',
     )
-    deadline_rollover: bool = Field(
-        True, description="slack: a stage may also spend what the deadline has left beyond the budgets of the stages "
-        "after it (earlier stages' unspent budgets, the unbudgeted part); false: exactly its budget",
+    deadline_slack: bool = Field(
+        True, description="a stage may also spend what the deadline has left beyond the budgets of the stages after it "
+        "(earlier stages' unspent budgets, the unbudgeted part); false: exactly its budget. Replaces "
+        "CASCADE_DEADLINE_ROLLOVER, which gave only the earlier stages' unspent budgets",
     )
 
     # --- admission -----------------------------------------------------------------------

@@ -14,9 +14,7 @@ from collections import deque
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator.metrics import FunnelMetrics
-
-ARRIVED = "cascade.arrived"  # scope key: time.perf_counter() when the gate saw the request
+from orchestrator.metrics import ARRIVED, FunnelMetrics
 
 
 class Admission:

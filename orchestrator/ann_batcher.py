@@ -52,7 +52,8 @@ class AnnBatcher:
         A plain method rather than a coroutine, so that the lookup is on its way before the caller
         goes on to its other channels; cancelling the future drops the lookup.
         """
-        lookup = _Lookup(user_id, history, timestamp, k, asyncio.get_running_loop().create_future())
+        # int64 here, in the caller: a value that does not fit fails its own request, not its batch.
+        lookup = _Lookup(int(np.int64(user_id)), history, int(np.int64(timestamp)), k, asyncio.get_running_loop().create_future())
         self._queue.append(lookup)
         self._dispatch()
         return lookup.answer

@@ -15,12 +15,15 @@ from orchestrator.funnel import Answer
 from orchestrator.schemas import MAX_K
 
 
+INT64_MAX = 2**63 - 1  # ids and timestamps become int64 tensors
+
+
 class ContextBody(msgspec.Struct, forbid_unknown_fields=True):
-    timestamp: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    timestamp: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] | None = None
 
 
 class RecommendBody(msgspec.Struct, forbid_unknown_fields=True):
-    user_id: Annotated[int, msgspec.Meta(ge=0)]
+    user_id: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
     k: Annotated[int, msgspec.Meta(ge=1, le=MAX_K)] = 10
     context: ContextBody | None = None
 

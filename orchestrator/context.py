@@ -15,7 +15,7 @@ from cascade.rerank.base import RerankOperator
 from cascade.rerank.registry import build_chain
 from cascade.settings import Settings
 
-NO_ARM = "none"  # the metrics' arm label without experiments
+NONE = "none"  # the experiment and arm labels (metrics, samples) without experiments
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +27,11 @@ class RequestContext:
     versions: Mapping[str, int]  # scorer -> the version this request calls
     chain: Sequence[RerankOperator]  # the rerank operators, in order
     experiment: str | None  # the experiment in force, None without experiments
-    arm: str  # the user's arm (NO_ARM without experiments)
-    started: float  # time.perf_counter() when the request arrived (its deadline counts from here)
+    arm: str  # the user's arm (NONE without experiments)
+
+    @property
+    def experiment_label(self) -> str:
+        return self.experiment if self.experiment is not None else NONE
 
 
 class ContextFactory:
@@ -47,13 +50,13 @@ class ContextFactory:
         arms = self.experiment.arms if self.experiment is not None else ()
         return sorted({a.model_versions[scorer] for a in arms if a.model_versions and scorer in a.model_versions})
 
-    def build(self, user_id: int, k: int, timestamp: int | None, started: float) -> RequestContext:
+    def build(self, user_id: int, k: int, timestamp: int | None) -> RequestContext:
         ts = int(time.time()) if timestamp is None else timestamp
         versions = dict(self.active)  # one read per request: a switch mid-request never mixes versions
         if self.experiment is None:
-            return RequestContext(uuid.uuid4().hex, user_id, k, ts, versions, self.chain, None, NO_ARM, started)
+            return RequestContext(uuid.uuid4().hex, user_id, k, ts, versions, self.chain, None, NONE)
         arm = self.experiment.assign(user_id)
         versions.update(arm.model_versions or {})
         return RequestContext(
-            uuid.uuid4().hex, user_id, k, ts, versions, self.arm_chains[arm.name], self.experiment.name, arm.name, started,
+            uuid.uuid4().hex, user_id, k, ts, versions, self.arm_chains[arm.name], self.experiment.name, arm.name,
         )

@@ -47,7 +47,3 @@ class DeadlinePlan:
     def allowance(self, stage: str, elapsed_s: float) -> float:
         """The seconds `stage`, starting `elapsed_s` into the request, may take; 0 means: skip it."""
         return stage_allowance(self.budgets_s[stage], self.reserved_after_s[stage], elapsed_s, self.total_s, self.slack)
-
-    def remaining(self, elapsed_s: float) -> float:
-        """Seconds left of the total deadline (0 once it has passed)."""
-        return max(0.0, self.total_s - elapsed_s)

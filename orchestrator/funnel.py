@@ -149,6 +149,6 @@ def _sample(ctx: RequestContext, catalogue: Catalogue, history: np.ndarray, fina
     they received (`cascade.samples`)."""
     features, _ = assemble_requests(catalogue.tables, [(ctx.user_id, final.item_ids, history, ctx.timestamp)])
     return ServedSample(
-        ctx.request_id, ctx.user_id, ctx.timestamp, scored_by, dict(ctx.versions), ctx.experiment or "none", ctx.arm,
+        ctx.request_id, ctx.user_id, ctx.timestamp, scored_by, dict(ctx.versions), ctx.experiment_label, ctx.arm,
         final.item_ids, final.scores, features,
     )

@@ -16,6 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 if TYPE_CHECKING:
     from orchestrator.admission import Admission
 
+ARRIVED = "cascade.arrived"  # scope key: time.perf_counter() when the door saw the request (orchestrator.admission)
+
 # Seconds, resolving the budget table's milliseconds (2, 5, 8, 12, 50 ms) and what overruns them.
 LATENCY_BUCKETS_S = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05,
@@ -113,6 +115,7 @@ class FunnelMetrics:
         self._checked, self._filtered = Children(self.exposure_checked), Children(self.exposure_filtered)
         self._ratio, self._arm = Children(self.exposure_ratio), Children(self.arm_requests)
         self._requests, self._request_seconds = Children(self.requests), Children(self.request_seconds)
+        self._triton_errors, self._degradations = Children(self.triton_errors), Children(self.degradations)
 
     # --- hooks the funnel calls ----------------------------------------------------------
     def observe_stage(self, stage: str, seconds: float, arm: str) -> None:
@@ -135,10 +138,10 @@ class FunnelMetrics:
     def observe_triton(self, pipeline: str, version: int, arm: str, seconds: float, failure: str | None) -> None:
         self._triton(pipeline, str(version), arm).observe(seconds)
         if failure is not None:
-            self.triton_errors.labels(pipeline, str(version), failure, arm).inc()
+            self._triton_errors(pipeline, str(version), failure, arm).inc()
 
     def count_degradation(self, stage: str, reason: str, arm: str) -> None:
-        self.degradations.labels(stage, reason, arm).inc()
+        self._degradations(stage, reason, arm).inc()
 
     def count_arm(self, experiment: str, arm: str) -> None:
         self._arm(experiment, arm).inc()
@@ -185,7 +188,7 @@ class RequestMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started, status = time.perf_counter(), 500
+        started, status = scope.get(ARRIVED) or time.perf_counter(), 500  # from arrival: a wait at the door counts
 
         async def send_and_note_status(message: Message) -> None:
             nonlocal status

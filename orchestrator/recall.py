@@ -45,6 +45,7 @@ class RecallPlan:
     explore: int  # exploration slots
     quotas: dict[str, int]  # per channel name, EXPLORE included; read only
     limit: int  # the merge's cut: all quotas together
+    has_ann: bool  # the ANN channel is among `channels`
 
     @staticmethod
     def of(config: RecallConfig, defaults: dict[str, int], cold: bool) -> RecallPlan:
@@ -53,7 +54,8 @@ class RecallPlan:
         explore = config.cold_start_explore if cold else config.explore_new_items
         channels = tuple(spec for spec in config.channels if spec.name in wanted and quotas[spec.name] > 0)
         quotas[EXPLORE] = explore
-        return RecallPlan(channels, explore, quotas, sum(quotas[spec.name] for spec in channels) + explore)
+        limit = sum(quotas[spec.name] for spec in channels) + explore
+        return RecallPlan(channels, explore, quotas, limit, any(spec.name == "ann" for spec in channels))
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ class RecallChannels:
         snapshot = self.snapshot  # one read for the whole request
         plan = snapshot.cold if history is None else snapshot.known
         ann = None
-        if any(spec.name == "ann" for spec in plan.channels):  # on its way before the in-memory channels run
+        if plan.has_ann:  # on its way before the in-memory channels run
             ann_history = self.cold_history if history is None else history
             ann = self.ann_batcher.submit(user_id, ann_history, timestamp, plan.quotas["ann"])
         found = {spec.name: self._in_memory_channel(spec, history) for spec in plan.channels if spec.name != "ann"}

@@ -12,12 +12,12 @@ Reason = Literal["timeout", "unavailable", "error"]
 
 class Context(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    timestamp: StrictInt | None = Field(None, ge=0, description="unix seconds; defaults to now")
+    timestamp: StrictInt | None = Field(None, ge=0, le=2**63 - 1, description="unix seconds; defaults to now")
 
 
 class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    user_id: StrictInt = Field(..., ge=0)
+    user_id: StrictInt = Field(..., ge=0, le=2**63 - 1)
     k: StrictInt = Field(10, ge=1, le=MAX_K)
     context: Context | None = None
 

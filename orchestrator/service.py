@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -28,27 +29,40 @@ from orchestrator.versions import ScorerVersions
 log = logging.getLogger("cascade.orchestrator")
 
 
+class FunnelRunner:
+    """Requests in, answers out, over given ports: the context factory, the deadline plan, the metrics.
+    The service runs it on Triton and Redis; `perf/floor.py` on in-process scorers and memory."""
+
+    def __init__(
+        self, settings: Settings, ports: FunnelPorts, active_versions: Mapping[str, int], metrics: FunnelMetrics,
+    ) -> None:
+        self.ports, self.metrics, self.warnings = ports, metrics, ThrottledLog()
+        self.contexts = ContextFactory(settings, active_versions)
+        self.plan = DeadlinePlan.from_ms(settings.request_deadline_ms, settings.stage_budgets_ms, settings.deadline_slack)
+
+    async def recommend(self, user_id: int, k: int, timestamp: int | None, started: float) -> Answer:
+        """One answer; `started` is when the request arrived (a wait at the door counts against its deadline)."""
+        ctx = self.contexts.build(user_id, k, timestamp)
+        self.metrics.count_arm(ctx.experiment_label, ctx.arm)
+        return await run_funnel(ctx, self.ports, RequestRun(self.plan, started, self.metrics, ctx.arm, self.warnings))
+
+
 class FunnelService:
     def __init__(
         self, settings: Settings, resources: Resources, scorer: TritonScorer, exposure: ExposureStore, metrics: FunnelMetrics,
     ) -> None:
-        self.settings, self.resources, self.scorer, self.exposure, self.metrics = settings, resources, scorer, exposure, metrics
+        self.settings, self.resources, self.scorer, self.exposure = settings, resources, scorer, exposure
         self.versions = ScorerVersions(resources.manifest.model_versions)
-        self.contexts = ContextFactory(settings, self.versions.active)
-        self.plan = DeadlinePlan.from_ms(settings.request_deadline_ms, settings.stage_budgets_ms, settings.deadline_rollover)
-        self.ports = FunnelPorts(
+        ports = FunnelPorts(
             resources.channels, scorer, exposure, resources, settings.prerank_keep, settings.rank_keep, settings.sample_log,
         )
-        self.warnings = ThrottledLog()
+        self.runner = FunnelRunner(settings, ports, self.versions.active, metrics)
 
     def pinned_versions(self, scorer: str) -> list[int]:
-        return self.contexts.pinned_versions(scorer)
+        return self.runner.contexts.pinned_versions(scorer)
 
     async def recommend(self, user_id: int, k: int, timestamp: int | None, started: float) -> Answer:
-        """One answer; `started` is when the request arrived (a wait at the door counts against its deadline)."""
-        ctx = self.contexts.build(user_id, k, timestamp, started)
-        self.metrics.count_arm(ctx.experiment or "none", ctx.arm)
-        return await run_funnel(ctx, self.ports, RequestRun(self.plan, started, self.metrics, ctx.arm, self.warnings))
+        return await self.runner.recommend(user_id, k, timestamp, started)
 
     async def recall(self, user_id: int, history: np.ndarray | None, timestamp: int) -> Candidates:
         """The recall stage alone (`history` None: a cold-start user)."""

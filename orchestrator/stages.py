@@ -13,14 +13,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 from orchestrator.deadlines import DeadlinePlan
 from orchestrator.metrics import FunnelMetrics
+from orchestrator.schemas import Reason
 
 log = logging.getLogger("cascade.orchestrator")
 T = TypeVar("T")
-Reason = Literal["timeout", "unavailable", "error"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,7 @@ class ScorerVersions:
                 self.active[scorer] = versions[-1]
 
     async def activate(
-        self, triton: TritonScorer, scorer: str, version: int, warm: Callable[[str], Awaitable[object]]
+        self, triton: TritonScorer, scorer: str, version: int, warm: Callable[[], Awaitable[object]]
     ) -> int:
         """Load `version` of `scorer` and its pipeline, warm it, then move new requests to it; return
         the version it replaced. Raises VersionNotServable (nothing changed) if Triton cannot serve it."""
@@ -96,7 +96,7 @@ class ScorerVersions:
                     f"publish it first (python -m export.publish {scorer})"
                 )
             try:
-                await warm(pipeline)
+                await warm()
             except Exception as err:
                 raise VersionNotServable(f"{pipeline} failed its warm-up request: {err}") from err
             previous, self.active[scorer] = self.active[scorer], version

@@ -2,7 +2,7 @@
 
     python -m perf.floor --artifacts artifacts --requests 2000
 
-Runs `orchestrator.funnel.run_funnel` (the serving funnel itself) on the export's artefacts, the
+Runs the serving funnel itself (`orchestrator.service.FunnelRunner` over `orchestrator.funnel.run_funnel`) on the export's artefacts, the
 same funnel sizes and rerank chain as the settings give the server, with the scorers in process
 (`cascade.triton.fused.FusedScorer`: the code the CPU profile's Triton models run) and exposure in
 memory (`orchestrator.memory_store`). Requests go one after another for random users (a share of
@@ -27,13 +27,11 @@ from cascade.artifacts import ArtifactPaths
 from cascade.settings import load_settings
 from cascade.triton.batching import FeatureRequest
 from cascade.triton.fused import FusedScorer
-from orchestrator.context import ContextFactory
-from orchestrator.deadlines import DeadlinePlan
-from orchestrator.funnel import FunnelPorts, run_funnel
+from orchestrator.funnel import FunnelPorts
 from orchestrator.memory_store import MemoryUserStore
 from orchestrator.metrics import FunnelMetrics
 from orchestrator.resources import Resources
-from orchestrator.stages import RequestRun, ThrottledLog
+from orchestrator.service import FunnelRunner
 from perf.csvfmt import percentile
 
 UNLIMITED_MS = 60_000.0  # the floor measures the work, never a skipped stage
@@ -51,19 +49,18 @@ class InProcessScorer:
 
 
 async def measure(artifacts: Path, n_requests: int, warmup: int, unknown_fraction: float, k: int, seed: int) -> dict:
-    settings = load_settings(artifacts_dir=artifacts, popular_refresh_s=1e9)  # trending: the exported list
+    settings = load_settings(  # trending: the exported list; a deadline no request reaches
+        artifacts_dir=artifacts, popular_refresh_s=1e9, request_deadline_ms=UNLIMITED_MS,
+    )
     resources = Resources.load(settings)
     paths = ArtifactPaths(artifacts)
     scorer = InProcessScorer({
         name: FusedScorer(resources.tables, paths.onnx(name).with_name(resources.manifest.served.get(name, f"{name}.onnx")))
         for name in ("prerank", "rank")
     })
-    store = MemoryUserStore()
-    ports = FunnelPorts(resources.channels, scorer, store, resources, settings.prerank_keep, settings.rank_keep,
+    ports = FunnelPorts(resources.channels, scorer, MemoryUserStore(), resources, settings.prerank_keep, settings.rank_keep,
                         settings.sample_log)
-    contexts = ContextFactory(settings, resources.manifest.model_versions)
-    plan = DeadlinePlan.from_ms(UNLIMITED_MS, settings.stage_budgets_ms, slack=True)
-    metrics, warnings = FunnelMetrics(), ThrottledLog()
+    runner = FunnelRunner(settings, ports, resources.manifest.model_versions, FunnelMetrics())
     rng = np.random.default_rng(seed)
     n_users = resources.tables.n_users
     users = np.where(rng.random(warmup + n_requests) < unknown_fraction, n_users + rng.integers(0, 10**6, warmup + n_requests),
@@ -74,8 +71,7 @@ async def measure(artifacts: Path, n_requests: int, warmup: int, unknown_fractio
         if i == warmup:
             cpu_started = time.process_time()
         started = time.perf_counter()
-        ctx = contexts.build(user, k, None, started)
-        answer = await run_funnel(ctx, ports, RequestRun(plan, started, metrics, ctx.arm, warnings))
+        answer = await runner.recommend(user, k, None, started)
         if i >= warmup:
             wall_us.append(int((time.perf_counter() - started) * 1e6))
             scored += answer.scored_by == "rank"

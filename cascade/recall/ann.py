@@ -11,6 +11,7 @@ import numpy as np
 
 from cascade.features import FeatureTables, assemble_users
 from cascade.specs import USER_EMBEDDING, USER_TOWER_FEATURES
+from cascade.triton.sessions import cpu_session
 
 
 def single_threaded_faiss() -> None:
@@ -40,12 +41,8 @@ def load_index(path: Path, use_gpu: bool = True, nprobe: int | None = None):  # 
 
 class AnnRecall:
     def __init__(self, tables: FeatureTables, user_tower_path: Path, index) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
         self.tables = tables
-        self.session = ort.InferenceSession(str(user_tower_path), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(user_tower_path, intra_op_threads=1)
         self.index = index
 
     def user_embeddings(self, user_ids: np.ndarray, histories: np.ndarray, timestamps: np.ndarray) -> np.ndarray:

@@ -76,7 +76,7 @@ async def activate(
     tables = funnel.resources.tables
     items = funnel.resources.popular_ids[: funnel.settings.rank_keep]
     history = np.full(tables.config.history_len, PAD_ITEM, np.int64)
-    warm = lambda pipeline: funnel.scorer.score(scorer, body.version, 0, items, history, int(time.time()))  # noqa: E731
+    warm = lambda: funnel.scorer.score(scorer, body.version, 0, items, history, int(time.time()))  # noqa: E731
     try:
         previous = await funnel.versions.activate(funnel.scorer, scorer, body.version, warm)
     except VersionNotServable as err:

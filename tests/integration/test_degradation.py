@@ -138,7 +138,7 @@ async def test_redis_down_serves_unfiltered_then_recovers(own_redis, triton, ser
 
 
 async def test_stage_over_its_budget_is_skipped_with_timeout(configure, triton, redis_server, serve) -> None:
-    settings = configure(stage_budgets_ms={"rank": 0.01}, deadline_rollover=False)
+    settings = configure(stage_budgets_ms={"rank": 0.01}, deadline_slack=False)
     async with serve(settings) as (app, http):
         for user_id in (120, 121, settings.n_users + 5):
             body = await recommend(http, user_id, 12)

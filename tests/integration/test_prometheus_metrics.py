@@ -62,7 +62,7 @@ async def test_feedback_and_reloads_are_counted(configure, triton, redis_server,
 
 
 async def test_degradation_is_counted(configure, triton, redis_server, serve) -> None:
-    settings = configure(stage_budgets_ms={"rank": 0.01}, deadline_rollover=False)
+    settings = configure(stage_budgets_ms={"rank": 0.01}, deadline_slack=False)
     async with serve(settings) as (_, http):
         for user_id in (140, 141):
             body = (await http.post("/v1/recommend", json={"user_id": user_id, "k": 5})).json()

@@ -124,3 +124,16 @@ async def test_a_shut_down_pool_fails_the_lookup_instead_of_hanging() -> None:
 def test_sizes_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         AnnBatcher(FakeSearch(), ThreadPoolExecutor(max_workers=1), max_batch=0)
+
+
+async def test_a_value_outside_int64_fails_its_own_lookup_not_its_batch(pool: ThreadPoolExecutor) -> None:
+    search = FakeSearch()
+    batcher = AnnBatcher(search, pool, max_batch=4)
+    search.gate.clear()
+    first = batcher.submit(0, HISTORY, 0, 2)  # runs (blocked); the next ones queue behind it
+    neighbour = batcher.submit(1, HISTORY, 0, 2)
+    with pytest.raises(OverflowError):
+        batcher.submit(2, HISTORY, 2**63, 2)
+    search.gate.set()
+    answers = await asyncio.wait_for(asyncio.gather(first, neighbour), 5)
+    assert [ids.tolist() for ids, _ in answers] == [[0, 1], [1, 2]]

@@ -44,7 +44,7 @@ def test_bad_body_names_the_field(raw: bytes, field: str) -> None:
 
 
 def test_answer_json_matches_the_documented_response() -> None:
-    ctx = RequestContext("abc", 7, 2, 1_700_000_000, {"prerank": 1, "rank": 2}, (), "exp", "a", 0.0)
+    ctx = RequestContext("abc", 7, 2, 1_700_000_000, {"prerank": 1, "rank": 2}, (), "exp", "a")
     items = Candidates(np.array([5, 9]), np.array([0, 1]), np.array([0.5, 0.25], np.float32), ("ann", "popular"))
     answer = Answer(ctx, False, items, np.array([3, 4]), {"prerank": 1, "rank": 2, "user_tower": 1}, "rank",
                     {"rank": 1.5, "total": 3.0}, [Degradation("rerank", "error")])
@@ -56,3 +56,13 @@ def test_answer_json_matches_the_documented_response() -> None:
     ]
     assert body["experiment"] == {"name": "exp", "arm": "a"} and body["degraded"] == [{"stage": "rerank", "reason": "error"}]
     assert body["scored_by"] == "rank" and body["model_versions"]["rank"] == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [(b'{"user_id": 9223372036854775808}', "user_id"), (b'{"user_id": 1, "context": {"timestamp": 9223372036854775808}}', "context.timestamp")],
+)
+def test_values_outside_int64_are_refused(raw: bytes, field: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        decode_recommend(raw)
+    assert [f for f, _ in err.value.problems] == [field]

@@ -11,7 +11,7 @@ MS = 1e-3
 
 @pytest.fixture(autouse=True)
 def no_deadline_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("CASCADE_REQUEST_DEADLINE_MS", "CASCADE_STAGE_BUDGETS_MS", "CASCADE_DEADLINE_ROLLOVER"):
+    for name in ("CASCADE_REQUEST_DEADLINE_MS", "CASCADE_STAGE_BUDGETS_MS", "CASCADE_DEADLINE_SLACK"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -38,8 +38,6 @@ def test_plan_walks_the_funnel_in_order() -> None:
     assert plan.allowance("rank", 40 * MS) == pytest.approx(10 * MS)  # its own 12 exceeds what is left: 10
     assert plan.allowance("rerank", 49 * MS) == pytest.approx(1 * MS)  # 1 ms of the total left
     assert plan.allowance("exposure_write", 51 * MS) == 0.0  # past the deadline: skip
-    assert plan.remaining(10 * MS) == pytest.approx(40 * MS)
-    assert plan.remaining(60 * MS) == 0.0
 
 
 def test_an_idle_request_never_runs_out_of_its_budgets() -> None:
@@ -61,7 +59,7 @@ def test_default_budgets_are_the_design_table() -> None:
     s = load_settings()
     assert s.request_deadline_ms == 50
     assert s.stage_budgets_ms == {"exposure_filter": 2, "recall": 5, "prerank": 8, "rank": 12, "rerank": 2, "exposure_write": 2}
-    assert s.deadline_rollover is True
+    assert s.deadline_slack is True
 
 
 def test_budgets_named_keep_the_rest_at_their_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

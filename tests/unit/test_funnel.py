@@ -84,7 +84,7 @@ async def answer(p: FunnelPorts, user_id=0, k=2, settings: Settings | None = Non
     settings = settings or Settings(rerank_chain=[{"name": "truncate"}])
     factory = ContextFactory(settings, VERSIONS)
     started = time.perf_counter()
-    ctx = factory.build(user_id, k, 1_700_000_000, started)
+    ctx = factory.build(user_id, k, 1_700_000_000)
     plan = DeadlinePlan.from_ms(deadline_ms, {s: 1.0 for s in settings.stage_budgets_ms}, slack)
     return await run_funnel(ctx, p, RequestRun(plan, started, FunnelMetrics(), ctx.arm, ThrottledLog()))
 
