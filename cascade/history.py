@@ -71,6 +71,8 @@ def merge_live_history(exported: np.ndarray | None, live_clicks: np.ndarray, len
     known = known[known != PAD_ITEM]
     live = np.asarray(live_clicks, dtype=np.int64)
     live = live[live != PAD_ITEM]
+    if not len(live):  # most requests: nothing clicked since the export
+        return pad_history(known, length)
     _, last_from_end = np.unique(live[::-1], return_index=True)
     live = live[np.sort(len(live) - 1 - last_from_end)]  # repeated live clicks: keep the latest
     fresh = live[~np.isin(live, known)]
