@@ -49,7 +49,9 @@ from perf.loopback import require_loopback_url
 from perf.plot import plot_throughput_latency
 from perf.rawhttp import Connection, HttpError, Outcome, build_request, classify_answer
 from perf.run_triton import parse_levels
-from perf.stackcpu import CpuSample, StackSampler, describe, discover, machine_note, orchestrator_settings, pids_by_name
+from perf.stackcpu import (
+    CpuSample, StackSampler, add_orchestrator_pids, describe, discover, machine_note, orchestrator_settings, pids_by_name,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 UNKNOWN_USER_BASE = 1_000_000_000  # far above any catalogue of users: always a cold start
@@ -290,8 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=50, help="unmeasured requests before each level, at its load")
     p.add_argument("--timeout", type=float, default=5.0, help="per-request timeout, seconds")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--orchestrator-pids", type=lambda s: [int(x) for x in s.split(",")], default=[],
-                   help="orchestrator pids (default: ASGI servers whose command line names `orchestrator`)")
+    add_orchestrator_pids(p)
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--prefix", default="loadgen")
     return p

@@ -39,6 +39,7 @@ from perf.loopback import require_loopback_host
 from perf.perf_analyzer import PerfAnalyzer, locate
 from perf.plot import plot_throughput_latency
 from perf.server_cpu import cpu_ms_per_inference, sample
+from perf.stackcpu import load_average
 
 PROFILE_MODELS = {
     "cpu": ["prerank_pipeline", "rank_pipeline"],
@@ -144,10 +145,6 @@ def machine_note() -> dict:
         pass
     return {"cpu_count": os.cpu_count(), "cpu": cpu, "gpu": bool(shutil.which("nvidia-smi")),
             "platform": platform.platform(), "python": platform.python_version()}
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def run(args: argparse.Namespace) -> int:

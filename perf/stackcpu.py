@@ -12,6 +12,7 @@ is pure and unit-tested with made-up figures.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import time
@@ -243,5 +244,15 @@ def orchestrator_settings(processes: Sequence[StackProcess]) -> dict:
     return {"error": "no orchestrator process found"}
 
 
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def machine_note() -> dict:
-    return {"cpu_count": psutil.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]}
+    return {"cpu_count": psutil.cpu_count(), "load_average": load_average()}
+
+
+def add_orchestrator_pids(parser: argparse.ArgumentParser) -> None:
+    """The load tools' option naming the orchestrator's processes (else `discover` finds them)."""
+    parser.add_argument("--orchestrator-pids", type=lambda s: [int(x) for x in s.split(",")], default=[],
+                        help="orchestrator pids (default: ASGI servers whose command line names `orchestrator`)")

@@ -26,7 +26,9 @@ from pathlib import Path
 from perf.loadtable import LevelResult, format_load_table, write_results
 from perf.loopback import require_loopback_url
 from perf.run_triton import parse_levels
-from perf.stackcpu import StackSampler, describe, discover, machine_note, orchestrator_settings, pids_by_name
+from perf.stackcpu import (
+    StackSampler, add_orchestrator_pids, describe, discover, machine_note, orchestrator_settings, pids_by_name,
+)
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "count.lua"
@@ -119,8 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="unmeasured wrk seconds before each level (0: none)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (capped at the level)")
     p.add_argument("--timeout", type=float, default=2.0, help="wrk's socket timeout, seconds")
-    p.add_argument("--orchestrator-pids", type=lambda s: [int(x) for x in s.split(",")], default=[],
-                   help="orchestrator pids (default: ASGI servers whose command line names `orchestrator`)")
+    add_orchestrator_pids(p)
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--prefix", default="wrk")
     return p
