@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     faiss_nprobe: int = Field(32, ge=1, description="IVF lists probed per query (IVF indexes only)")
     prerank_keep: int = Field(200, ge=1)
     rank_keep: int = Field(50, ge=1)
+    two_stage: bool = Field(
+        True, description="call pre-rank and rank as one Triton call where Triton has the two-stage model of the "
+        "request's versions (the cpu profile); false: always two calls",
+    )
     rerank_chain: list[dict[str, Any]] = Field(
         default_factory=lambda: [{"name": "mmr", "lam": 0.7}, {"name": "truncate"}],
         description="operators applied in order; JSON in CASCADE_RERANK_CHAIN",

@@ -61,6 +61,14 @@ REQUEST_INPUTS = (
 )
 PIPELINE_OUTPUT = TensorSpec("scores", np.float32, (-1,))
 
+# The two-stage model (pre-rank -> top `keep` -> rank in one call): the request, plus how many to keep;
+# out come the kept candidates' indices into `item_ids` (best pre-rank score first), their pre-rank
+# scores and their rank scores (`scores`, as a pipeline's).
+TWO_STAGE_INPUTS = (*REQUEST_INPUTS, TensorSpec("keep", np.int64, (1,)))
+KEPT = TensorSpec("kept", np.int64, (-1,))
+PRERANK_SCORES = TensorSpec("prerank_scores", np.float32, (-1,))
+TWO_STAGE_OUTPUTS = (KEPT, PRERANK_SCORES, PIPELINE_OUTPUT)
+
 PRERANK_FEATURES = ("user_cat", "user_num", "item_id", "item_cat", "item_num", "hist_item", "hist_cat", "ctx")
 RANK_FEATURES = ("user_cat", "user_num", "item_id", "item_cat", "item_num", "hist_item", "hist_cat", "ctx")
 USER_TOWER_FEATURES = ("user_cat", "user_num", "hist_item", "hist_cat")

@@ -14,16 +14,21 @@ built depends on the Triton profile (`Settings.triton_profile`):
   directories are the scorer's versions (every one present is served).
 
 Either way the model repository holds the scorers' versions and the ensemble repository the pinned
-pipelines the orchestrator calls.
+pipelines the orchestrator calls. On `cpu` the ensemble repository also holds a two-stage model
+`two_stage_p<P>_r<R>` (`cascade.triton.two_stage_model`: pre-rank version P -> top-k -> rank version
+R in one call) for every pair of versions present, which the orchestrator calls instead of the two
+pinned pipelines when it has that pair loaded.
 
-`publish_version` adds version N+1 of a scorer and its pinned pipeline next to the running ones;
-Triton loads them on the model-control API's load call. `prune_versions` removes old versions and
-their pipelines that nothing uses.
+`publish_version` adds version N+1 of a scorer and its pinned pipeline (and on `cpu` its two-stage
+models) next to the running ones; Triton loads them on the model-control API's load call.
+`prune_versions` removes old versions, their pipelines and two-stage models, that nothing uses.
 """
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+
+from tritonclient.grpc import model_config_pb2 as mc
 
 from cascade.specs import USER_SIDE, ModelSpec, feature_assembly_spec
 from cascade.triton.config import (
@@ -34,6 +39,7 @@ from cascade.triton.config import (
     python_model_config,
     render,
     renamed,
+    two_stage_config,
 )
 from cascade.triton.layout import (
     FEATURE_ASSEMBLY_ADAPTER,
@@ -41,9 +47,15 @@ from cascade.triton.layout import (
     ONNX_ADAPTER,
     ONNX_FILE,
     PINNED_PIPELINE_VERSION,
+    PRERANK_ONNX_FILE,
+    RANK_ONNX_FILE,
+    SCORERS,
     TABLES_FILE,
+    TWO_STAGE_ADAPTER,
     Profile,
     pipeline_name,
+    two_stage_name,
+    two_stage_versions,
 )
 
 KEEP = {"README.md"}
@@ -78,6 +90,18 @@ def _write_ensemble(root: Path, config_text: str, name: str) -> Path:
     return path
 
 
+def _write_two_stage(
+    ensemble_root: Path, versions: tuple[int, int], onnx: tuple[Path, Path], tables_path: Path, pipeline: mc.ModelConfig
+) -> None:
+    """The two-stage model for (pre-rank version, rank version), batched like the fused `pipeline`."""
+    config = two_stage_config(
+        two_stage_name(*versions), pipeline.max_batch_size, pipeline.dynamic_batching.max_queue_delay_microseconds,
+        pipeline.instance_group[0].count, int(pipeline.parameters["intra_op_threads"].string_value),
+    )
+    files = {PRERANK_ONNX_FILE: onnx[0], RANK_ONNX_FILE: onnx[1], TABLES_FILE: tables_path}
+    _write_model(ensemble_root, config.name, render(config), TWO_STAGE_ADAPTER, files, PINNED_PIPELINE_VERSION)
+
+
 def versions_folder(model_root: Path, scorer: str, profile: Profile) -> Path:
     """Where the version directories of `scorer` live: its fused `<scorer>_pipeline` on the CPU
     profile, the scorer model on the GPU profile."""
@@ -109,6 +133,9 @@ def write_repositories(
             _write_model(model_root, latest.name, render(latest), FUSED_ADAPTER, files, version)
             pinned = renamed(latest, pipeline_name(name, version))
             _write_model(ensemble_root, pinned.name, render(pinned), FUSED_ADAPTER, files, PINNED_PIPELINE_VERSION)
+        if set(SCORERS) <= set(scorers):
+            onnx = (scorers["prerank"][1], scorers["rank"][1])
+            _write_two_stage(ensemble_root, (version, version), onnx, tables_path, latest)
     else:
         assembly = feature_assembly_spec(history_len)
         _write_model(
@@ -149,12 +176,28 @@ def publish_version(model_root: Path, ensemble_root: Path, scorer: str, onnx_pat
         pinned = renamed(parse((folder / "config.pbtxt").read_text()), pipeline_name(scorer, version))
         _write_version(model_root, folder.name, FUSED_ADAPTER, files, version)
         _write_model(ensemble_root, pinned.name, render(pinned), FUSED_ADAPTER, files, PINNED_PIPELINE_VERSION)
+        _publish_two_stage(model_root, ensemble_root, scorer, version, onnx_path, files[TABLES_FILE], pinned)
     else:
         latest = parse((ensemble_root / pipeline_name(scorer) / "config.pbtxt").read_text())
         pinned = pin_ensemble(latest, pipeline_name(scorer, version), scorer, version)
         _write_version(model_root, scorer, ONNX_ADAPTER, {ONNX_FILE: onnx_path}, version)
         _write_ensemble(ensemble_root, render(pinned), pinned.name)
     return version
+
+
+def _publish_two_stage(
+    model_root: Path, ensemble_root: Path, scorer: str, version: int, onnx_path: Path, tables_path: Path,
+    pipeline: mc.ModelConfig,
+) -> None:
+    """A two-stage model pairing the new `version` of `scorer` with each version of the other scorer."""
+    (other,) = [s for s in SCORERS if s != scorer]
+    other_folder = versions_folder(model_root, other, "cpu")
+    if not (other_folder / "config.pbtxt").exists():
+        return
+    for w in scorer_versions(model_root, other, "cpu"):
+        theirs = other_folder / str(w) / ONNX_FILE
+        pair, onnx = ((version, w), (onnx_path, theirs)) if scorer == "prerank" else ((w, version), (theirs, onnx_path))
+        _write_two_stage(ensemble_root, pair, onnx, tables_path, pipeline)
 
 
 def prune_versions(
@@ -169,4 +212,9 @@ def prune_versions(
     for v in removed:
         shutil.rmtree(folder / str(v))
         shutil.rmtree(ensemble_root / pipeline_name(scorer, v), ignore_errors=True)
+    position = SCORERS.index(scorer)
+    for model in ensemble_root.iterdir() if removed else ():
+        pair = two_stage_versions(model.name)
+        if pair is not None and pair[position] in removed:
+            shutil.rmtree(model)
     return removed

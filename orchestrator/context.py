@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from cascade.experiments import Experiment, parse_experiments
@@ -28,6 +28,7 @@ class RequestContext:
     chain: Sequence[RerankOperator]  # the rerank operators, in order
     experiment: str | None  # the experiment in force, None without experiments
     arm: str  # the user's arm (NONE without experiments)
+    two_stage: bool = False  # Triton has the two-stage model of `versions`: pre-rank and rank in one call
 
     @property
     def experiment_label(self) -> str:
@@ -37,8 +38,12 @@ class RequestContext:
 class ContextFactory:
     """Turns (user, k, timestamp) into a RequestContext: the user's arm, its chain and pinned versions."""
 
-    def __init__(self, settings: Settings, active_versions: Mapping[str, int]) -> None:
+    def __init__(
+        self, settings: Settings, active_versions: Mapping[str, int], two_stage: Set[tuple[int, int]] = frozenset(),
+    ) -> None:
         self.active = active_versions  # the live mapping a version switch updates (orchestrator.versions)
+        # the live set of (pre-rank, rank) version pairs Triton serves in one call (orchestrator.versions)
+        self.two_stage = two_stage if settings.two_stage else frozenset()
         self.chain = tuple(build_chain(settings.rerank_chain))
         experiments = parse_experiments(settings.experiments)
         self.experiment: Experiment | None = experiments[0] if experiments else None
@@ -54,9 +59,15 @@ class ContextFactory:
         ts = int(time.time()) if timestamp is None else timestamp
         versions = dict(self.active)  # one read per request: a switch mid-request never mixes versions
         if self.experiment is None:
-            return RequestContext(uuid.uuid4().hex, user_id, k, ts, versions, self.chain, None, NONE)
+            return RequestContext(
+                uuid.uuid4().hex, user_id, k, ts, versions, self.chain, None, NONE, self._one_call(versions)
+            )
         arm = self.experiment.assign(user_id)
         versions.update(arm.model_versions or {})
         return RequestContext(
             uuid.uuid4().hex, user_id, k, ts, versions, self.arm_chains[arm.name], self.experiment.name, arm.name,
+            self._one_call(versions),
         )
+
+    def _one_call(self, versions: Mapping[str, int]) -> bool:
+        return (versions["prerank"], versions["rank"]) in self.two_stage

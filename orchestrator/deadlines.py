@@ -10,7 +10,7 @@ slack each stage gets exactly its budget. A stage whose allowance is zero is ski
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -44,6 +44,8 @@ class DeadlinePlan:
             reserved += budgets[stage]
         return cls(total_ms / 1e3, budgets, after, slack)
 
-    def allowance(self, stage: str, elapsed_s: float) -> float:
-        """The seconds `stage`, starting `elapsed_s` into the request, may take; 0 means: skip it."""
-        return stage_allowance(self.budgets_s[stage], self.reserved_after_s[stage], elapsed_s, self.total_s, self.slack)
+    def allowance(self, stages: Sequence[str], elapsed_s: float) -> float:
+        """The seconds `stages` (consecutive, in funnel order; more than one when one call does the work
+        of several), starting `elapsed_s` into the request, may take together; 0 means: skip them."""
+        budget = sum(self.budgets_s[stage] for stage in stages)
+        return stage_allowance(budget, self.reserved_after_s[stages[-1]], elapsed_s, self.total_s, self.slack)

@@ -1,5 +1,6 @@
 """The funnel for one request: exposure read -> recall -> exposure filter -> pre-rank -> rank -> rerank
--> exposure write, over the narrow interfaces of `orchestrator.ports`.
+-> exposure write, over the narrow interfaces of `orchestrator.ports`. Where Triton has the two-stage
+model of the request's scorer versions (`RequestContext.two_stage`), pre-rank and rank are one call.
 
 Every awaiting stage runs within its allowance (`orchestrator.stages`). A stage that fails or runs
 out of time (Triton down or stuck, Redis unreachable) is skipped: the previous order stands and the
@@ -10,8 +11,9 @@ order; with the store down it is unfiltered and not recorded. Load is not a faul
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -21,12 +23,15 @@ from cascade.history import merge_live_history
 from cascade.recall.merge import Candidates
 from cascade.rerank.base import RerankInput, apply_chain
 from cascade.samples import ServedSample
-from cascade.triton.layout import pipeline_name
+from cascade.ordering import best_first
+from cascade.triton.layout import TWO_STAGE, pipeline_name
+from cascade.triton.two_stage import TwoStageScores
 from orchestrator.context import RequestContext
 from orchestrator.ports import Catalogue, Recall, Scorer, UserState, UserStore
 from orchestrator.stages import Degradation, RequestRun, reason_for
 
 NO_CLICKS = np.empty(0, np.int64)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class Answer:
 
 async def run_funnel(ctx: RequestContext, ports: FunnelPorts, run: RequestRun) -> Answer:
     catalogue = ports.catalogue
-    state: UserState | None = await run.guarded("exposure_filter", lambda: ports.store.user_state(ctx.user_id), None)
+    state: UserState | None = await run.guarded(("exposure_filter",), lambda: ports.store.user_state(ctx.user_id), None)
     known = catalogue.history_of(ctx.user_id)
     clicks = state.clicks if state is not None else NO_CLICKS
     # The exported sequence, then the live clicks; a cold-start user with clicks is recalled from them.
@@ -63,12 +68,16 @@ async def run_funnel(ctx: RequestContext, ports: FunnelPorts, run: RequestRun) -
 
     cands = await _recall(run, ports.recall, ctx, None if cold_start else history, catalogue.tables.n_items)
     cands = _filter_exposed(run, state, cands, ctx.k)
-    cands, prescored = await _score(run, ports.scorer, "prerank", ctx, cands, history, max(ports.prerank_keep, ctx.k))
-    cands, ranked = await _score(run, ports.scorer, "rank", ctx, cands, history, max(ports.rank_keep, ctx.k))
+    keeps = max(ports.prerank_keep, ctx.k), max(ports.rank_keep, ctx.k)
+    if ctx.two_stage:
+        cands, prescored, ranked = await _score_two_stage(run, ports.scorer, ctx, cands, history, keeps)
+    else:
+        cands, prescored = await _score(run, ports.scorer, "prerank", ctx, cands, history, keeps[0])
+        cands, ranked = await _score(run, ports.scorer, "rank", ctx, cands, history, keeps[1])
     final = _rerank(run, ctx, catalogue, cands, scored=ranked or prescored)
     scored_by = "rank" if ranked else "prerank" if prescored else "none"
     sample = _sample(ctx, catalogue, history, final, scored_by) if ports.sample_log else None
-    await run.guarded("exposure_write", lambda: ports.store.record_served(ctx.user_id, final.item_ids, sample), None)
+    await run.guarded(("exposure_write",), lambda: ports.store.record_served(ctx.user_id, final.item_ids, sample), None)
     return Answer(
         ctx, cold_start, final, catalogue.tables.item_category[final.item_ids], {**catalogue.model_versions, **ctx.versions},
         scored_by, run.total_ms(time.perf_counter()), run.degraded,
@@ -100,6 +109,18 @@ def _filter_exposed(run: RequestRun, state: UserState | None, cands: Candidates,
     return out
 
 
+async def _timed(run: RequestRun, model: str, version: int | str, call: Awaitable[T]) -> T:
+    """`call` (one Triton call), observed under `model` and `version` with its failure reason if any."""
+    started, failure = time.perf_counter(), None
+    try:
+        return await call
+    except BaseException as err:
+        failure = reason_for(err)
+        raise
+    finally:
+        run.metrics.observe_triton(model, version, run.arm, time.perf_counter() - started, failure)
+
+
 async def _score(
     run: RequestRun, scorer: Scorer, name: str, ctx: RequestContext, cands: Candidates, history: np.ndarray, keep: int,
 ) -> tuple[Candidates, bool]:
@@ -107,24 +128,47 @@ async def _score(
     first `keep` as they stand. Also says whether the candidates were scored."""
     version = ctx.versions[name]
 
-    async def call() -> np.ndarray:
-        started, failure = time.perf_counter(), None
-        try:
-            return await scorer.score(name, version, ctx.user_id, cands.item_ids, history, ctx.timestamp)
-        except BaseException as err:
-            failure = reason_for(err)
-            raise
-        finally:
-            run.metrics.observe_triton(pipeline_name(name), version, run.arm, time.perf_counter() - started, failure)
+    def call() -> Awaitable[np.ndarray]:
+        scoring = scorer.score(name, version, ctx.user_id, cands.item_ids, history, ctx.timestamp)
+        return _timed(run, pipeline_name(name), version, scoring)
 
-    scores = await run.guarded(name, call, None)
-    if scores is None:
-        out = cands.take(np.arange(min(keep, len(cands))))
-    else:
-        order = np.argsort(-scores, kind="stable")[:keep]
-        out = Candidates(cands.item_ids, cands.channels, scores.astype(np.float32, copy=False), cands.channel_names).take(order)
+    scores = await run.guarded((name,), call, None)
+    out = cands.take(np.arange(min(keep, len(cands)))) if scores is None else _best(cands, scores, keep)
     run.count(name, len(cands), len(out))
     return out, scores is not None
+
+
+async def _score_two_stage(
+    run: RequestRun, scorer: Scorer, ctx: RequestContext, cands: Candidates, history: np.ndarray, keeps: tuple[int, int],
+) -> tuple[Candidates, bool, bool]:
+    """Pre-rank, keep the best `keeps[0]`, rank, keep the best `keeps[1]`: in one Triton call, under the
+    two stages' budgets together. On failure or timeout both are skipped (each named in `degraded`):
+    the first `keeps[1]` as recall ordered them."""
+    p, r = ctx.versions["prerank"], ctx.versions["rank"]
+
+    def call() -> Awaitable[TwoStageScores]:
+        scoring = scorer.score_two_stage(ctx.versions, ctx.user_id, cands.item_ids, history, ctx.timestamp, keeps[0])
+        return _timed(run, TWO_STAGE, f"p{p}_r{r}", scoring)
+
+    scores = await run.guarded(("prerank", "rank"), call, None)
+    if scores is None:
+        prescored = cands.take(np.arange(min(keeps[0], len(cands))))
+        out = prescored.take(np.arange(min(keeps[1], len(prescored))))
+    else:
+        prescored = _with_scores(cands.take(scores.kept), scores.prerank)
+        out = _best(prescored, scores.rank, keeps[1])
+    run.count("prerank", len(cands), len(prescored))
+    run.count("rank", len(prescored), len(out))
+    return out, scores is not None, scores is not None
+
+
+def _with_scores(cands: Candidates, scores: np.ndarray) -> Candidates:
+    return Candidates(cands.item_ids, cands.channels, scores.astype(np.float32, copy=False), cands.channel_names)
+
+
+def _best(cands: Candidates, scores: np.ndarray, keep: int) -> Candidates:
+    """The best `keep` of `cands` by `scores` (`cascade.ordering.best_first`), carrying those scores."""
+    return _with_scores(cands, scores).take(best_first(scores, keep))
 
 
 def _rerank(run: RequestRun, ctx: RequestContext, catalogue: Catalogue, cands: Candidates, scored: bool) -> Candidates:

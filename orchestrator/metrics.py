@@ -135,7 +135,7 @@ class FunnelMetrics:
         self._filtered(arm).inc(filtered)
         self._ratio(arm).observe(filtered / n_in if n_in else 0.0)
 
-    def observe_triton(self, pipeline: str, version: int, arm: str, seconds: float, failure: str | None) -> None:
+    def observe_triton(self, pipeline: str, version: int | str, arm: str, seconds: float, failure: str | None) -> None:
         self._triton(pipeline, str(version), arm).observe(seconds)
         if failure is not None:
             self._triton_errors(pipeline, str(version), failure, arm).inc()

@@ -12,6 +12,7 @@ import numpy as np
 from cascade.features import FeatureTables
 from cascade.recall.merge import Candidates
 from cascade.samples import ServedSample
+from cascade.triton.two_stage import TwoStageScores
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,14 @@ class Scorer(Protocol):
         self, scorer: str, version: int, user_id: int, item_ids: np.ndarray, history: np.ndarray, timestamp: int
     ) -> np.ndarray:
         """float32 [n] scores of `item_ids` for the user, by `version` of `scorer` ("prerank" or "rank")."""
+        ...
+
+    async def score_two_stage(
+        self, versions: Mapping[str, int], user_id: int, item_ids: np.ndarray, history: np.ndarray, timestamp: int,
+        keep: int,
+    ) -> TwoStageScores:
+        """Pre-rank at `versions["prerank"]`, keep the best `keep` (`cascade.ordering.best_first`), rank
+        them at `versions["rank"]`: in one call, where the context says the pair is served so."""
         ...
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Set
 
 import numpy as np
 
@@ -35,9 +35,10 @@ class FunnelRunner:
 
     def __init__(
         self, settings: Settings, ports: FunnelPorts, active_versions: Mapping[str, int], metrics: FunnelMetrics,
+        two_stage: Set[tuple[int, int]] = frozenset(),
     ) -> None:
         self.ports, self.metrics, self.warnings = ports, metrics, ThrottledLog()
-        self.contexts = ContextFactory(settings, active_versions)
+        self.contexts = ContextFactory(settings, active_versions, two_stage)
         self.plan = DeadlinePlan.from_ms(settings.request_deadline_ms, settings.stage_budgets_ms, settings.deadline_slack)
 
     async def recommend(self, user_id: int, k: int, timestamp: int | None, started: float) -> Answer:
@@ -56,7 +57,7 @@ class FunnelService:
         ports = FunnelPorts(
             resources.channels, scorer, exposure, resources, settings.prerank_keep, settings.rank_keep, settings.sample_log,
         )
-        self.runner = FunnelRunner(settings, ports, self.versions.active, metrics)
+        self.runner = FunnelRunner(settings, ports, self.versions.active, metrics, self.versions.two_stage)
 
     def pinned_versions(self, scorer: str) -> list[int]:
         return self.runner.contexts.pinned_versions(scorer)
@@ -68,10 +69,24 @@ class FunnelService:
         """The recall stage alone (`history` None: a cold-start user)."""
         return await self.resources.channels.recall(user_id, history, timestamp)
 
+    def switch_warm_up(self, scorer: str) -> Callable[[Mapping[str, int], bool], Awaitable[object]]:
+        """For a switch of `scorer`: one request of popular items at given versions, through the two-stage
+        model or `scorer`'s pinned pipeline (`ScorerVersions.activate`)."""
+        items = self.resources.popular_ids[: self.settings.rank_keep]
+        history = np.full(self.resources.tables.config.history_len, PAD_ITEM, np.int64)
+
+        async def warm(versions: Mapping[str, int], two_stage: bool) -> object:
+            now = int(time.time())
+            if two_stage:
+                return await self.scorer.score_two_stage(versions, 0, items, history, now, self.settings.prerank_keep)
+            return await self.scorer.score(scorer, versions[scorer], 0, items, history, now)
+
+        return warm
+
     async def warm_up(self) -> None:
         """Read the servable scorer versions, then one full-size request's worth of work (ANN recall,
-        then both scorers at the sizes they will see), so the first user request pays no lazy
-        initialisation or allocation."""
+        then both scorers at the sizes they will see, and the two-stage model where the active pair has
+        one), so the first user request pays no lazy initialisation or allocation."""
         await self.versions.discover(self.scorer)
         r, s = self.resources, self.settings
         now = int(time.time())
@@ -82,9 +97,13 @@ class FunnelService:
             log.warning("warm-up of recall failed: %s", err)
             cands = r.popular_ids
         history = history if history is not None else np.full(r.tables.config.history_len, PAD_ITEM, np.int64)
-        for scorer, n in (("prerank", len(cands)), ("rank", s.prerank_keep)):
-            version = self.versions.active[scorer]
+        active = self.versions.active
+        calls = {f"{scorer} version {active[scorer]}": self.scorer.score(scorer, active[scorer], 0, cands[:n], history, now)
+                 for scorer, n in (("prerank", len(cands)), ("rank", s.prerank_keep))}
+        if (active["prerank"], active["rank"]) in self.versions.two_stage:
+            calls["the two-stage model"] = self.scorer.score_two_stage(active, 0, cands, history, now, s.prerank_keep)
+        for name, call in calls.items():
             try:
-                await self.scorer.score(scorer, version, 0, cands[:n], history, now)
+                await call
             except Exception as err:  # Triton not up yet: /readyz says so, requests degrade
-                log.warning("warm-up of %s version %d failed: %s", scorer, version, err)
+                log.warning("warm-up of %s failed: %s", name, err)

@@ -84,20 +84,23 @@ class RequestRun:
         finally:
             self._finish(stage, started)
 
-    async def guarded(self, stage: str, call: Callable[[], Awaitable[T]], fallback: T) -> T:
-        """`await call()` within the stage's allowance; on timeout or failure, `fallback`."""
+    async def guarded(self, stages: tuple[str, ...], call: Callable[[], Awaitable[T]], fallback: T) -> T:
+        """`await call()` within the allowance of `stages` (one stage, or several whose work one call
+        does); on timeout or failure, `fallback`, and each of `stages` is degraded. Timed as
+        `"+".join(stages)`."""
         started = time.perf_counter()
-        allowance = self.plan.allowance(stage, started - self.started)
+        allowance = self.plan.allowance(stages, started - self.started)
         try:
             if allowance <= 0:
                 raise TimeoutError(f"no time left of the {self.plan.total_s * 1e3:g} ms request deadline")
             async with asyncio.timeout(allowance):
                 return await call()
-        except Exception as err:  # any failure degrades this stage, never the request
-            self.degrade(stage, err)
+        except Exception as err:  # any failure degrades these stages, never the request
+            for stage in stages:
+                self.degrade(stage, err)
             return fallback
         finally:
-            self._finish(stage, started)
+            self._finish("+".join(stages), started)
 
     def count(self, stage: str, n_in: int, n_out: int) -> None:
         self.metrics.count_candidates(stage, n_in, n_out, self.arm)

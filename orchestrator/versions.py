@@ -13,14 +13,26 @@ fails.
 
 At start the funnel takes, per scorer, the newest version Triton can serve through its pinned
 pipeline (the manifest's version while Triton is unreachable).
+
+`two_stage` is the set of (pre-rank, rank) version pairs whose two-stage model Triton has ready (the
+CPU profile writes one per pair, `export.repository`): a request whose versions are such a pair makes
+one call instead of two. A switch loads the two-stage model of the new active pair (when the
+repository has it) and warms it before moving traffic; without one, requests make two calls.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
-from cascade.triton.layout import PINNED_PIPELINE_VERSION, SCORERS, pinned_version, pipeline_name
+from cascade.triton.layout import (
+    PINNED_PIPELINE_VERSION,
+    SCORERS,
+    pinned_version,
+    pipeline_name,
+    two_stage_name,
+    two_stage_versions,
+)
 from orchestrator.clients.triton import TritonScorer
 
 log = logging.getLogger("cascade.orchestrator")
@@ -29,6 +41,12 @@ READY = "READY"
 
 class VersionNotServable(RuntimeError):
     pass
+
+
+def ready_two_stage(index: Iterable[tuple[str, int, str]]) -> set[tuple[int, int]]:
+    """(pre-rank, rank) version pairs whose two-stage model Triton has ready."""
+    pairs = {two_stage_versions(name) for name, version, state in index if state == READY and version == PINNED_PIPELINE_VERSION}
+    return pairs - {None}
 
 
 def has_scorer_model(index: Iterable[tuple[str, int, str]], scorer: str) -> bool:
@@ -53,6 +71,7 @@ def servable_versions(index: Iterable[tuple[str, int, str]], scorer: str) -> lis
 class ScorerVersions:
     def __init__(self, initial: dict[str, int]) -> None:
         self.active = {scorer: int(initial[scorer]) for scorer in SCORERS}
+        self.two_stage: set[tuple[int, int]] = set()  # live: updated in place, read per request
         self._switching = asyncio.Lock()
 
     def pipelines(self) -> list[str]:
@@ -70,12 +89,21 @@ class ScorerVersions:
             versions = servable_versions(index, scorer)
             if versions:
                 self.active[scorer] = versions[-1]
+        self._set_two_stage(ready_two_stage(index))
+
+    def _set_two_stage(self, pairs: set[tuple[int, int]]) -> None:
+        self.two_stage.clear()
+        self.two_stage.update(pairs)
 
     async def activate(
-        self, triton: TritonScorer, scorer: str, version: int, warm: Callable[[], Awaitable[object]]
+        self, triton: TritonScorer, scorer: str, version: int, warm: Callable[[Mapping[str, int], bool], Awaitable[object]]
     ) -> int:
         """Load `version` of `scorer` and its pipeline, warm it, then move new requests to it; return
-        the version it replaced. Raises VersionNotServable (nothing changed) if Triton cannot serve it."""
+        the version it replaced. Raises VersionNotServable (nothing changed) if Triton cannot serve it.
+
+        `warm(versions, two_stage)` sends one request at `versions`, through the two-stage model when
+        `two_stage`. The two-stage model of the new pair is loaded and warmed too where the repository
+        has one; if it fails, requests make two calls (logged)."""
         if scorer not in SCORERS:
             raise ValueError(f"unknown scorer {scorer!r}; the scorers are {', '.join(SCORERS)}")
         pipeline = pipeline_name(scorer, version)
@@ -89,16 +117,40 @@ class ScorerVersions:
                     f"triton could not load {scorer} version {version} (was it published? python -m export.publish "
                     f"{scorer}): {err}"
                 ) from err
-            servable = servable_versions(await triton.loaded(), scorer)
+            index = await triton.loaded()
+            servable = servable_versions(index, scorer)
             if version not in servable:
                 raise VersionNotServable(
                     f"{scorer} version {version} is not servable after loading (servable: {servable}); "
                     f"publish it first (python -m export.publish {scorer})"
                 )
+            versions = {**self.active, scorer: version}
             try:
-                await warm()
+                await warm(versions, False)
             except Exception as err:
                 raise VersionNotServable(f"{pipeline} failed its warm-up request: {err}") from err
+            pairs = await self._load_two_stage(triton, versions, warm, index)
             previous, self.active[scorer] = self.active[scorer], version
+            self._set_two_stage(pairs)
         log.info("%s: traffic moved from version %d to %d", scorer, previous, version)
         return previous
+
+    async def _load_two_stage(
+        self, triton: TritonScorer, versions: Mapping[str, int], warm: Callable[[Mapping[str, int], bool], Awaitable[object]],
+        index: list[tuple[str, int, str]],
+    ) -> set[tuple[int, int]]:
+        """The ready two-stage pairs once the model of `versions`' pair is loaded and warmed (where the
+        repository has it; any failure leaves that pair out)."""
+        pair = (versions["prerank"], versions["rank"])
+        model = two_stage_name(*pair)
+        try:
+            if pair not in ready_two_stage(index):
+                await triton.load(model)  # the repository may not have it (the gpu profile): that fails
+                index = await triton.loaded()
+            pairs = ready_two_stage(index)
+            if pair in pairs:
+                await warm(versions, True)
+            return pairs
+        except Exception as err:
+            log.info("%s not served (%s): versions %s will make two calls", model, err, dict(versions))
+            return ready_two_stage(index) - {pair}

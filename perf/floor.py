@@ -4,7 +4,9 @@
 
 Runs the serving funnel itself (`orchestrator.service.FunnelRunner` over `orchestrator.funnel.run_funnel`) on the export's artefacts, the
 same funnel sizes and rerank chain as the settings give the server, with the scorers in process
-(`cascade.triton.fused.FusedScorer`: the code the CPU profile's Triton models run) and exposure in
+(`cascade.triton.two_stage.TwoStageScorer`: the code the CPU profile's Triton models run; pre-rank
+and rank in one call, as the stack makes them where Triton has the two-stage model, or two with
+`--two-calls`) and exposure in
 memory (`orchestrator.memory_store`). Requests go one after another for random users (a share of
 them unknown: cold start), each with a fresh deadline so no stage is ever skipped, and the tool
 prints the median and p99 wall time per request, the CPU time per request (the process's, all its
@@ -19,6 +21,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,7 @@ import numpy as np
 from cascade.artifacts import ArtifactPaths
 from cascade.settings import load_settings
 from cascade.triton.batching import FeatureRequest
-from cascade.triton.fused import FusedScorer
+from cascade.triton.two_stage import TwoStageRequest, TwoStageScorer, TwoStageScores
 from orchestrator.funnel import FunnelPorts
 from orchestrator.memory_store import MemoryUserStore
 from orchestrator.metrics import FunnelMetrics
@@ -38,29 +41,34 @@ UNLIMITED_MS = 60_000.0  # the floor measures the work, never a skipped stage
 
 
 class InProcessScorer:
-    """`orchestrator.ports.Scorer` in this process: one FusedScorer per scorer, one request per call."""
+    """`orchestrator.ports.Scorer` in this process: one TwoStageScorer (both scorers), one request per call."""
 
-    def __init__(self, scorers: dict[str, FusedScorer]) -> None:
+    def __init__(self, scorers: TwoStageScorer) -> None:
         self.scorers = scorers
 
     async def score(self, scorer: str, version: int, user_id: int, item_ids: np.ndarray, history: np.ndarray,
                     timestamp: int) -> np.ndarray:
-        return self.scorers[scorer].score([FeatureRequest(user_id, item_ids, history, timestamp)])[0]
+        fused = self.scorers.prerank if scorer == "prerank" else self.scorers.rank
+        return fused.score([FeatureRequest(user_id, item_ids, history, timestamp)])[0]
+
+    async def score_two_stage(self, versions: Mapping[str, int], user_id: int, item_ids: np.ndarray, history: np.ndarray,
+                              timestamp: int, keep: int) -> TwoStageScores:
+        return self.scorers.score([TwoStageRequest(FeatureRequest(user_id, item_ids, history, timestamp), keep)])[0]
 
 
-async def measure(artifacts: Path, n_requests: int, warmup: int, unknown_fraction: float, k: int, seed: int) -> dict:
+async def measure(artifacts: Path, n_requests: int, warmup: int, unknown_fraction: float, k: int, seed: int,
+                  two_stage: bool = True) -> dict:
     settings = load_settings(  # trending: the exported list; a deadline no request reaches
-        artifacts_dir=artifacts, popular_refresh_s=1e9, request_deadline_ms=UNLIMITED_MS,
+        artifacts_dir=artifacts, popular_refresh_s=1e9, request_deadline_ms=UNLIMITED_MS, two_stage=two_stage,
     )
     resources = Resources.load(settings)
     paths = ArtifactPaths(artifacts)
-    scorer = InProcessScorer({
-        name: FusedScorer(resources.tables, paths.onnx(name).with_name(resources.manifest.served.get(name, f"{name}.onnx")))
-        for name in ("prerank", "rank")
-    })
+    onnx = [paths.onnx(name).with_name(resources.manifest.served.get(name, f"{name}.onnx")) for name in ("prerank", "rank")]
+    scorer = InProcessScorer(TwoStageScorer(resources.tables, *onnx))
     ports = FunnelPorts(resources.channels, scorer, MemoryUserStore(), resources, settings.prerank_keep, settings.rank_keep,
                         settings.sample_log)
-    runner = FunnelRunner(settings, ports, resources.manifest.model_versions, FunnelMetrics())
+    versions = resources.manifest.model_versions
+    runner = FunnelRunner(settings, ports, versions, FunnelMetrics(), {(versions["prerank"], versions["rank"])})
     rng = np.random.default_rng(seed)
     n_users = resources.tables.n_users
     users = np.where(rng.random(warmup + n_requests) < unknown_fraction, n_users + rng.integers(0, 10**6, warmup + n_requests),
@@ -85,6 +93,7 @@ async def measure(artifacts: Path, n_requests: int, warmup: int, unknown_fractio
         "sizes": {"recalled_max": settings.recall_ann_k + settings.recall_popular_k, "prerank_keep": settings.prerank_keep,
                   "rank_keep": settings.rank_keep},
         "rerank_chain": settings.rerank_chain,
+        "two_stage": two_stage,
         "wall_ms": {"p50": percentile(wall, 50) / 1e3, "p90": percentile(wall, 90) / 1e3, "p99": percentile(wall, 99) / 1e3},
         "cpu_ms_per_request": 1e3 * cpu_s / n_requests,
         "stage_ms_p50": {stage: float(np.median(v)) for stage, v in stages.items()},
@@ -101,13 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unknown-fraction", type=float, default=0.05)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--two-calls", action="store_true", help="score as the stack does without a two-stage model")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "floor.json")
     args = p.parse_args(argv)
     if not (args.artifacts / "manifest.json").exists():
         raise SystemExit(f"{args.artifacts}/manifest.json not found: run `python -m export` first")
     if args.requests < 1 or not 0.0 <= args.unknown_fraction <= 1.0:
         raise SystemExit("--requests must be >= 1 and --unknown-fraction in [0, 1]")
-    result = asyncio.run(measure(args.artifacts, args.requests, args.warmup, args.unknown_fraction, args.k, args.seed))
+    result = asyncio.run(measure(
+        args.artifacts, args.requests, args.warmup, args.unknown_fraction, args.k, args.seed, not args.two_calls
+    ))
     w = result["wall_ms"]
     print(f"floor: {args.requests} requests in one process: median {w['p50']:.2f} ms, p90 {w['p90']:.2f} ms, "
           f"p99 {w['p99']:.2f} ms; CPU {result['cpu_ms_per_request']:.2f} ms per request; "

@@ -16,7 +16,14 @@ import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from cascade.specs import PIPELINE_OUTPUT, REQUEST_INPUTS, ModelSpec, TensorSpec
+from cascade.specs import (
+    PIPELINE_OUTPUT,
+    REQUEST_INPUTS,
+    TWO_STAGE_INPUTS,
+    TWO_STAGE_OUTPUTS,
+    ModelSpec,
+    TensorSpec,
+)
 
 _DTYPES = {np.int64: mc.TYPE_INT64, np.float32: mc.TYPE_FP32, np.int32: mc.TYPE_INT32}
 
@@ -77,16 +84,31 @@ def python_model_config(
     return config
 
 
+def _per_request_python_config(
+    spec: ModelSpec, max_batch_size: int, max_queue_delay_us: int, instances: int, intra_op_threads: int
+) -> mc.ModelConfig:
+    """A Python-backend model whose every tensor is per request (candidates are a ragged dim of it)."""
+    return python_model_config(
+        spec, frozenset([*spec.input_names, *spec.output_names]), max_batch_size, max_queue_delay_us, instances,
+        parameters={"intra_op_threads": str(intra_op_threads)},
+    )
+
+
 def fused_pipeline_config(
     name: str, max_batch_size: int, max_queue_delay_us: int, instances: int, intra_op_threads: int = 1
 ) -> mc.ModelConfig:
     """A pipeline as one Python-backend model (`cascade.triton.fused_model`): the ensemble's inputs
     and output, no candidate dimension of its own (the candidates are a ragged dim of the request)."""
     spec = ModelSpec(name, REQUEST_INPUTS, (PIPELINE_OUTPUT,))
-    return python_model_config(
-        spec, frozenset([*spec.input_names, *spec.output_names]), max_batch_size, max_queue_delay_us, instances,
-        parameters={"intra_op_threads": str(intra_op_threads)},
-    )
+    return _per_request_python_config(spec, max_batch_size, max_queue_delay_us, instances, intra_op_threads)
+
+
+def two_stage_config(
+    name: str, max_batch_size: int, max_queue_delay_us: int, instances: int, intra_op_threads: int = 1
+) -> mc.ModelConfig:
+    """Pre-rank -> top-k -> rank as one Python-backend model (`cascade.triton.two_stage_model`)."""
+    spec = ModelSpec(name, TWO_STAGE_INPUTS, TWO_STAGE_OUTPUTS)
+    return _per_request_python_config(spec, max_batch_size, max_queue_delay_us, instances, intra_op_threads)
 
 
 def ensemble_config(

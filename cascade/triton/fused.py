@@ -38,7 +38,12 @@ class FusedScorer:
         Raises ValueError naming the input when an item id is outside the catalogue; `parse` checks
         each request on its own first, so a server rejects one bad request, not the batch."""
         features, counts = assemble_requests(self.tables, [r.as_tuple() for r in requests], self.input_names)
+        return self.run(features, counts)
+
+    def run(self, features: dict[str, np.ndarray], counts: list[int]) -> list[np.ndarray]:
+        """Score assembled rows (`counts` rows per request, one after another): one float32 [n_i] each.
+        `features` may hold more tensors than the model reads."""
         if sum(counts) == 0:  # ONNX Runtime must not see a zero-row batch: the rank graph dies of SIGFPE
             return [np.zeros(0, np.float32) for _ in counts]
-        scores = self.session.run([self.output_name], features)[0]  # float32 [rows] (cascade.specs.SCORE)
+        scores = self.session.run([self.output_name], {n: features[n] for n in self.input_names})[0]
         return np.split(scores, np.cumsum(counts)[:-1])

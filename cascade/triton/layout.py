@@ -1,6 +1,7 @@
 """Names in the Triton repositories, shared by the writer, the adapters and the orchestrator."""
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 TABLES_FILE = "tables.npz"
@@ -8,8 +9,12 @@ ONNX_FILE = "model.onnx"
 FEATURE_ASSEMBLY_ADAPTER = "cascade.triton.feature_assembly_model"
 ONNX_ADAPTER = "cascade.triton.onnx_model"
 FUSED_ADAPTER = "cascade.triton.fused_model"
+TWO_STAGE_ADAPTER = "cascade.triton.two_stage_model"
+PRERANK_ONNX_FILE = "prerank.onnx"  # the two-stage model holds both scorers
+RANK_ONNX_FILE = "rank.onnx"
 
 PINNED_PIPELINE_VERSION = 1  # a pinned pipeline `<scorer>_pipeline_v<N>` is model version 1 of its own
+TWO_STAGE = "two_stage"  # the metrics' name for the two-stage models (`two_stage_name`)
 SCORERS = ("prerank", "rank")  # the served scorers; each has pipelines (raw request -> scores)
 
 Profile = Literal["cpu", "gpu"]
@@ -33,3 +38,14 @@ def pinned_version(scorer: str, model: str) -> int | None:
     prefix = f"{pipeline_name(scorer)}_v"
     suffix = model[len(prefix):]
     return int(suffix) if model.startswith(prefix) and suffix.isdigit() else None
+
+
+def two_stage_name(prerank_version: int, rank_version: int) -> str:
+    """`two_stage_p1_r2`: pre-rank version 1 -> top-k -> rank version 2, in one call (CPU profile)."""
+    return f"two_stage_p{int(prerank_version)}_r{int(rank_version)}"
+
+
+def two_stage_versions(model: str) -> tuple[int, int] | None:
+    """(pre-rank version, rank version) when `model` is a two-stage model, else None."""
+    match = re.fullmatch(r"two_stage_p(\d+)_r(\d+)", model)
+    return (int(match[1]), int(match[2])) if match else None

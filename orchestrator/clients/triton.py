@@ -12,21 +12,31 @@ resort against a hung server.
 
 Requests are built and answers read straight from the protobufs (`infer_request`, `scores_of`) rather
 than through tritonclient's `InferInput`/`InferResult` objects: the same messages on the wire, with
-~0.05-0.1 ms less client CPU per call (the orchestrator makes two per request); what remains is
-gRPC's own cost per call.
+~0.05-0.1 ms less client CPU per call; what remains is gRPC's own cost per call (~0.5 ms), which is
+why a request whose scorer versions have a two-stage model makes one call (`score_two_stage`) instead
+of two.
 """
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from cascade.specs import PIPELINE_OUTPUT, REQUEST_INPUTS
-from cascade.triton.layout import pipeline_name
+from cascade.specs import (
+    KEPT,
+    PIPELINE_OUTPUT,
+    PRERANK_SCORES,
+    REQUEST_INPUTS,
+    TWO_STAGE_INPUTS,
+    TWO_STAGE_OUTPUTS,
+    TensorSpec,
+)
+from cascade.triton.layout import pipeline_name, two_stage_name
+from cascade.triton.two_stage import TwoStageScores
 from orchestrator.clients.errors import BackendTimeout, BackendUnavailable
 
 MAX_MESSAGE_BYTES = 2**31 - 1  # tritonclient's own default
@@ -50,31 +60,64 @@ def channel_args(max_reconnect_backoff_ms: int) -> list[tuple[str, int]]:
     ]
 
 
-def infer_request(pipeline: str, arrays: Mapping[str, np.ndarray]) -> service_pb2.ModelInferRequest:
-    """The ModelInfer request for `pipeline`: the INT64 tensors of `REQUEST_INPUTS` in their order, taken
-    from `arrays` by name (with their batch dimension, e.g. [1, n]), as raw contents; output `scores`."""
-    request = service_pb2.ModelInferRequest(model_name=pipeline)
-    for spec in REQUEST_INPUTS:
+_DATATYPES = {np.int64: ("INT64", _INT64), np.float32: ("FP32", _FP32)}
+
+
+def infer_request(
+    model: str, arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec] = REQUEST_INPUTS,
+    outputs: Sequence[TensorSpec] = (PIPELINE_OUTPUT,),
+) -> service_pb2.ModelInferRequest:
+    """The ModelInfer request for `model`: the INT64 tensors of `inputs` in their order, taken from
+    `arrays` by name (with their batch dimension, e.g. [1, n]), as raw contents; `outputs` requested."""
+    request = service_pb2.ModelInferRequest(model_name=model)
+    for spec in inputs:
         array = np.ascontiguousarray(arrays[spec.name], dtype=_INT64)
         request.inputs.add(name=spec.name, datatype="INT64", shape=array.shape)
         request.raw_input_contents.append(array.tobytes())
-    request.outputs.add(name=PIPELINE_OUTPUT.name)
+    for spec in outputs:
+        request.outputs.add(name=spec.name)
     return request
 
 
-def scores_of(response: service_pb2.ModelInferResponse, n: int, model: str | None = None) -> np.ndarray:
-    """float32 [n] scores from a ModelInfer response for `n` items (read-only, over the response's bytes).
-    Raises RuntimeError naming the model (`model`, else the response's) when the answer is not n FP32 scores."""
+def outputs_of(
+    response: service_pb2.ModelInferResponse, outputs: Sequence[TensorSpec], model: str | None = None
+) -> dict[str, np.ndarray]:
+    """The 1-d `outputs` of a ModelInfer response by name (read-only, over the response's bytes).
+    Raises RuntimeError naming the model (`model`, else the response's) when the outputs differ."""
     model = model or response.model_name
-    if len(response.outputs) != 1 or len(response.raw_output_contents) != 1:
-        raise RuntimeError(f"{model} returned {len(response.outputs)} outputs, expected {PIPELINE_OUTPUT.name} only")
-    output = response.outputs[0]
-    if output.name != PIPELINE_OUTPUT.name or output.datatype != "FP32":
-        raise RuntimeError(f"{model} returned {output.name} {output.datatype}, expected {PIPELINE_OUTPUT.name} FP32")
-    raw = response.raw_output_contents[0]
-    if len(raw) != n * _FP32.itemsize:
-        raise RuntimeError(f"{model} returned {len(raw) / _FP32.itemsize:g} scores for {n} items")
-    return np.frombuffer(raw, dtype=_FP32)
+    want = {spec.name: _DATATYPES[spec.dtype] for spec in outputs}
+    if len(response.outputs) != len(want) or len(response.raw_output_contents) != len(want):
+        raise RuntimeError(f"{model} returned {len(response.outputs)} outputs, expected {', '.join(want)} only")
+    got = {}
+    for output, raw in zip(response.outputs, response.raw_output_contents):
+        if output.name not in want or output.datatype != want[output.name][0]:
+            expected = ", ".join(f"{name} {datatype}" for name, (datatype, _) in want.items())
+            raise RuntimeError(f"{model} returned {output.name} {output.datatype}, expected {expected}")
+        got[output.name] = np.frombuffer(raw, dtype=want[output.name][1])
+    return got
+
+
+def scores_of(response: service_pb2.ModelInferResponse, n: int, model: str | None = None) -> np.ndarray:
+    """float32 [n] scores from a pipeline's ModelInfer response for `n` items (read-only, over the
+    response's bytes). Raises RuntimeError naming the model when the answer is not n FP32 scores."""
+    scores = outputs_of(response, (PIPELINE_OUTPUT,), model)[PIPELINE_OUTPUT.name]
+    if len(scores) != n:
+        raise RuntimeError(f"{model or response.model_name} returned {len(scores):g} scores for {n} items")
+    return scores
+
+
+def two_stage_of(response: service_pb2.ModelInferResponse, n: int, keep: int, model: str | None = None) -> TwoStageScores:
+    """The two-stage model's answer for `n` candidates and `keep`: min(n, keep) kept indices, each
+    in range, with as many pre-rank and rank scores. Raises RuntimeError naming the model otherwise."""
+    out = outputs_of(response, TWO_STAGE_OUTPUTS, model)
+    kept, prerank, rank = out[KEPT.name], out[PRERANK_SCORES.name], out[PIPELINE_OUTPUT.name]
+    m = min(n, keep)
+    if not len(kept) == len(prerank) == len(rank) == m or (m and not 0 <= kept.min() <= kept.max() < n):
+        raise RuntimeError(
+            f"{model or response.model_name} kept {len(kept)} of {n} candidates with {len(prerank)} pre-rank and "
+            f"{len(rank)} rank scores, expected {m} each, indices below {n}"
+        )
+    return TwoStageScores(kept, prerank, rank)
 
 
 def _translated(name: str, err: grpc.aio.AioRpcError) -> Exception:
@@ -87,6 +130,16 @@ def _translated(name: str, err: grpc.aio.AioRpcError) -> Exception:
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return BackendTimeout(message)
     return InferenceServerException(msg=message, status=str(code), debug_details=err.debug_error_string())
+
+
+def request_arrays(user_id: int, item_ids: np.ndarray, history: np.ndarray, timestamp: int) -> dict[str, np.ndarray]:
+    """One request's `REQUEST_INPUTS`, each with its batch dimension of 1."""
+    return {
+        "user_id": np.array([[user_id]], dtype=_INT64),
+        "item_ids": item_ids.reshape(1, -1),
+        "history": history.reshape(1, -1),
+        "timestamp": np.array([[timestamp]], dtype=_INT64),
+    }
 
 
 class TritonScorer:
@@ -102,21 +155,29 @@ class TritonScorer:
         """float32 [n] scores from `scorer`'s pipeline pinned at `version` (`orchestrator.ports.Scorer`).
         Cancelling the caller (its deadline passed) leaves the call running."""
         pipeline = pipeline_name(scorer, version)
-        request = infer_request(pipeline, {
-            "user_id": np.array([[user_id]], dtype=_INT64),
-            "item_ids": item_ids.reshape(1, -1),
-            "history": history.reshape(1, -1),
-            "timestamp": np.array([[timestamp]], dtype=_INT64),
-        })
+        request = infer_request(pipeline, request_arrays(user_id, item_ids, history, timestamp))
+        return scores_of(await self._infer(pipeline, request), item_ids.shape[0], pipeline)
+
+    async def score_two_stage(
+        self, versions: Mapping[str, int], user_id: int, item_ids: np.ndarray, history: np.ndarray, timestamp: int,
+        keep: int,
+    ) -> TwoStageScores:
+        """Pre-rank -> the best `keep` -> rank in one call to the two-stage model of `versions`
+        (`orchestrator.ports.Scorer`). Cancelling the caller leaves the call running."""
+        model = two_stage_name(versions["prerank"], versions["rank"])
+        arrays = {**request_arrays(user_id, item_ids, history, timestamp), "keep": np.array([[keep]], dtype=_INT64)}
+        request = infer_request(model, arrays, TWO_STAGE_INPUTS, TWO_STAGE_OUTPUTS)
+        return two_stage_of(await self._infer(model, request), item_ids.shape[0], keep, model)
+
+    async def _infer(self, model: str, request: service_pb2.ModelInferRequest) -> service_pb2.ModelInferResponse:
         call = asyncio.ensure_future(self.stub.ModelInfer(request, timeout=self.timeout_s))
         try:
-            response = await asyncio.shield(call)
+            return await asyncio.shield(call)
         except asyncio.CancelledError:
             self._abandon(call)
             raise
         except grpc.aio.AioRpcError as err:
-            raise _translated(pipeline, err) from err
-        return scores_of(response, item_ids.shape[0], pipeline)
+            raise _translated(model, err) from err
 
     def _abandon(self, call: asyncio.Future) -> None:
         """Let `call` finish unobserved: keep a reference until it is done, and read its outcome."""

@@ -5,14 +5,11 @@ With CASCADE_ADMIN_TOKEN set, each needs `Authorization: Bearer <token>` (else a
 from __future__ import annotations
 
 import hmac
-import time
 
-import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from cascade.history import PAD_ITEM
 from cascade.triton.layout import SCORERS
 from orchestrator.deps import get_funnel, get_metrics
 from orchestrator.errors import InvalidInput, Unauthorized
@@ -73,12 +70,8 @@ async def activate(
     """
     if scorer not in SCORERS:
         raise InvalidInput([("scorer", f"unknown scorer {scorer!r}; the scorers are {', '.join(SCORERS)}")])
-    tables = funnel.resources.tables
-    items = funnel.resources.popular_ids[: funnel.settings.rank_keep]
-    history = np.full(tables.config.history_len, PAD_ITEM, np.int64)
-    warm = lambda: funnel.scorer.score(scorer, body.version, 0, items, history, int(time.time()))  # noqa: E731
     try:
-        previous = await funnel.versions.activate(funnel.scorer, scorer, body.version, warm)
+        previous = await funnel.versions.activate(funnel.scorer, scorer, body.version, funnel.switch_warm_up(scorer))
     except VersionNotServable as err:
         metrics.count_version_switch(scorer, ok=False)
         return JSONResponse(status_code=409, content=ErrorBody(error=str(err)).model_dump())

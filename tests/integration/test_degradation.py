@@ -137,12 +137,19 @@ async def test_redis_down_serves_unfiltered_then_recovers(own_redis, triton, ser
         assert {i["item_id"] for i in again["items"]}.isdisjoint(i["item_id"] for i in third["items"])
 
 
-async def test_stage_over_its_budget_is_skipped_with_timeout(configure, triton, redis_server, serve) -> None:
-    settings = configure(stage_budgets_ms={"rank": 0.01}, deadline_slack=False)
+@pytest.mark.parametrize(("two_stage", "budgets", "skipped"), [
+    (False, {"rank": 0.01}, ["rank"]),  # two calls: rank alone runs out, pre-rank's scores stand
+    (True, {"prerank": 0.005, "rank": 0.005}, ["prerank", "rank"]),  # one call under both budgets: both skipped
+])
+async def test_stage_over_its_budget_is_skipped_with_timeout(
+    configure, triton, redis_server, serve, two_stage: bool, budgets: dict[str, float], skipped: list[str],
+) -> None:
+    settings = configure(stage_budgets_ms=budgets, deadline_slack=False, two_stage=two_stage)
     async with serve(settings) as (app, http):
         for user_id in (120, 121, settings.n_users + 5):
             body = await recommend(http, user_id, 12)
-            assert body["degraded"] == [{"stage": "rank", "reason": "timeout"}]
+            assert body["degraded"] == [{"stage": stage, "reason": "timeout"} for stage in skipped]
+            assert body["scored_by"] == ("none" if two_stage else "prerank")
         # The late calls were left to finish, not cancelled (a cancelled call can crash Triton 2.51):
         # they end on their own.
         scorer = app.state.funnel.scorer

@@ -49,7 +49,8 @@ async def test_arms_split_users_and_apply_their_chains(configure, triton, redis_
     for arm, n in per_arm.items():
         assert stages[(("arm", arm), ("stage", "rerank"))] == 2.0 * n
     triton = samples(text, "cascade_triton_request_duration_seconds_count")
-    assert triton[(("arm", "diverse"), ("pipeline", "rank_pipeline"), ("version", "1"))] == 2.0 * per_arm["diverse"]
+    # one Triton call per answer: the two-stage model of (pre-rank 1, rank 1)
+    assert triton[(("arm", "diverse"), ("pipeline", "two_stage"), ("version", "p1_r1"))] == 2.0 * per_arm["diverse"]
 
 
 async def test_without_experiments_the_arm_is_none(client) -> None:

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cascade.settings import Settings
 
 pytestmark = pytest.mark.integration
-STAGES = ("recall", "exposure_filter", "prerank", "rank", "rerank", "exposure_write")
+STAGES = ("recall", "exposure_filter", "prerank+rank", "rerank", "exposure_write")  # one call pre-ranks and ranks
 
 
 def samples(text: str, name: str) -> dict[tuple, float]:
@@ -35,9 +35,9 @@ async def test_metrics_after_requests(client: httpx.AsyncClient, exported: Setti
     assert channels[(none, ("channel", "ann"))] > 0 and channels[(none, ("channel", "popular"))] > 0
     sizes = samples(text, "cascade_stage_candidates_sum")
     assert sizes[(none, ("direction", "out"), ("stage", "prerank"))] <= sizes[(none, ("direction", "in"), ("stage", "prerank"))]
+    assert sizes[(none, ("direction", "out"), ("stage", "rank"))] <= sizes[(none, ("direction", "in"), ("stage", "rank"))]
     triton = samples(text, "cascade_triton_request_duration_seconds_count")
-    for pipeline in ("prerank_pipeline", "rank_pipeline"):
-        assert triton[(none, ("pipeline", pipeline), ("version", "1"))] >= 3
+    assert triton[(none, ("pipeline", "two_stage"), ("version", "p1_r1"))] >= 3
     assert samples(text, "cascade_exposure_checked_total")[(none,)] > 0
     assert samples(text, "cascade_exposure_filter_ratio_count")[(none,)] >= 3
     assert samples(text, "cascade_http_requests_total")[(("path", "/v1/recommend"), ("status", "200"))] >= 3
@@ -62,7 +62,7 @@ async def test_feedback_and_reloads_are_counted(configure, triton, redis_server,
 
 
 async def test_degradation_is_counted(configure, triton, redis_server, serve) -> None:
-    settings = configure(stage_budgets_ms={"rank": 0.01}, deadline_slack=False)
+    settings = configure(stage_budgets_ms={"rank": 0.01}, deadline_slack=False, two_stage=False)  # rank's own call
     async with serve(settings) as (_, http):
         for user_id in (140, 141):
             body = (await http.post("/v1/recommend", json={"user_id": user_id, "k": 5})).json()

@@ -22,7 +22,7 @@ async def test_returns_k_distinct_catalogue_items(client: httpx.AsyncClient, exp
     assert all(0 <= i < exported.n_items for i in ids)
     assert body["degraded"] == [] and body["cold_start"] is False
     assert body["model_versions"] == {"prerank": 1, "rank": 1, "user_tower": 1}
-    assert set(body["latency_ms"]) >= {"recall", "exposure_filter", "prerank", "rank", "rerank", "total"}
+    assert set(body["latency_ms"]) >= {"recall", "exposure_filter", "prerank+rank", "rerank", "total"}  # one Triton call
     assert {item["channel"] for item in body["items"]} <= {"ann", "item_to_item", "popular"}
     assert len(body["request_id"]) == 32
 

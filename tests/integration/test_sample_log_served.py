@@ -83,7 +83,7 @@ async def test_exported_samples_carry_labels_and_rescore_to_the_served_scores(cl
 
 async def test_an_answer_scored_by_the_preranker_logs_and_rescores_as_such(configure, serve, exported, tmp_path) -> None:
     """Rank out of time: the answer keeps pre-rank's scores, and its sample says so."""
-    slow_rank = configure(stage_budgets_ms={"rank": 0.001}, deadline_slack=False)
+    slow_rank = configure(stage_budgets_ms={"rank": 0.001}, deadline_slack=False, two_stage=False)  # rank's own call
     async with serve(slow_rank) as (_, http):
         answer = await recommend(http, 222, k=6)
     assert answer["scored_by"] == "prerank" and {d["stage"] for d in answer["degraded"]} == {"rank"}

@@ -1,4 +1,4 @@
-"""Triton's pipelines (the CPU profile's fused models) against the same ONNX models run in-process on
+"""Triton's pipelines and two-stage model (the CPU profile's fused models) against the same ONNX models run in-process on
 features from the same code."""
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from cascade.settings import Settings
 from cascade.specs import rank_spec
 from cascade.triton.batching import FeatureRequest
 from cascade.triton.fused import FusedScorer
-from cascade.triton.layout import ONNX_FILE, TABLES_FILE, pipeline_name
+from cascade.ordering import best_first
+from cascade.triton.layout import ONNX_FILE, PRERANK_ONNX_FILE, RANK_ONNX_FILE, TABLES_FILE, pipeline_name, two_stage_name
+from cascade.triton.two_stage import TwoStageRequest, TwoStageScorer
 from export.onnx_export import session
 
 pytestmark = pytest.mark.integration
@@ -67,6 +69,30 @@ def test_served_pinned_pipelines_give_the_in_process_fused_scores(exported: Sett
         served = grpc.infer(pipeline, pipeline_inputs(5, items, history)).as_numpy("scores")[0]
         expected = in_process.score([FeatureRequest(5, items.astype(np.int64), history.astype(np.int64), TIMESTAMP)])[0]
         np.testing.assert_array_equal(served, expected)
+
+
+def test_the_two_stage_model_gives_the_two_pipelines_answer(exported: Settings, grpc) -> None:
+    """One call (pre-rank -> best 200 -> rank) against the two pinned pipelines called one after the
+    other, and bit for bit against the in-process TwoStageScorer over its version directory's files."""
+    paths = ArtifactPaths(exported.artifacts_dir)
+    history = np.load(paths.user_history)[7]
+    items = np.random.default_rng(2).choice(exported.n_items, 600, replace=False).astype(np.int64)
+    keep = grpcclient.InferInput("keep", [1, 1], "INT64")
+    keep.set_data_from_numpy(np.array([[200]], np.int64))
+    served = grpc.infer(two_stage_name(1, 1), [*pipeline_inputs(7, items, history), keep])
+    kept, prerank, rank = (served.as_numpy(n)[0] for n in ("kept", "prerank_scores", "scores"))
+
+    pre = grpc.infer(pipeline_name("prerank", 1), pipeline_inputs(7, items, history)).as_numpy("scores")[0]
+    np.testing.assert_array_equal(kept, best_first(pre, 200))
+    np.testing.assert_allclose(prerank, pre[kept], rtol=0, atol=1e-6)
+    ranked = grpc.infer(pipeline_name("rank", 1), pipeline_inputs(7, items[kept], history)).as_numpy("scores")[0]
+    np.testing.assert_allclose(rank, ranked, rtol=0, atol=1e-6)
+
+    folder = exported.ensemble_repository / two_stage_name(1, 1) / "1"
+    in_process = TwoStageScorer(FeatureTables.load(folder / TABLES_FILE), folder / PRERANK_ONNX_FILE, folder / RANK_ONNX_FILE)
+    expected = in_process.score([TwoStageRequest(FeatureRequest(7, items, history.astype(np.int64), TIMESTAMP), 200)])[0]
+    np.testing.assert_array_equal(kept, expected.kept)
+    np.testing.assert_array_equal(rank, expected.rank)
 
 
 def test_out_of_catalogue_item_is_invalid_argument(exported: Settings, grpc) -> None:

@@ -107,3 +107,6 @@ async def test_a_published_version_takes_traffic_without_a_failed_request(switch
     assert metric(text, "cascade_model_active_version", scorer="rank") == 3
     assert metric(text, "cascade_model_version_switches_total", scorer="rank", outcome="ok") == 1
     assert metric(text, "cascade_model_version_switches_total", scorer="rank", outcome="refused") == 1
+    # publishing wrote the pair's two-stage model; the switch loaded it, so the new traffic made one call each
+    one_call = metric(text, "cascade_triton_request_duration_seconds_count", pipeline="two_stage", version="p1_r3", arm="none")
+    assert one_call >= after[3]

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from cascade.features import FeatureConfig, FeatureTables, build_tables
 from cascade.schema import Dataset, Interactions
+from cascade.specs import ModelSpec
+from export.onnx_export import export_onnx
 
 Row = tuple[int, int, int, float]  # (user, item, ts, label)
 
@@ -59,4 +62,22 @@ def tiny_tables(tiny_dataset: Dataset) -> FeatureTables:
 def tiny_tables_path(tiny_tables: FeatureTables, tmp_path: Path) -> Path:
     path = tmp_path / "tables.npz"
     tiny_tables.save(path)
+    return path
+
+
+def export_tiny_scorer(model: torch.nn.Module, spec: ModelSpec, path: Path) -> Path:
+    """`model` (over TINY_CONFIG) exported to ONNX at `path` from random feature rows."""
+    rng = np.random.default_rng(0)
+    n = 6
+    sample = {
+        "user_cat": rng.integers(0, TINY_CONFIG.user_field_buckets, (n, 3)),
+        "user_num": rng.random((n, 1), dtype=np.float32),
+        "item_id": rng.integers(0, TINY_CONFIG.item_buckets, n),
+        "item_cat": rng.integers(0, TINY_CONFIG.category_buckets, n),
+        "item_num": rng.random((n, 2), dtype=np.float32),
+        "hist_item": rng.integers(0, TINY_CONFIG.item_buckets, (n, TINY_CONFIG.history_len)),
+        "hist_cat": rng.integers(0, TINY_CONFIG.category_buckets, (n, TINY_CONFIG.history_len)),
+        "ctx": np.stack([rng.integers(0, 24, n), rng.integers(0, 7, n)], axis=1),
+    }
+    export_onnx(model, spec, sample, path)
     return path

@@ -32,12 +32,20 @@ def test_an_earlier_overrun_does_not_cut_the_budget_only_the_total_does() -> Non
 def test_plan_walks_the_funnel_in_order() -> None:
     plan = DeadlinePlan.from_ms(50, DEFAULT_STAGE_BUDGETS_MS, slack=True)
     assert list(plan.budgets_s) == ["exposure_filter", "recall", "prerank", "rank", "rerank", "exposure_write"]
-    assert plan.allowance("exposure_filter", 0.0) == pytest.approx(21 * MS)  # 50 - (5 + 8 + 12 + 2 + 2)
-    assert plan.allowance("prerank", 3 * MS) == pytest.approx(31 * MS)  # 47 left, 16 owed to rank, rerank, write
-    assert plan.allowance("rank", 20 * MS) == pytest.approx(26 * MS)  # 30 left, 4 owed
-    assert plan.allowance("rank", 40 * MS) == pytest.approx(10 * MS)  # its own 12 exceeds what is left: 10
-    assert plan.allowance("rerank", 49 * MS) == pytest.approx(1 * MS)  # 1 ms of the total left
-    assert plan.allowance("exposure_write", 51 * MS) == 0.0  # past the deadline: skip
+    assert plan.allowance(("exposure_filter",), 0.0) == pytest.approx(21 * MS)  # 50 - (5 + 8 + 12 + 2 + 2)
+    assert plan.allowance(("prerank",), 3 * MS) == pytest.approx(31 * MS)  # 47 left, 16 owed to rank, rerank, write
+    assert plan.allowance(("rank",), 20 * MS) == pytest.approx(26 * MS)  # 30 left, 4 owed
+    assert plan.allowance(("rank",), 40 * MS) == pytest.approx(10 * MS)  # its own 12 exceeds what is left: 10
+    assert plan.allowance(("rerank",), 49 * MS) == pytest.approx(1 * MS)  # 1 ms of the total left
+    assert plan.allowance(("exposure_write",), 51 * MS) == 0.0  # past the deadline: skip
+
+
+def test_stages_one_call_does_share_their_budgets_and_owe_what_the_last_owes() -> None:
+    plan = DeadlinePlan.from_ms(50, DEFAULT_STAGE_BUDGETS_MS, slack=False)  # prerank 8 + rank 12
+    assert plan.allowance(("prerank", "rank"), 3 * MS) == pytest.approx(20 * MS)
+    assert plan.allowance(("prerank", "rank"), 40 * MS) == pytest.approx(10 * MS)  # capped by what is left
+    slack = DeadlinePlan.from_ms(50, DEFAULT_STAGE_BUDGETS_MS, slack=True)
+    assert slack.allowance(("prerank", "rank"), 3 * MS) == pytest.approx(43 * MS)  # 47 left, 4 owed to rerank, write
 
 
 def test_an_idle_request_never_runs_out_of_its_budgets() -> None:
@@ -45,14 +53,14 @@ def test_an_idle_request_never_runs_out_of_its_budgets() -> None:
     plan = DeadlinePlan.from_ms(50, DEFAULT_STAGE_BUDGETS_MS, slack=True)
     elapsed = 0.0
     for stage, budget in plan.budgets_s.items():
-        assert plan.allowance(stage, elapsed) >= budget
+        assert plan.allowance((stage,), elapsed) >= budget
         elapsed += budget
 
 
 def test_plan_without_slack_gives_each_stage_its_budget() -> None:
     plan = DeadlinePlan.from_ms(50, {"a": 5, "b": 0.01}, slack=False)
-    assert plan.allowance("a", 0.0) == pytest.approx(5 * MS)
-    assert plan.allowance("b", 1 * MS) == pytest.approx(0.01 * MS)
+    assert plan.allowance(("a",), 0.0) == pytest.approx(5 * MS)
+    assert plan.allowance(("b",), 1 * MS) == pytest.approx(0.01 * MS)
 
 
 def test_default_budgets_are_the_design_table() -> None:

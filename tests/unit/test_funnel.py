@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from cascade.features import FeatureTables
+from cascade.ordering import best_first
 from cascade.recall.merge import Candidates
 from cascade.settings import Settings
+from cascade.triton.two_stage import TwoStageScores
 from orchestrator.context import ContextFactory
 from orchestrator.deadlines import DeadlinePlan
 from orchestrator.funnel import FunnelPorts, run_funnel
@@ -46,7 +48,7 @@ class FakeRecall:
 
 
 class FakeScorer:
-    """prerank prefers high ids, rank prefers low ids; `fail`/`sleep_s` per scorer to make faults."""
+    """prerank prefers high ids, rank prefers low ids; `fail`/`sleep_s` per scorer (or "two_stage") to make faults."""
 
     def __init__(self, fail: set[str] = frozenset(), sleep_s: dict[str, float] | None = None) -> None:
         self.fail, self.sleep_s, self.calls = fail, sleep_s or {}, []
@@ -58,6 +60,16 @@ class FakeScorer:
             raise ConnectionError(f"{scorer} is down")
         sign = 1.0 if scorer == "prerank" else -1.0
         return (sign * item_ids).astype(np.float32)
+
+    async def score_two_stage(self, versions, user_id, item_ids, history, timestamp, keep) -> TwoStageScores:
+        """What the two-stage model computes: the same scores as two calls, in one."""
+        self.calls.append(("two_stage", dict(versions), len(item_ids), keep))
+        await asyncio.sleep(self.sleep_s.get("two_stage", 0.0))
+        if "two_stage" in self.fail:
+            raise ConnectionError("two_stage is down")
+        prerank = item_ids.astype(np.float32)
+        kept = best_first(prerank, keep)
+        return TwoStageScores(kept, prerank[kept], -item_ids[kept].astype(np.float32))
 
 
 class DownStore(MemoryUserStore):
@@ -80,12 +92,15 @@ def ports(catalogue, scorer=None, store=None, recall=None, keep=(3, 2)) -> Funne
     )
 
 
-async def answer(p: FunnelPorts, user_id=0, k=2, settings: Settings | None = None, deadline_ms=5_000.0, slack=True):
+async def answer(
+    p: FunnelPorts, user_id=0, k=2, settings: Settings | None = None, deadline_ms=5_000.0, slack=True, two_stage=frozenset(),
+    budgets_ms: dict[str, float] | None = None,
+):
     settings = settings or Settings(rerank_chain=[{"name": "truncate"}])
-    factory = ContextFactory(settings, VERSIONS)
+    factory = ContextFactory(settings, VERSIONS, two_stage)
     started = time.perf_counter()
     ctx = factory.build(user_id, k, 1_700_000_000)
-    plan = DeadlinePlan.from_ms(deadline_ms, {s: 1.0 for s in settings.stage_budgets_ms}, slack)
+    plan = DeadlinePlan.from_ms(deadline_ms, {s: 1.0 for s in settings.stage_budgets_ms} | (budgets_ms or {}), slack)
     return await run_funnel(ctx, p, RequestRun(plan, started, FunnelMetrics(), ctx.arm, ThrottledLog()))
 
 
@@ -156,6 +171,59 @@ async def test_experiment_arm_pins_versions_and_chain(catalogue) -> None:
     assert scorer.calls[1] == ("rank", 7, 3)
     assert got.ctx.experiment == "exp" and got.ctx.arm == "pinned" and got.model_versions["rank"] == 7
     assert got.model_versions["user_tower"] == 1
+
+
+ONE_CALL = {(1, 1)}  # Triton has the two-stage model of VERSIONS
+
+
+async def test_a_served_pair_is_scored_in_one_call_with_the_two_calls_answer(catalogue) -> None:
+    two_calls = await answer(ports(catalogue, FakeScorer()), k=2)
+    scorer, store = FakeScorer(), MemoryUserStore()
+    got = await answer(ports(catalogue, scorer, store), k=2, two_stage=ONE_CALL)
+    assert scorer.calls == [("two_stage", VERSIONS, 4, 3)]
+    assert got.items.item_ids.tolist() == two_calls.items.item_ids.tolist() == [1, 2]
+    np.testing.assert_array_equal(got.items.scores, two_calls.items.scores)  # rank's scores
+    assert got.scored_by == "rank" and got.degraded == [] and store.served[0] == [1, 2]
+    assert set(got.latency_ms) >= {"exposure_filter", "recall", "prerank+rank", "rerank", "exposure_write", "total"}
+
+
+async def test_a_pair_without_a_two_stage_model_makes_two_calls(catalogue) -> None:
+    scorer = FakeScorer()
+    await answer(ports(catalogue, scorer), k=2, two_stage={(1, 2)})
+    assert [c[0] for c in scorer.calls] == ["prerank", "rank"]
+    off = FakeScorer()
+    await answer(ports(catalogue, off), k=2, settings=Settings(rerank_chain=[{"name": "truncate"}], two_stage=False),
+                 two_stage=ONE_CALL)
+    assert [c[0] for c in off.calls] == ["prerank", "rank"]
+
+
+async def test_a_failed_two_stage_call_skips_both_scorers_and_says_so(catalogue) -> None:
+    got = await answer(ports(catalogue, FakeScorer(fail={"two_stage"})), k=2, two_stage=ONE_CALL)
+    assert got.items.item_ids.tolist() == [0, 1] and got.scored_by == "none"
+    assert [(d.stage, d.reason) for d in got.degraded] == [("prerank", "unavailable"), ("rank", "unavailable")]
+
+
+async def test_a_two_stage_call_gets_both_budgets_and_times_out_past_them(catalogue) -> None:
+    """Without slack: pre-rank 1 ms + rank 150 ms; a 50 ms call fits the two together, a 200 ms one does not."""
+    budgets = {"rank": 150.0}
+    fits = await answer(ports(catalogue, FakeScorer(sleep_s={"two_stage": 0.05})), k=2, slack=False, two_stage=ONE_CALL,
+                        budgets_ms=budgets)
+    assert fits.scored_by == "rank" and fits.degraded == []
+    stuck = await answer(ports(catalogue, FakeScorer(sleep_s={"two_stage": 0.2})), k=2, slack=False, two_stage=ONE_CALL,
+                         budgets_ms=budgets)
+    assert stuck.scored_by == "none" and [(d.stage, d.reason) for d in stuck.degraded] == [
+        ("prerank", "timeout"), ("rank", "timeout"),
+    ]
+
+
+async def test_an_experiment_arm_pinning_a_pair_without_a_model_makes_two_calls(catalogue) -> None:
+    experiments = [{"name": "exp", "arms": [{"name": "pinned", "weight": 1, "model_versions": {"rank": 7}}]}]
+    scorer = FakeScorer()
+    got = await answer(ports(catalogue, scorer), k=2, settings=Settings(experiments=experiments), two_stage=ONE_CALL)
+    assert [c[:2] for c in scorer.calls] == [("prerank", 1), ("rank", 7)] and not got.ctx.two_stage
+    with_pair = FakeScorer()
+    await answer(ports(catalogue, with_pair), k=2, settings=Settings(experiments=experiments), two_stage={(1, 7)})
+    assert with_pair.calls == [("two_stage", {"prerank": 1, "rank": 7}, 4, 3)]
 
 
 def test_degradation_warnings_are_throttled_per_stage_and_reason(caplog: pytest.LogCaptureFixture) -> None:

@@ -12,8 +12,8 @@ from cascade.models.scorers import StudentRanker
 from cascade.specs import rank_spec
 from cascade.triton.batching import FeatureRequest
 from cascade.triton.fused import FusedScorer
-from export.onnx_export import export_onnx, session
-from tests.unit.conftest import TINY_CONFIG
+from export.onnx_export import session
+from tests.unit.conftest import TINY_CONFIG, export_tiny_scorer
 
 TS = 1_700_000_000
 # (user, items, history, timestamp): sizes 3, 1 and 4; an unknown user; an empty and a short history.
@@ -29,21 +29,7 @@ def onnx_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained student over the tiny feature config: random weights give distinct scores."""
     torch.manual_seed(0)
     model = StudentRanker(TINY_CONFIG, dim=4, hidden=8, hint_dim=4)
-    rng = np.random.default_rng(0)
-    n = 6
-    sample = {
-        "user_cat": rng.integers(0, TINY_CONFIG.user_field_buckets, (n, 3)),
-        "user_num": rng.random((n, 1), dtype=np.float32),
-        "item_id": rng.integers(0, TINY_CONFIG.item_buckets, n),
-        "item_cat": rng.integers(0, TINY_CONFIG.category_buckets, n),
-        "item_num": rng.random((n, 2), dtype=np.float32),
-        "hist_item": rng.integers(0, TINY_CONFIG.item_buckets, (n, TINY_CONFIG.history_len)),
-        "hist_cat": rng.integers(0, TINY_CONFIG.category_buckets, (n, TINY_CONFIG.history_len)),
-        "ctx": np.stack([rng.integers(0, 24, n), rng.integers(0, 7, n)], axis=1),
-    }
-    path = tmp_path_factory.mktemp("fused") / "rank.onnx"
-    export_onnx(model, rank_spec(TINY_CONFIG.history_len), sample, path)
-    return path
+    return export_tiny_scorer(model, rank_spec(TINY_CONFIG.history_len), tmp_path_factory.mktemp("fused") / "rank.onnx")
 
 
 def requests_of(rows: list[tuple]) -> list[FeatureRequest]:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from cascade.triton.layout import pinned_version, pipeline_name
-from orchestrator.versions import ScorerVersions, has_scorer_model, servable_versions
+from cascade.triton.layout import pinned_version, pipeline_name, two_stage_name, two_stage_versions
+from orchestrator.versions import (
+    ScorerVersions,
+    VersionNotServable,
+    has_scorer_model,
+    ready_two_stage,
+    servable_versions,
+)
 
 
 def test_gpu_layout_a_version_is_servable_when_it_and_its_pinned_ensemble_are_ready() -> None:
@@ -48,3 +54,72 @@ def test_active_versions_start_from_the_manifest() -> None:
     versions = ScorerVersions({"prerank": 1, "rank": 3, "user_tower": 1})
     assert versions.active == {"prerank": 1, "rank": 3}
     assert versions.pipelines() == ["prerank_pipeline_v1", "rank_pipeline_v3"]
+
+
+def test_two_stage_pairs_ready_in_the_index() -> None:
+    index = [("two_stage_p1_r2", 1, "READY"), ("two_stage_p2_r2", 1, "LOADING"), ("two_stage_px_r1", 1, "READY"),
+             ("rank_pipeline_v2", 1, "READY"), ("two_stage_p3_r3", 2, "READY")]
+    assert ready_two_stage(index) == {(1, 2)}
+    assert two_stage_name(1, 2) == "two_stage_p1_r2" and two_stage_versions("two_stage_p10_r2") == (10, 2)
+    assert two_stage_versions("two_stage_p1") is None
+
+
+class FakeTriton:
+    """Model control over a repository of model names: `load` makes a model READY, or fails if absent."""
+
+    def __init__(self, repository: set[str], loaded: set[str]) -> None:
+        self.repository, self.ready, self.loads = repository, set(loaded), []
+
+    async def load(self, model: str) -> None:
+        self.loads.append(model)
+        if model not in self.repository:
+            raise RuntimeError(f"failed to load '{model}', no version is available")
+        self.ready.add(model)
+
+    async def loaded(self) -> list[tuple[str, int, str]]:
+        return [(m, 1, "READY" if m in self.ready else "UNAVAILABLE") for m in sorted(self.repository)]
+
+
+START = {"prerank_pipeline_v1", "rank_pipeline_v1", "two_stage_p1_r1"}
+
+
+async def switch(repository: set[str]) -> tuple[ScorerVersions, FakeTriton, list]:
+    triton, warmed = FakeTriton(repository, START), []
+    versions = ScorerVersions({"prerank": 1, "rank": 1})
+    await versions.discover(triton)
+    assert versions.two_stage == {(1, 1)}
+    live = versions.two_stage  # requests read this very set
+
+    async def warm(at, two_stage):
+        warmed.append((dict(at), two_stage))
+
+    assert await versions.activate(triton, "rank", 2, warm) == 1
+    assert versions.active == {"prerank": 1, "rank": 2} and versions.two_stage is live
+    return versions, triton, warmed
+
+
+async def test_a_switch_loads_and_warms_the_new_pairs_two_stage_model_before_traffic_moves() -> None:
+    versions, triton, warmed = await switch(START | {"rank_pipeline_v2", "two_stage_p1_r2"})
+    assert triton.loads == ["rank_pipeline_v2", "two_stage_p1_r2"]
+    assert warmed == [({"prerank": 1, "rank": 2}, False), ({"prerank": 1, "rank": 2}, True)]
+    assert versions.two_stage == {(1, 1), (1, 2)}
+
+
+async def test_a_switch_without_the_pairs_two_stage_model_moves_to_two_calls() -> None:
+    versions, triton, warmed = await switch(START | {"rank_pipeline_v2"})
+    assert triton.loads == ["rank_pipeline_v2", "two_stage_p1_r2"]  # tried, absent
+    assert warmed == [({"prerank": 1, "rank": 2}, False)]
+    assert versions.two_stage == {(1, 1)}  # (1, 2) requests make two calls
+
+
+async def test_a_failed_switch_changes_nothing() -> None:
+    triton = FakeTriton(START, START)
+    versions = ScorerVersions({"prerank": 1, "rank": 1})
+    await versions.discover(triton)
+
+    async def warm(at, two_stage):
+        raise AssertionError("nothing to warm")
+
+    with pytest.raises(VersionNotServable, match="could not load rank version 2"):
+        await versions.activate(triton, "rank", 2, warm)
+    assert versions.active == {"prerank": 1, "rank": 1} and versions.two_stage == {(1, 1)}

@@ -9,9 +9,9 @@ import pytest
 from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
-from cascade.specs import PIPELINE_OUTPUT, REQUEST_INPUTS
+from cascade.specs import PIPELINE_OUTPUT, REQUEST_INPUTS, TWO_STAGE_INPUTS, TWO_STAGE_OUTPUTS
 from orchestrator.clients.errors import BackendTimeout, BackendUnavailable
-from orchestrator.clients.triton import TritonScorer, _translated, infer_request, scores_of
+from orchestrator.clients.triton import TritonScorer, _translated, infer_request, scores_of, two_stage_of
 
 PIPELINE = "rank_pipeline_v3"
 
@@ -88,6 +88,41 @@ def test_wrong_output_or_datatype_raises() -> None:
         scores_of(response(np.zeros(4, dtype=np.float32), name="logits"), 4)
     with pytest.raises(RuntimeError, match="0 outputs"):
         scores_of(service_pb2.ModelInferResponse(model_name=PIPELINE), 4)
+
+
+def two_stage_response(kept, prerank, rank, order=(0, 1, 2)) -> service_pb2.ModelInferResponse:
+    answer = service_pb2.ModelInferResponse(model_name="two_stage_p1_r2", model_version="1")
+    arrays = [np.asarray(kept, np.int64), np.asarray(prerank, np.float32), np.asarray(rank, np.float32)]
+    for i in order:
+        spec, array = TWO_STAGE_OUTPUTS[i], arrays[i]
+        answer.outputs.add(name=spec.name, datatype="INT64" if spec.dtype == np.int64 else "FP32", shape=[1, len(array)])
+        answer.raw_output_contents.append(array.tobytes())
+    return answer
+
+
+def test_two_stage_request_carries_keep_and_asks_for_the_three_outputs() -> None:
+    arrays = {**request_arrays(n=4), "keep": np.array([[2]])}
+    request = infer_request("two_stage_p1_r2", arrays, TWO_STAGE_INPUTS, TWO_STAGE_OUTPUTS)
+    assert [t.name for t in request.inputs] == [t.name for t in TWO_STAGE_INPUTS]
+    assert np.frombuffer(request.raw_input_contents[-1], dtype="<i8").tolist() == [2]
+    assert [o.name for o in request.outputs] == ["kept", "prerank_scores", "scores"]
+
+
+def test_two_stage_answer_decodes_in_any_output_order_and_is_checked() -> None:
+    got = two_stage_of(two_stage_response([3, 0], [0.9, 0.5], [0.1, 0.7], order=(2, 0, 1)), n=4, keep=2)
+    assert got.kept.tolist() == [3, 0] and got.prerank.tolist() == pytest.approx([0.9, 0.5])
+    assert got.rank.dtype == np.float32 and got.rank.tolist() == pytest.approx([0.1, 0.7])
+    assert len(two_stage_of(two_stage_response([0], [0.5], [0.2]), n=1, keep=5).kept) == 1  # fewer than keep
+    with pytest.raises(RuntimeError, match="two_stage_p1_r2 kept 1 of 4 candidates .* expected 2 each"):
+        two_stage_of(two_stage_response([3], [0.9], [0.1]), n=4, keep=2)
+    with pytest.raises(RuntimeError, match="indices below 4"):
+        two_stage_of(two_stage_response([4, 0], [0.9, 0.5], [0.1, 0.7]), n=4, keep=2)
+    with pytest.raises(RuntimeError, match="returned 1 outputs, expected kept, prerank_scores, scores only"):
+        two_stage_of(response(np.zeros(2, np.float32)), n=4, keep=2)
+    wrong_type = two_stage_response([3, 0], [0.9, 0.5], [0.1, 0.7])
+    wrong_type.outputs[0].datatype = "INT32"
+    with pytest.raises(RuntimeError, match="returned kept INT32, expected kept INT64, prerank_scores FP32, scores FP32"):
+        two_stage_of(wrong_type, n=4, keep=2)
 
 
 def test_errors_translate_by_status_code() -> None:

@@ -13,6 +13,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 from cascade.specs import (
     PIPELINE_OUTPUT,
     REQUEST_INPUTS,
+    TWO_STAGE_INPUTS,
+    TWO_STAGE_OUTPUTS,
     USER_SIDE,
     ModelSpec,
     TensorSpec,
@@ -21,7 +23,17 @@ from cascade.specs import (
     rank_spec,
 )
 from cascade.triton.config import ensemble_config, parse, render, triton_dtype
-from cascade.triton.layout import FEATURE_ASSEMBLY_ADAPTER, FUSED_ADAPTER, ONNX_ADAPTER, ONNX_FILE, TABLES_FILE, Profile
+from cascade.triton.layout import (
+    FEATURE_ASSEMBLY_ADAPTER,
+    FUSED_ADAPTER,
+    ONNX_ADAPTER,
+    ONNX_FILE,
+    PRERANK_ONNX_FILE,
+    RANK_ONNX_FILE,
+    TABLES_FILE,
+    TWO_STAGE_ADAPTER,
+    Profile,
+)
 from cascade.triton.layout import pipeline_name
 from export.repository import prune_versions, publish_version, scorer_versions, write_repositories
 
@@ -242,11 +254,12 @@ FUSED = [pipeline_name(s, v) for s in ("prerank", "rank") for v in (None, 1)]
 
 
 def test_cpu_profile_writes_one_fused_model_per_pipeline_and_no_ensemble(cpu: Repo) -> None:
-    assert sorted(cpu.configs) == sorted(FUSED)
+    assert sorted(cpu.configs) == sorted([*FUSED, "two_stage_p1_r1"])
     # The scorers' versions in the model repository, the pinned pipelines in the ensemble repository.
     assert sorted(p.name for p in cpu.model_root.iterdir()) == ["prerank_pipeline", "rank_pipeline"]
-    assert sorted(p.name for p in cpu.ensemble_root.iterdir()) == ["prerank_pipeline_v1", "rank_pipeline_v1"]
-    for name, config in cpu.configs.items():
+    assert sorted(p.name for p in cpu.ensemble_root.iterdir()) == ["prerank_pipeline_v1", "rank_pipeline_v1", "two_stage_p1_r1"]
+    for name in FUSED:
+        config = cpu.configs[name]
         assert config.name == name and config.backend == "python" and config.platform == ""
         assert not config.HasField("ensemble_scheduling"), name
         assert config.parameters["intra_op_threads"].string_value == "1"
@@ -256,6 +269,41 @@ def test_cpu_profile_writes_one_fused_model_per_pipeline_and_no_ensemble(cpu: Re
         assert (version_dir / ONNX_FILE).read_bytes() == b"not a real model"
         assert (version_dir / TABLES_FILE).is_file()
     assert importlib.util.find_spec(FUSED_ADAPTER) is not None
+
+
+def test_cpu_profile_writes_the_two_stage_model_of_the_exported_pair(cpu: Repo, tiny_tables_path: Path) -> None:
+    config, pipeline = cpu.configs["two_stage_p1_r1"], cpu.configs["rank_pipeline_v1"]
+    assert config.backend == "python" and not config.HasField("ensemble_scheduling")
+    assert [t.name for t in config.input] == [t.name for t in TWO_STAGE_INPUTS]
+    assert [t.name for t in config.output] == [t.name for t in TWO_STAGE_OUTPUTS]
+    for spec in TWO_STAGE_INPUTS:
+        check_tensor(by_name(config.input)[spec.name], spec, per_candidate=False)
+    for spec in TWO_STAGE_OUTPUTS:
+        check_tensor(by_name(config.output)[spec.name], spec, per_candidate=False)
+    # batched like the pipelines it replaces
+    assert config.max_batch_size == pipeline.max_batch_size and config.dynamic_batching == pipeline.dynamic_batching
+    assert config.instance_group == pipeline.instance_group and config.parameters == pipeline.parameters
+    version_dir = cpu.ensemble_root / "two_stage_p1_r1" / "1"
+    assert (version_dir / "model.py").read_text().splitlines() == [f"from {TWO_STAGE_ADAPTER} import TritonPythonModel  # noqa: F401"]
+    assert (version_dir / PRERANK_ONNX_FILE).read_bytes() == (version_dir / RANK_ONNX_FILE).read_bytes() == b"not a real model"
+    assert (version_dir / TABLES_FILE).read_bytes() == tiny_tables_path.read_bytes()
+    assert importlib.util.find_spec(TWO_STAGE_ADAPTER) is not None
+
+
+def test_publishing_pairs_the_new_version_with_every_version_of_the_other_scorer(cpu: Repo, tmp_path: Path) -> None:
+    onnx = tmp_path / "v2.onnx"
+    onnx.write_bytes(b"prerank two")
+    assert publish_version(cpu.model_root, cpu.ensemble_root, "prerank", onnx, "cpu") == 2
+    onnx.write_bytes(b"rank two")
+    assert publish_version(cpu.model_root, cpu.ensemble_root, "rank", onnx, "cpu") == 2
+    pairs = sorted(p.name for p in cpu.ensemble_root.iterdir() if p.name.startswith("two_stage_"))
+    assert pairs == ["two_stage_p1_r1", "two_stage_p1_r2", "two_stage_p2_r1", "two_stage_p2_r2"]
+    expected = {"p1_r2": (b"not a real model", b"rank two"), "p2_r1": (b"prerank two", b"not a real model"),
+                "p2_r2": (b"prerank two", b"rank two")}
+    for pair, (prerank, rank) in expected.items():
+        folder = cpu.ensemble_root / f"two_stage_{pair}" / "1"
+        assert ((folder / PRERANK_ONNX_FILE).read_bytes(), (folder / RANK_ONNX_FILE).read_bytes()) == (prerank, rank)
+        assert parse((folder.parent / "config.pbtxt").read_text()).name == f"two_stage_{pair}"
 
 
 @pytest.mark.parametrize("name", FUSED)
@@ -307,6 +355,8 @@ def test_pruning_keeps_the_newest_and_those_in_use(
     assert sorted(p.name for p in r.ensemble_root.iterdir() if p.name.startswith("rank_")) == [
         *latest, "rank_pipeline_v2", "rank_pipeline_v4", "rank_pipeline_v5",
     ]
+    two_stage = sorted(p.name for p in r.ensemble_root.iterdir() if p.name.startswith("two_stage_"))
+    assert two_stage == ([] if profile == "gpu" else ["two_stage_p1_r2", "two_stage_p1_r4", "two_stage_p1_r5"])
 
 
 def test_versions_are_read_where_the_profile_keeps_them(cpu: Repo) -> None:
