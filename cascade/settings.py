@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     dwell_positive_ms: int = Field(10_000, ge=0, description="a served item with this much dwell is a positive, click or not")
     feedback_max_body_bytes: int = Field(131_072, ge=256, description="body limit of POST /v1/feedback (500 events)")
     triton_timeout_s: float = Field(2.0, gt=0.0, description="warm-up and readiness calls; requests use stage budgets")
+    triton_infer_protocol: Literal["http", "grpc"] = Field(
+        "http", description="how the orchestrator sends scoring calls: HTTP with binary tensors (less client CPU per "
+        "call, perf/README.md) or gRPC; model control always uses gRPC",
+    )
     triton_reconnect_backoff_ms: int = Field(
         1_000, ge=10, description="longest wait between gRPC reconnect attempts while Triton is down"
     )

@@ -9,6 +9,7 @@ from cascade.settings import Settings, load_settings
 from orchestrator.admission import Admission, AdmissionGate
 from orchestrator.clients.exposure import ExposureStore
 from orchestrator.clients.feedback import FeedbackLimits, FeedbackStore
+from orchestrator.clients.kserve_http import HttpInference
 from orchestrator.clients.triton import TritonScorer
 from orchestrator.errors import install_error_handlers
 from orchestrator.metrics import FunnelMetrics, RequestMetrics
@@ -21,7 +22,12 @@ def build_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         resources = Resources.load(settings)
-        scorer = TritonScorer(settings.triton_grpc_url, settings.triton_timeout_s, settings.triton_reconnect_backoff_ms)
+        http = None
+        if settings.triton_infer_protocol == "http":
+            http = HttpInference(settings.triton_host, settings.triton_http_port, settings.triton_timeout_s)
+        scorer = TritonScorer(
+            settings.triton_grpc_url, settings.triton_timeout_s, settings.triton_reconnect_backoff_ms, http,
+        )
         exposure = ExposureStore(
             settings.effective_redis_url, settings.exposure_ttl_s, settings.exposure_max_items,
             settings.long_exposure_ttl_s, settings.history_len, settings.sample_log_max_len,

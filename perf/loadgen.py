@@ -42,12 +42,13 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from orchestrator.clients.http1 import Connection, HttpError
 from perf import openloop
 from perf.csvfmt import CONCURRENCY, REQUEST_RATE, Row, percentile, summarise, to_csv
 from perf.loadtable import LevelResult, format_load_table, write_results
 from perf.loopback import require_loopback_url
 from perf.plot import plot_throughput_latency
-from perf.rawhttp import Connection, HttpError, Outcome, build_request, classify_answer
+from perf.rawhttp import Outcome, build_request, classify_answer
 from perf.run_triton import parse_levels
 from perf.stackcpu import (
     CpuSample, StackSampler, add_orchestrator_pids, describe, discover, machine_note, orchestrator_settings, pids_by_name,

@@ -19,6 +19,8 @@ from cascade.ordering import best_first
 from cascade.triton.layout import ONNX_FILE, PRERANK_ONNX_FILE, RANK_ONNX_FILE, TABLES_FILE, pipeline_name, two_stage_name
 from cascade.triton.two_stage import TwoStageRequest, TwoStageScorer
 from export.onnx_export import session
+from orchestrator.clients.kserve_http import HttpInference
+from orchestrator.clients.triton import TritonScorer
 
 pytestmark = pytest.mark.integration
 TIMESTAMP = 1_700_000_000
@@ -93,6 +95,30 @@ def test_the_two_stage_model_gives_the_two_pipelines_answer(exported: Settings, 
     expected = in_process.score([TwoStageRequest(FeatureRequest(7, items, history.astype(np.int64), TIMESTAMP), 200)])[0]
     np.testing.assert_array_equal(kept, expected.kept)
     np.testing.assert_array_equal(rank, expected.rank)
+
+
+async def test_http_and_grpc_calls_give_the_same_scores_and_errors(exported: Settings, triton) -> None:
+    """The orchestrator's two transports (CASCADE_TRITON_INFER_PROTOCOL) against the same server."""
+    history = np.load(ArtifactPaths(exported.artifacts_dir).user_history)[9].astype(np.int64)
+    items = np.random.default_rng(3).choice(exported.n_items, 400, replace=False).astype(np.int64)
+    http = HttpInference(exported.triton_host, exported.triton_http_port, 5.0)
+    over_http = TritonScorer(exported.triton_grpc_url, 5.0, http=http)
+    over_grpc = TritonScorer(exported.triton_grpc_url, 5.0)
+    try:
+        versions = {"prerank": 1, "rank": 1}
+        a, b = [await s.score_two_stage(versions, 9, items, history, TIMESTAMP, 100) for s in (over_http, over_grpc)]
+        np.testing.assert_array_equal(a.kept, b.kept)
+        np.testing.assert_array_equal(a.rank, b.rank)
+        a, b = [await s.score("prerank", 1, 9, items, history, TIMESTAMP) for s in (over_http, over_grpc)]
+        np.testing.assert_array_equal(a, b)
+        assert await over_http.ready(["rank_pipeline_v1", "no_such_model"]) == {"rank_pipeline_v1": True, "no_such_model": False}
+        outside = np.array([0, exported.n_items + 5], np.int64)
+        for scorer in (over_http, over_grpc):
+            with pytest.raises(InferenceServerException, match="outside the catalogue"):
+                await scorer.score("rank", 1, 9, outside, history, TIMESTAMP)
+    finally:
+        await over_http.close()
+        await over_grpc.close()
 
 
 def test_out_of_catalogue_item_is_invalid_argument(exported: Settings, grpc) -> None:

@@ -20,7 +20,7 @@ import pytest
 from perf import openloop
 from perf.loadgen import Target, closed_loop, open_connections, open_loop
 from perf.loadtable import LevelResult, format_load_table, to_levels_csv
-from perf.rawhttp import HttpError, Outcome, body_length, build_request, classify_answer, parse_head, read_response
+from perf.rawhttp import Outcome, build_request, classify_answer
 from perf.stackcpu import (
     CpuSample, LevelCpu, StackProcess, busy_share, cascade_settings, classify, discover, level_cpu, per_answer_ms,
     process_cpu, stub_model, unique_names,
@@ -167,18 +167,10 @@ def test_latency_counts_from_the_due_time() -> None:
 
 # ---- raw HTTP client -------------------------------------------------------------------------
 
-def test_request_bytes_and_head_parsing() -> None:
+def test_request_bytes() -> None:
     assert build_request("127.0.0.1:8080", "/v1/recommend", b'{"user_id": 1}') == (
         b"POST /v1/recommend HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: application/json\r\n"
         b"Content-Length: 14\r\n\r\n{\"user_id\": 1}")
-    status, headers = parse_head(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 2\r\n\r\n")
-    assert status == 503 and headers == {"retry-after": "1", "content-length": "2"} and body_length(headers) == 2
-    assert body_length({}) is None
-    for bad in (b"HTTP/2 200\r\n\r\n", b"ICY 200 OK\r\n\r\n", b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n"):
-        with pytest.raises(HttpError):
-            parse_head(bad)
-    with pytest.raises(HttpError, match="chunked"):
-        body_length({"transfer-encoding": "chunked"})
 
 
 def test_classify_answers() -> None:
@@ -190,19 +182,6 @@ def test_classify_answers() -> None:
     assert classify_answer(200, body("none", [])).ranked is False
     assert classify_answer(503, b"{}").outcome is Outcome.SHED
     assert classify_answer(404, b"{}").outcome is Outcome.OTHER and classify_answer(200, b"<html>").outcome is Outcome.OTHER
-
-
-async def test_read_response_from_bytes() -> None:
-    reader = asyncio.StreamReader()
-    reader.feed_data(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
-                     b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
-    first, second = await read_response(reader), await read_response(reader)
-    assert (first.status, first.body, first.keep_alive) == (200, b"hello", True)
-    assert (second.body, second.keep_alive) == (b"{}", False)
-    reader.feed_data(b"HTTP/1.1 404 Not Found\r\n\r\nbody to the close")
-    reader.feed_eof()
-    third = await read_response(reader)
-    assert third.body == b"body to the close" and not third.keep_alive
 
 
 # ---- the raw client against a real server -----------------------------------------------------

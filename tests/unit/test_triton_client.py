@@ -11,9 +11,10 @@ from tritonclient.utils import InferenceServerException
 
 from cascade.specs import PIPELINE_OUTPUT, REQUEST_INPUTS, TWO_STAGE_INPUTS, TWO_STAGE_OUTPUTS
 from orchestrator.clients.errors import BackendTimeout, BackendUnavailable
-from orchestrator.clients.triton import TritonScorer, _translated, infer_request, scores_of, two_stage_of
+from orchestrator.clients.triton import TritonScorer, _translated, infer_request, raw_outputs, scores_of, two_stage_of
 
 PIPELINE = "rank_pipeline_v3"
+TWO_STAGE = "two_stage_p1_r2"
 
 
 def request_arrays(n: int = 4, history_len: int = 3) -> dict[str, np.ndarray]:
@@ -69,25 +70,25 @@ def test_request_converts_other_integer_types_and_strided_views_to_int64() -> No
 def test_scores_decode_to_float32_n() -> None:
     sent = np.array([0.25, -1.5, 3.0e-7, 42.0], dtype=np.float32)
     wire = service_pb2.ModelInferResponse.FromString(response(sent).SerializeToString())
-    scores = scores_of(wire, 4)
+    scores = scores_of(raw_outputs(wire), 4, PIPELINE)
     assert scores.dtype == np.float32 and scores.shape == (4,)
     np.testing.assert_array_equal(scores, sent)
 
 
 def test_wrong_number_of_scores_raises_naming_the_pipeline() -> None:
     with pytest.raises(RuntimeError, match=f"{PIPELINE} returned 3 scores for 4 items"):
-        scores_of(response(np.zeros(3, dtype=np.float32)), 4)
+        scores_of(raw_outputs(response(np.zeros(3, dtype=np.float32))), 4, PIPELINE)
     with pytest.raises(RuntimeError, match="other_v1 returned 5 scores for 4 items"):
-        scores_of(response(np.zeros(5, dtype=np.float32)), 4, "other_v1")
+        scores_of(raw_outputs(response(np.zeros(5, dtype=np.float32))), 4, "other_v1")
 
 
 def test_wrong_output_or_datatype_raises() -> None:
     with pytest.raises(RuntimeError, match="expected scores FP32"):
-        scores_of(response(np.zeros(4, dtype=np.float64), datatype="FP64"), 4)
+        scores_of(raw_outputs(response(np.zeros(4, dtype=np.float64), datatype="FP64")), 4, PIPELINE)
     with pytest.raises(RuntimeError, match="expected scores FP32"):
-        scores_of(response(np.zeros(4, dtype=np.float32), name="logits"), 4)
+        scores_of(raw_outputs(response(np.zeros(4, dtype=np.float32), name="logits")), 4, PIPELINE)
     with pytest.raises(RuntimeError, match="0 outputs"):
-        scores_of(service_pb2.ModelInferResponse(model_name=PIPELINE), 4)
+        scores_of(raw_outputs(service_pb2.ModelInferResponse(model_name=PIPELINE)), 4, PIPELINE)
 
 
 def two_stage_response(kept, prerank, rank, order=(0, 1, 2)) -> service_pb2.ModelInferResponse:
@@ -109,20 +110,22 @@ def test_two_stage_request_carries_keep_and_asks_for_the_three_outputs() -> None
 
 
 def test_two_stage_answer_decodes_in_any_output_order_and_is_checked() -> None:
-    got = two_stage_of(two_stage_response([3, 0], [0.9, 0.5], [0.1, 0.7], order=(2, 0, 1)), n=4, keep=2)
+    shuffled = two_stage_response([3, 0], [0.9, 0.5], [0.1, 0.7], order=(2, 0, 1))
+    got = two_stage_of(raw_outputs(shuffled), n=4, keep=2, model=TWO_STAGE)
     assert got.kept.tolist() == [3, 0] and got.prerank.tolist() == pytest.approx([0.9, 0.5])
     assert got.rank.dtype == np.float32 and got.rank.tolist() == pytest.approx([0.1, 0.7])
-    assert len(two_stage_of(two_stage_response([0], [0.5], [0.2]), n=1, keep=5).kept) == 1  # fewer than keep
+    fewer = two_stage_of(raw_outputs(two_stage_response([0], [0.5], [0.2])), n=1, keep=5, model=TWO_STAGE)
+    assert len(fewer.kept) == 1  # fewer candidates than keep
     with pytest.raises(RuntimeError, match="two_stage_p1_r2 kept 1 of 4 candidates .* expected 2 each"):
-        two_stage_of(two_stage_response([3], [0.9], [0.1]), n=4, keep=2)
+        two_stage_of(raw_outputs(two_stage_response([3], [0.9], [0.1])), n=4, keep=2, model=TWO_STAGE)
     with pytest.raises(RuntimeError, match="indices below 4"):
-        two_stage_of(two_stage_response([4, 0], [0.9, 0.5], [0.1, 0.7]), n=4, keep=2)
+        two_stage_of(raw_outputs(two_stage_response([4, 0], [0.9, 0.5], [0.1, 0.7])), n=4, keep=2, model=TWO_STAGE)
     with pytest.raises(RuntimeError, match="returned 1 outputs, expected kept, prerank_scores, scores only"):
-        two_stage_of(response(np.zeros(2, np.float32)), n=4, keep=2)
+        two_stage_of(raw_outputs(response(np.zeros(2, np.float32))), n=4, keep=2, model=TWO_STAGE)
     wrong_type = two_stage_response([3, 0], [0.9, 0.5], [0.1, 0.7])
     wrong_type.outputs[0].datatype = "INT32"
     with pytest.raises(RuntimeError, match="returned kept INT32, expected kept INT64, prerank_scores FP32, scores FP32"):
-        two_stage_of(wrong_type, n=4, keep=2)
+        two_stage_of(raw_outputs(wrong_type), n=4, keep=2, model=TWO_STAGE)
 
 
 def test_errors_translate_by_status_code() -> None:
