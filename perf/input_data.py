@@ -2,9 +2,10 @@
 
 Each entry is one request: a real user with a non-empty history (from user_history.npy), N
 distinct candidate items drawn from the catalogue, that user's real history (padding dropped)
-and a timestamp. Pipelines and feature_assembly get the raw request tensors; `prerank`/`rank`
-get the feature tensors that feature assembly makes for the same requests (user side once per
-request, item side once per candidate).
+and a timestamp. Pipelines and feature_assembly get the raw request tensors; a two-stage model
+(`two_stage_p<P>_r<R>`) gets them with the pre-rank candidates and `keep` = the rank candidate count;
+`prerank`/`rank` get the feature tensors that feature assembly makes for the same requests (user
+side once per request, item side once per candidate).
 
 Shapes in the JSON leave out the batch dimension (every model has max_batch_size > 0, and
 perf_analyzer adds the batch dimension of `-b 1` itself).
@@ -26,6 +27,7 @@ from cascade.artifacts import ArtifactPaths
 from cascade.features import FeatureTables, assemble_request_sides
 from cascade.history import PAD_ITEM
 from cascade.specs import PRERANK_FEATURES, RANK_FEATURES, REQUEST_INPUTS
+from cascade.triton.layout import two_stage_versions
 
 BASE_TIMESTAMP = 1_700_000_000  # 2023-11-14, inside the synthetic log's range of hours and weekdays
 SECONDS_PER_WEEK = 7 * 86_400
@@ -51,6 +53,15 @@ MODELS: dict[str, tuple[str, str]] = {
     "rank": ("features", "rank"),
 }
 SCORER_FEATURES = {"prerank": PRERANK_FEATURES, "rank": RANK_FEATURES}
+
+
+def recipe(model: str) -> tuple[str, str]:
+    """(kind of tensors, which candidate count) for `model`; raises ValueError for a model without one."""
+    if two_stage_versions(model) is not None:
+        return "two_stage", "prerank"
+    if model not in MODELS:
+        raise ValueError(f"no input data recipe for model {model!r}; known: {sorted(MODELS)} and two_stage_p<P>_r<R>")
+    return MODELS[model]
 
 
 def sample_requests(
@@ -95,10 +106,12 @@ def feature_entry(tables: FeatureTables, req: Request, names: tuple[str, ...]) -
     return {name: _tensor(features[name]) for name in names}
 
 
-def entries_for(model: str, tables: FeatureTables, requests: list[Request]) -> list[dict]:
-    kind, _ = MODELS[model]
+def entries_for(model: str, tables: FeatureTables, requests: list[Request], keep: int) -> list[dict]:
+    kind, _ = recipe(model)
     if kind == "request":
         return [request_entry(r) for r in requests]
+    if kind == "two_stage":
+        return [{**request_entry(r), "keep": _tensor(np.array([keep], np.int64))} for r in requests]
     return [feature_entry(tables, r, SCORER_FEATURES[model]) for r in requests]
 
 
@@ -123,10 +136,9 @@ def write_input_data(
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for model in models or list(MODELS):
-        if model not in MODELS:
-            raise ValueError(f"no input data recipe for model {model!r}; known: {sorted(MODELS)}")
+        side = recipe(model)[1]
         path = out_dir / f"{model}.json"
-        path.write_text(json.dumps({"data": entries_for(model, tables, requests[MODELS[model][1]])}))
+        path.write_text(json.dumps({"data": entries_for(model, tables, requests[side], rank_candidates)}))
         written[model] = path
     return written
 

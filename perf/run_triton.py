@@ -42,7 +42,7 @@ from perf.server_cpu import cpu_ms_per_inference, sample
 from perf.stackcpu import load_average
 
 PROFILE_MODELS = {
-    "cpu": ["prerank_pipeline", "rank_pipeline"],
+    "cpu": ["prerank_pipeline", "rank_pipeline", "two_stage_p1_r1"],  # the default export's version pair
     "gpu": ["feature_assembly", "prerank", "rank", "prerank_pipeline", "rank_pipeline"],
 }
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -256,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--artifacts", type=Path, default=s.artifacts_dir, help="the export's artefacts (real ids)")
     data.add_argument("--profile", choices=sorted(PROFILE_MODELS), default=s.triton_profile,
                       help="the repositories' Triton profile: picks the default --models")
-    data.add_argument("--models", nargs="+", default=None, choices=sorted(MODELS), help="default: the profile's")
+    data.add_argument("--models", nargs="+", default=None,
+                      help=f"any of {', '.join(sorted(MODELS))} or two_stage_p<P>_r<R>; default: the profile's")
     data.add_argument("--entries", type=int, default=8)
     data.add_argument("--prerank-candidates", type=int, default=500)
     data.add_argument("--rank-candidates", type=int, default=200)

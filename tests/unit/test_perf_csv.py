@@ -144,6 +144,14 @@ def test_input_data_json(artifacts: Path, tmp_path: Path) -> None:
     assert _load(written["feature_assembly"]) == _load(written["prerank_pipeline"])
 
 
+def test_input_data_for_a_two_stage_model_is_the_prerank_request_and_keep(artifacts: Path, tmp_path: Path) -> None:
+    written = write_input_data(artifacts, tmp_path / "out", ["two_stage_p1_r2", "prerank_pipeline"], n_entries=3,
+                               prerank_candidates=10, rank_candidates=6)
+    two_stage, pipeline = _load(written["two_stage_p1_r2"]), _load(written["prerank_pipeline"])
+    assert [{k: v for k, v in e.items() if k != "keep"} for e in two_stage] == pipeline
+    assert all(e["keep"] == {"content": [6], "shape": [1]} and e["item_ids"]["shape"] == [10] for e in two_stage)
+
+
 def test_input_data_caps_candidates_at_catalogue(artifacts: Path, tmp_path: Path) -> None:
     written = write_input_data(artifacts, tmp_path / "out", ["rank_pipeline"], n_entries=2, rank_candidates=500)
     assert list(written) == ["rank_pipeline"]
