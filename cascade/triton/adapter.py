@@ -14,6 +14,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def model_config(args: dict[str, str]) -> dict:
@@ -26,6 +27,11 @@ def version_dir(args: dict[str, str]) -> Path:
 
 def parameters(config: dict) -> dict[str, str]:
     return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+
+
+def intra_op_threads(config: dict) -> int:
+    """ONNX Runtime threads per run from the model config's `intra_op_threads` parameter (default 1)."""
+    return int(parameters(config).get("intra_op_threads", "1"))
 
 
 def parse_each(
@@ -46,3 +52,15 @@ def parse_each(
 
 def response(tensors: dict[str, np.ndarray]) -> object:
     return pb_utils.InferenceResponse([pb_utils.Tensor(n, t) for n, t in tensors.items()])
+
+
+def answer_each(
+    requests: list, names: list[str], parse: Callable[[dict[str, np.ndarray]], T],
+    score: Callable[[list[T]], list[R]], tensors: Callable[[R], dict[str, np.ndarray]],
+) -> list:
+    """Each request parsed on its own (`parse_each`), the good ones scored in one `score` call, each
+    answered with `tensors` of its result."""
+    parsed, responses = parse_each(requests, names, parse)
+    for i, result in zip(parsed, score(list(parsed.values()))):
+        responses[i] = response(tensors(result))
+    return responses

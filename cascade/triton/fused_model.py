@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from cascade.features import FeatureTables
 from cascade.specs import PIPELINE_OUTPUT, REQUEST_INPUTS
-from cascade.triton.adapter import model_config, parameters, parse_each, response, version_dir
+from cascade.triton.adapter import answer_each, intra_op_threads, model_config, version_dir
 from cascade.triton.fused import FusedScorer
 from cascade.triton.layout import ONNX_FILE, TABLES_FILE
 
@@ -14,12 +14,11 @@ from cascade.triton.layout import ONNX_FILE, TABLES_FILE
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         folder = version_dir(args)
-        threads = int(parameters(model_config(args)).get("intra_op_threads", "1"))
+        threads = intra_op_threads(model_config(args))
         self.scorer = FusedScorer(FeatureTables.load(folder / TABLES_FILE), folder / ONNX_FILE, threads)
         self.input_names = [t.name for t in REQUEST_INPUTS]
 
     def execute(self, requests: list) -> list:
-        parsed, responses = parse_each(requests, self.input_names, self.scorer.parse)
-        for i, scores in zip(parsed, self.scorer.score(list(parsed.values()))):
-            responses[i] = response({PIPELINE_OUTPUT.name: scores[None]})
-        return responses
+        return answer_each(
+            requests, self.input_names, self.scorer.parse, self.scorer.score, lambda scores: {PIPELINE_OUTPUT.name: scores[None]}
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from cascade.specs import USER_SIDE
-from cascade.triton.adapter import model_config, parameters, parse_each, response, version_dir
+from cascade.triton.adapter import intra_op_threads, model_config, parse_each, response, version_dir
 from cascade.triton.batching import check_candidate_shapes, concat_candidates, split_candidates
 from cascade.triton.layout import ONNX_FILE
 from cascade.triton.sessions import cpu_session
@@ -18,7 +18,7 @@ from cascade.triton.sessions import cpu_session
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = model_config(args)
-        threads = int(parameters(config).get("intra_op_threads", "1"))
+        threads = intra_op_threads(config)
         self.session = cpu_session(version_dir(args) / ONNX_FILE, threads)
         self.input_names = [i["name"] for i in config["input"]]
         self.per_request = [n for n in self.input_names if n in USER_SIDE]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from cascade.features import FeatureTables
 from cascade.specs import KEPT, PIPELINE_OUTPUT, PRERANK_SCORES, TWO_STAGE_INPUTS
-from cascade.triton.adapter import model_config, parameters, parse_each, response, version_dir
+from cascade.triton.adapter import answer_each, intra_op_threads, model_config, version_dir
 from cascade.triton.layout import PRERANK_ONNX_FILE, RANK_ONNX_FILE, TABLES_FILE
 from cascade.triton.two_stage import TwoStageScorer
 
@@ -13,16 +13,13 @@ from cascade.triton.two_stage import TwoStageScorer
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         folder = version_dir(args)
-        threads = int(parameters(model_config(args)).get("intra_op_threads", "1"))
+        threads = intra_op_threads(model_config(args))
         self.scorer = TwoStageScorer(
             FeatureTables.load(folder / TABLES_FILE), folder / PRERANK_ONNX_FILE, folder / RANK_ONNX_FILE, threads
         )
         self.input_names = [t.name for t in TWO_STAGE_INPUTS]
 
     def execute(self, requests: list) -> list:
-        parsed, responses = parse_each(requests, self.input_names, self.scorer.parse)
-        for i, scores in zip(parsed, self.scorer.score(list(parsed.values()))):
-            responses[i] = response({
-                KEPT.name: scores.kept[None], PRERANK_SCORES.name: scores.prerank[None], PIPELINE_OUTPUT.name: scores.rank[None],
-            })
-        return responses
+        return answer_each(requests, self.input_names, self.scorer.parse, self.scorer.score, lambda scores: {
+            KEPT.name: scores.kept[None], PRERANK_SCORES.name: scores.prerank[None], PIPELINE_OUTPUT.name: scores.rank[None],
+        })
