@@ -10,6 +10,7 @@ import onnxruntime as ort
 import torch
 
 from cascade.specs import ModelSpec
+from cascade.triton.sessions import cpu_session
 
 PARITY_TOLERANCE = 1e-4
 logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
@@ -42,10 +43,8 @@ def export_onnx(model: torch.nn.Module, spec: ModelSpec, sample: dict[str, np.nd
 
 
 def session(path: Path, threads: int = 1) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    """The CPU session serving uses (`cascade.triton.sessions.cpu_session`), for checks and evaluation."""
+    return cpu_session(path, threads)
 
 
 @torch.no_grad()
