@@ -188,19 +188,20 @@ class TritonScorer:
         self, model: str, arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
     ) -> list[RawOutput]:
         if self.http is not None:
-            call = asyncio.ensure_future(
-                self.http.infer(model, [(t.name, arrays[t.name]) for t in inputs], [t.name for t in outputs])
-            )
+            answer = self.http.infer(model, [(t.name, arrays[t.name]) for t in inputs], [t.name for t in outputs])
         else:
-            call = asyncio.ensure_future(self.stub.ModelInfer(infer_request(model, arrays, inputs, outputs), timeout=self.timeout_s))
+            answer = self._grpc_infer(infer_request(model, arrays, inputs, outputs))
+        call = asyncio.ensure_future(answer)
         try:
-            answer = await asyncio.shield(call)
+            return await asyncio.shield(call)
         except asyncio.CancelledError:
             self._abandon(call)
             raise
         except grpc.aio.AioRpcError as err:
             raise _translated(model, err) from err
-        return answer if self.http is not None else raw_outputs(answer)
+
+    async def _grpc_infer(self, request: service_pb2.ModelInferRequest) -> list[RawOutput]:
+        return raw_outputs(await self.stub.ModelInfer(request, timeout=self.timeout_s))
 
     def _abandon(self, call: asyncio.Future) -> None:
         """Let `call` finish unobserved: keep a reference until it is done, and read its outcome."""
