@@ -133,7 +133,7 @@ async def _score(
         return _timed(run, pipeline_name(name), version, scoring)
 
     scores = await run.guarded((name,), call, None)
-    out = cands.take(np.arange(min(keep, len(cands)))) if scores is None else _best(cands, scores, keep)
+    out = _first(cands, keep) if scores is None else _best(cands, scores, keep)
     run.count(name, len(cands), len(out))
     return out, scores is not None
 
@@ -152,14 +152,19 @@ async def _score_two_stage(
 
     scores = await run.guarded(("prerank", "rank"), call, None)
     if scores is None:
-        prescored = cands.take(np.arange(min(keeps[0], len(cands))))
-        out = prescored.take(np.arange(min(keeps[1], len(prescored))))
+        prescored = _first(cands, keeps[0])
+        out = _first(prescored, keeps[1])
     else:
         prescored = _with_scores(cands.take(scores.kept), scores.prerank)
         out = _best(prescored, scores.rank, keeps[1])
     run.count("prerank", len(cands), len(prescored))
     run.count("rank", len(prescored), len(out))
     return out, scores is not None, scores is not None
+
+
+def _first(cands: Candidates, keep: int) -> Candidates:
+    """The first `keep` as they stand (a skipped stage's fallback)."""
+    return cands.take(np.arange(min(keep, len(cands))))
 
 
 def _with_scores(cands: Candidates, scores: np.ndarray) -> Candidates:
@@ -183,7 +188,7 @@ def _rerank(run: RequestRun, ctx: RequestContext, catalogue: Catalogue, cands: C
             final = cands.take(apply_chain(ctx.chain, batch, ctx.k))
         except Exception as err:  # a faulty operator: the order stands, cut at k
             run.degrade("rerank", err)
-            final = cands.take(np.arange(min(ctx.k, len(cands))))
+            final = _first(cands, ctx.k)
     run.count("rerank", len(cands), len(final))
     return final
 
