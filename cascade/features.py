@@ -1,10 +1,10 @@
 """Feature assembly: (users, candidate items, histories, timestamps) -> model tensors.
 
 This module is the only place features are computed. Training calls `assemble` on rows of the
-log; Triton's `feature_assembly` model calls `assemble_request_sides` on serving requests: the
-same user-side and item-side functions `assemble` calls, the user side once per request. The
-scorers broadcast it to the request's candidates (`cascade.triton.batching`), which gives, row for
-row, what `assemble_requests` (the broadcast done here) and `assemble` give.
+log; serving calls `assemble_request_sides` (or `assemble_request_feed`) on requests: the same
+user-side and item-side functions `assemble` calls, the user side once per request, which the
+request-shaped scorers read as it is (`cascade.specs.USER_ROW`). Broadcast to the candidates
+(`assemble_requests`) it gives, row for row, what `assemble` gives.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import numpy as np
 from cascade.hashing import hash_bucket
 from cascade.history import PAD_ITEM, pad_history
 from cascade.schema import USER_FIELDS, Dataset, Interactions
+from cascade.specs import USER_ROW
 
 ITEM_SALT = 101
 CATEGORY_SALT = 102
@@ -187,3 +188,24 @@ def assemble_requests(
     per row). Returns the tensors and each request's row count."""
     users, items, counts = assemble_request_sides(tables, requests, names)
     return {**{n: np.repeat(t, counts, axis=0) for n, t in users.items()}, **items}, counts
+
+
+def as_rows(features: dict[str, np.ndarray], names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Row tensors (every row its own user side: `assemble`, `assemble_requests`) as a scorer's
+    input: those in `names` (all when None), with `user_row` = each row's own index."""
+    feed = {n: t for n, t in features.items() if names is None or n in names}
+    if names is None or USER_ROW.name in names:
+        feed[USER_ROW.name] = np.arange(len(features["item_id"]), dtype=np.int64)
+    return feed
+
+
+def assemble_request_feed(
+    tables: FeatureTables,
+    requests: list[tuple[int, np.ndarray, np.ndarray, int]],
+    names: frozenset[str] | None = None,
+) -> tuple[dict[str, np.ndarray], list[int]]:
+    """A request-shaped scorer's input for many requests: `assemble_request_sides` and `user_row`
+    (request i's candidates name row i of the user side). Returns it and each request's count."""
+    users, items, counts = assemble_request_sides(tables, requests, names)
+    user_row = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    return {**users, **items, USER_ROW.name: user_row}, counts

@@ -49,6 +49,11 @@ def feature_tensors(history_len: int, n_user_fields: int = 3) -> dict[str, Tenso
 
 USER_SIDE = ("user_cat", "user_num", "hist_item", "hist_cat", "ctx")
 ITEM_SIDE = ("item_id", "item_cat", "item_num")
+# The scorers' ONNX models are request-shaped: the user side once per user ([R, ...]), the item side
+# once per candidate ([N, ...]), and per candidate the row of the user side it belongs to. Rows that
+# each carry their own user side (training rows) pass user_row = arange(N) (`cascade.features.as_rows`).
+# Triton's scorer models take no user_row: their adapter derives it from the request boundaries.
+USER_ROW = TensorSpec("user_row", np.int64, ())
 SCORE = TensorSpec("score", np.float32, ())
 USER_EMBEDDING = "user_emb"
 
@@ -75,8 +80,14 @@ USER_TOWER_FEATURES = ("user_cat", "user_num", "hist_item", "hist_cat")
 
 
 def scorer_spec(name: str, features: tuple[str, ...], history_len: int) -> ModelSpec:
+    """The ONNX scorer: `features` and `USER_ROW` in, a score per candidate out."""
     all_features = feature_tensors(history_len)
-    return ModelSpec(name, tuple(all_features[f] for f in features), (SCORE,))
+    return ModelSpec(name, (*(all_features[f] for f in features), USER_ROW), (SCORE,))
+
+
+def triton_scorer(spec: ModelSpec) -> ModelSpec:
+    """A scorer's inputs as Triton sends them: the features, without `USER_ROW`."""
+    return ModelSpec(spec.name, tuple(t for t in spec.inputs if t != USER_ROW), spec.outputs)
 
 
 def prerank_spec(history_len: int) -> ModelSpec:

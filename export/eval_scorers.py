@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from cascade.artifacts import ArtifactPaths
 from cascade.metrics import gauc, kendall_tau, log_loss, roc_auc
+from cascade.features import as_rows
 from cascade.specs import SCORE
 from export.onnx_export import session
 from export.train import RowFeatures
@@ -39,13 +40,12 @@ class OnnxModel:
         self.inputs = {i.name: _ORT_DTYPES[i.type] for i in self.session.get_inputs()}
 
     def __call__(self, features: dict[str, np.ndarray], batch: int = 8192) -> np.ndarray:
+        """Scores of row tensors (every row its own user side), `batch` rows per call."""
         n = len(features[next(iter(self.inputs))])
-        out = [
-            self.session.run(
-                [self.output], {name: features[name][lo : lo + batch].astype(dtype, copy=False) for name, dtype in self.inputs.items()}
-            )[0]
-            for lo in range(0, n, batch)
-        ]
+        out = []
+        for lo in range(0, n, batch):
+            feed = as_rows({name: t[lo : lo + batch] for name, t in features.items()}, list(self.inputs))
+            out.append(self.session.run([self.output], {n: feed[n].astype(d, copy=False) for n, d in self.inputs.items()})[0])
         return np.concatenate(out).astype(np.float32) if out else np.empty(0, np.float32)
 
 

@@ -7,9 +7,9 @@ leading (row) dimension of every input is fixed to `rows`, so matmuls whose shap
 history length L (the target attention's [rows, L, 4d] x [4d, h]) are counted at their real size.
 Parameters are the elements of the floating-point initializers (embedding tables included, and
 also reported apart as `embedding_params`: the initializers that feed a Gather as its data).
-A Unique over the rows (the scorers embed each distinct history once) has a data-dependent size;
-it is counted at its worst case, every row a distinct history, which is the cost per item of a
-batch of single-item requests.
+A request-shaped scorer (`cascade.specs.USER_ROW`) computes its user side once per user; with
+every input's leading dimension at `rows`, it is counted at its worst case, one user per row,
+which is the cost per item of a batch of single-item requests.
 """
 from __future__ import annotations
 
@@ -50,20 +50,6 @@ def _inferred_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     return shapes
 
 
-def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
-    """Inferred shapes, with every row-wise Unique taken at its worst case (as many rows out as in)."""
-    shapes = _inferred_shapes(model)
-    uniques = [n for n in model.graph.node if n.op_type == "Unique" and n.input[0] in shapes]
-    if not uniques:
-        return shapes
-    for node in uniques:
-        rows = shapes[node.input[0]][0]
-        for output, shape in zip(node.output, (shapes[node.input[0]], [rows], [rows], [rows])):
-            if output:
-                model.graph.value_info.append(onnx.helper.make_tensor_value_info(output, TensorProto.INT64, shape))
-    return _inferred_shapes(model)
-
-
 def _einsum_macs(equation: str, operands: list[list[int]]) -> int:
     """Product of the sizes of every distinct index (each output element sums over the rest)."""
     lhs = equation.replace(" ", "").split("->")[0].split(",")
@@ -98,7 +84,7 @@ def _node_macs(node: onnx.NodeProto, shapes: dict[str, list[int]]) -> int:
 def onnx_cost(path: Path, rows: int = 1) -> dict[str, int]:
     """{"params", "embedding_params", "flops_per_item"} of the ONNX model at `path` (see module doc)."""
     model = onnx.load(str(path))
-    shapes = _shapes(_with_rows(model, rows))
+    shapes = _inferred_shapes(_with_rows(model, rows))
     floats = {i.name: math.prod(i.dims) for i in model.graph.initializer if i.data_type in FLOAT_TYPES}
     tables = {n.input[0] for n in model.graph.node if n.op_type == "Gather" and n.input[0] in floats}
     macs = sum(_node_macs(n, shapes) for n in model.graph.node)

@@ -9,7 +9,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from cascade.specs import ModelSpec
+from cascade.features import as_rows
+from cascade.specs import USER_ROW, USER_SIDE, ModelSpec
 from cascade.triton.sessions import cpu_session
 
 PARITY_TOLERANCE = 1e-4
@@ -20,12 +21,21 @@ class ParityError(RuntimeError):
     pass
 
 
+def _feed(spec: ModelSpec, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`sample`, row tensors, as the spec's inputs (a request-shaped scorer's `user_row` added)."""
+    return as_rows(sample) if USER_ROW in spec.inputs else sample
+
+
 def export_onnx(model: torch.nn.Module, spec: ModelSpec, sample: dict[str, np.ndarray], path: Path) -> None:
-    """Export `model` with the spec's input/output names and a dynamic leading dimension."""
+    """Export `model` with the spec's input/output names and dynamic leading dimensions: one for
+    the rows, and for a request-shaped scorer (`cascade.specs.USER_ROW`) one for its user side.
+    `sample` holds row tensors (every row its own user side)."""
     model.eval()
-    args = tuple(torch.from_numpy(sample[name]) for name in spec.input_names)
+    feed = _feed(spec, sample)
+    args = tuple(torch.from_numpy(feed[name]) for name in spec.input_names)
     rows = torch.export.Dim("rows", min=1, max=1 << 20)
-    dynamic_shapes = tuple({0: rows} for _ in spec.inputs)
+    users = torch.export.Dim("users", min=1, max=1 << 20) if USER_ROW in spec.inputs else rows
+    dynamic_shapes = tuple({0: users if t.name in USER_SIDE else rows} for t in spec.inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -49,9 +59,11 @@ def session(path: Path, threads: int = 1) -> ort.InferenceSession:
 
 @torch.no_grad()
 def check_parity(model: torch.nn.Module, spec: ModelSpec, sample: dict[str, np.ndarray], path: Path) -> float:
-    """Max abs difference between torch and ONNX Runtime on `sample`; raises above tolerance."""
-    expected = model(*[torch.from_numpy(sample[n]) for n in spec.input_names]).numpy()
-    got = session(path).run(spec.output_names, {n: sample[n] for n in spec.input_names})[0]
+    """Max abs difference between torch, every row on its own, and ONNX Runtime on `sample` (row
+    tensors); raises above tolerance."""
+    expected = model(*[torch.from_numpy(sample[t.name]) for t in spec.inputs if t != USER_ROW]).numpy()
+    feed = _feed(spec, sample)
+    got = session(path).run(spec.output_names, {n: feed[n] for n in spec.input_names})[0]
     if got.shape != expected.shape:
         raise ParityError(f"{spec.name}: ONNX output shape {got.shape} != torch {expected.shape}")
     diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0

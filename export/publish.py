@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from cascade.artifacts import ArtifactPaths
+from cascade.features import as_rows
 from cascade.settings import Settings, SettingsError, load_settings
 from cascade.specs import ModelSpec, prerank_spec, rank_spec
 from cascade.triton.config import triton_dtype
@@ -53,7 +54,7 @@ def check_scorer_onnx(onnx_path: Path, spec: ModelSpec, calibration: dict[str, n
         got[i.name] = triton_dtype(ORT_TYPES[i.type])
     if got != wanted:
         raise ValueError(f"{onnx_path}: inputs {sorted(got.items())} != {spec.name}'s inputs {sorted(wanted.items())}")
-    scores = sess.run(None, {name: calibration[name] for name in wanted})[0]
+    scores = sess.run(None, as_rows(calibration, list(wanted)))[0]
     rows = len(next(iter(calibration.values())))
     if scores.shape[0] != rows or not np.isfinite(scores).all():
         raise ValueError(f"{onnx_path}: {scores.shape[0]} scores for {rows} calibration rows, finite: {bool(np.isfinite(scores).all())}")

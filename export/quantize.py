@@ -44,7 +44,9 @@ from onnxruntime.quantization import (
 )
 from tqdm import tqdm
 
+from cascade.features import as_rows
 from cascade.metrics import kendall_tau
+from cascade.specs import USER_ROW
 from export.calibrate import sha256_file
 from export.eval_scorers import PRECISIONS
 from export.onnx_export import session
@@ -63,11 +65,13 @@ class CalibrationBatches(CalibrationDataReader):
     """Feeds the calibration set in row batches, each holding only the inputs the model declares."""
 
     def __init__(self, calibration: dict[str, np.ndarray], names: list[str], batch: int) -> None:
-        missing = sorted(set(names) - set(calibration))
+        missing = sorted(set(names) - set(calibration) - {USER_ROW.name})
         if missing:
             raise ValueError(f"calibration set lacks model inputs {missing}")
         rows = len(calibration[names[0]])
-        self._batches = iter([{n: calibration[n][lo : lo + batch] for n in names} for lo in range(0, rows, batch)])
+        self._batches = iter(
+            [as_rows({n: t[lo : lo + batch] for n, t in calibration.items()}, names) for lo in range(0, rows, batch)]
+        )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
@@ -121,7 +125,8 @@ def fp16_runs_on_cpu(path: Path, calibration: dict[str, np.ndarray] | None = Non
 
     The batch is the first `rows` calibration rows, or zeros (valid ids: 0 is padding/unknown)."""
     try:
-        feed = {n: calibration[n][:rows] for n in input_names(path)} if calibration is not None else _zeros(path, rows)
+        names = input_names(path)
+        feed = as_rows({n: t[:rows] for n, t in calibration.items()}, names) if calibration is not None else _zeros(path, rows)
         return bool(np.isfinite(session(path).run(None, feed)[0]).all())
     except Exception:  # noqa: BLE001 - any failure to load or run means "does not run"; the caller records it
         return False
@@ -165,8 +170,7 @@ def simulate_fp16_weights(fp32: Path, out: Path) -> Path:
 
 def agreement(fp32: Path, variant: Path, calibration: dict[str, np.ndarray]) -> dict[str, float]:
     """Max abs score difference and Kendall tau-b of the scores, variant vs FP32, on the calibration rows."""
-    names = input_names(fp32)
-    feed = {n: calibration[n] for n in names}
+    feed = as_rows(calibration, input_names(fp32))
     ref, got = (session(p).run(None, feed)[0].astype(np.float64) for p in (fp32, variant))
     return {"max_abs_diff": float(np.max(np.abs(got - ref))), "kendall_tau": kendall_tau(ref, got)}
 

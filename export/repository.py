@@ -30,7 +30,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from cascade.specs import USER_SIDE, ModelSpec, feature_assembly_spec
+from cascade.specs import USER_SIDE, ModelSpec, feature_assembly_spec, triton_scorer
 from cascade.triton.config import (
     ensemble_config,
     fused_pipeline_config,
@@ -142,7 +142,8 @@ def write_repositories(
             model_root, assembly.name, render(python_model_config(assembly, PER_REQUEST | set(assembly.input_names), **batching)),
             FEATURE_ASSEMBLY_ADAPTER, {TABLES_FILE: tables_path}, version,
         )
-        for name, (spec, onnx_path) in scorers.items():
+        for name, (onnx_spec, onnx_path) in scorers.items():
+            spec = triton_scorer(onnx_spec)
             config = python_model_config(
                 spec, PER_REQUEST, **batching, parameters={"intra_op_threads": "1"}, all_versions=True
             )

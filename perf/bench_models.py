@@ -33,8 +33,9 @@ import numpy as np
 import onnxruntime as ort
 
 from cascade.artifacts import ArtifactPaths
+from cascade.features import as_rows
 from cascade.settings import load_settings
-from cascade.specs import USER_SIDE
+from cascade.specs import USER_ROW, USER_SIDE
 from export.calibrate import (
     calibration_from_settings,
     load_calibration_set,
@@ -67,10 +68,12 @@ def variants(onnx_dir: Path) -> list[tuple[str, str, Path]]:
 
 
 def batch_of(features: dict[str, np.ndarray], batch: int, shape: str) -> dict[str, np.ndarray]:
-    """`batch` feature rows: distinct rows (`rows`), or the first row's user with `batch` candidates (`request`)."""
+    """`batch` candidates as a scorer's input: distinct rows, each its own user (`rows`), or the
+    first row's user, its user side once, with `batch` candidates (`request`)."""
     take = np.arange(batch) % len(next(iter(features.values())))  # wraps only if the set is smaller than a batch
-    one_user = np.zeros(batch, np.int64)
-    return {n: t[one_user if shape == "request" and n in USER_SIDE else take] for n, t in features.items()}
+    if shape == "request":
+        return {**{n: t[:1] if n in USER_SIDE else t[take] for n, t in features.items()}, USER_ROW.name: np.zeros(batch, np.int64)}
+    return as_rows({n: t[take] for n, t in features.items()})
 
 
 def time_cells(paths: dict[str, Path], features: dict[str, np.ndarray], batch: int, seconds: float) -> dict[str, dict[str, float]]:

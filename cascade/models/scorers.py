@@ -27,6 +27,9 @@ class PreRanker(SequenceScorer):
     def body(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(x)
 
+    def split_first_layer(self) -> tuple[nn.Linear, nn.Module]:
+        return self.mlp[0], self.mlp[1:]
+
 
 class StudentRanker(SequenceScorer):
     """The ranker Triton serves: distilled from the teacher, a fraction of its cost per item.
@@ -43,3 +46,6 @@ class StudentRanker(SequenceScorer):
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(x)
+
+    def split_first_layer(self) -> tuple[nn.Linear, nn.Module]:
+        return self.mlp[0], self.mlp[1:]

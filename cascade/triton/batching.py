@@ -4,9 +4,10 @@
 gets its own error), concatenate the good ones along the candidate axis, and split results back.
 
 Between feature assembly and the scorers, the user-side tensors (`cascade.specs.USER_SIDE`) travel
-once per request ([1, ...]) and the item-side ones once per candidate ([1, n, ...]): the user side
-is broadcast to the candidates only inside the scorer's process, right before ONNX Runtime, so the
-ensemble moves one user's history instead of one per candidate (a ~1 MB saving at 1,300 candidates).
+once per request ([1, ...]) and the item-side ones once per candidate ([1, n, ...]), and the
+request-shaped scorer reads them so (`cascade.specs.USER_ROW`): the ensemble moves one user's
+history instead of one per candidate (a ~1 MB saving at 1,300 candidates), and the scorer computes
+the user side once.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from cascade.features import FeatureTables, check_items
 from cascade.history import PAD_ITEM
+from cascade.specs import USER_ROW
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,14 @@ def check_candidate_shapes(tensors: dict[str, np.ndarray], per_candidate: list[s
 def concat_candidates(
     per_request_tensors: list[dict[str, np.ndarray]], per_candidate: list[str], per_request: tuple[str, ...] | list[str] = ()
 ) -> tuple[dict[str, np.ndarray], list[int]]:
-    """Many requests' tensors -> one row per candidate of all of them, and the row counts:
-    `per_candidate` [1, n_i, ...] are concatenated, `per_request` [1, ...] repeated n_i times."""
+    """Many requests' tensors -> a request-shaped scorer's input, and the candidate counts:
+    `per_candidate` [1, n_i, ...] are concatenated, `per_request` [1, ...] too (one row per request),
+    and `user_row` names each candidate's request (`cascade.specs.USER_ROW`)."""
     counts = [int(r[per_candidate[0]].shape[1]) for r in per_request_tensors]
     batch = {n: np.concatenate([r[n][0] for r in per_request_tensors], axis=0) for n in per_candidate}
     for n in per_request:
-        batch[n] = np.repeat(np.concatenate([r[n] for r in per_request_tensors], axis=0), counts, axis=0)
+        batch[n] = np.concatenate([r[n] for r in per_request_tensors], axis=0)
+    batch[USER_ROW.name] = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
     return batch, counts
 
 

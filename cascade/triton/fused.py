@@ -4,8 +4,8 @@ The CPU profile serves each pipeline as one Python-backend model built on `Fused
 (`cascade.triton.fused_model`) instead of the ensemble feature_assembly -> scorer, which crossed two
 Python stubs' shared memory per call. The scores are the ensemble's, bit for bit: the same
 `cascade.features` code makes the user side once per request and the item side per candidate, the
-user side is repeated over the request's candidates (as the ensemble's scorer does, see
-`cascade.triton.batching`), and ONNX Runtime scores all rows of all requests in one call.
+request-shaped scorer reads the user side once per request (as the ensemble's scorer does, see
+`cascade.triton.batching`), and ONNX Runtime scores all candidates of all requests in one call.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade.features import FeatureTables, assemble_requests
+from cascade.features import FeatureTables, assemble_request_feed
 from cascade.triton.batching import FeatureRequest, parse_feature_request
 from cascade.triton.sessions import cpu_session
 
@@ -37,12 +37,13 @@ class FusedScorer:
 
         Raises ValueError naming the input when an item id is outside the catalogue; `parse` checks
         each request on its own first, so a server rejects one bad request, not the batch."""
-        features, counts = assemble_requests(self.tables, [r.as_tuple() for r in requests], self.input_names)
+        features, counts = assemble_request_feed(self.tables, [r.as_tuple() for r in requests], self.input_names)
         return self.run(features, counts)
 
     def run(self, features: dict[str, np.ndarray], counts: list[int]) -> list[np.ndarray]:
-        """Score assembled rows (`counts` rows per request, one after another): one float32 [n_i] each.
-        `features` may hold more tensors than the model reads."""
+        """Score an assembled feed (`cascade.features.assemble_request_feed`: `counts` candidates per
+        request, one after another): one float32 [n_i] each. `features` may hold more tensors than the
+        model reads."""
         if sum(counts) == 0:  # ONNX Runtime must not see a zero-row batch: the rank graph dies of SIGFPE
             return [np.zeros(0, np.float32) for _ in counts]
         scores = self.session.run([self.output_name], {n: features[n] for n in self.input_names})[0]

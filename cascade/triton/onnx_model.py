@@ -1,8 +1,8 @@
 """Python-backend adapter running an ONNX model with ONNX Runtime (a standalone scorer on ONNX Runtime).
 
 All requests of one `execute` call are concatenated along the candidate axis (each request's
-user-side tensors, sent once, repeated over its candidates) and scored in one ONNX Runtime call,
-then split back per request.
+user-side tensors, sent once, kept once, `user_row` naming each candidate's request) and scored in
+one ONNX Runtime call, then split back per request.
 """
 from __future__ import annotations
 

@@ -7,9 +7,9 @@ stub) and of latency before any scoring, measured with one candidate (perf/READM
 assembles the user side once instead of twice.
 
 The result is the two calls' result: the same feature assembly, the pre-ranker's scores, the same
-top-k rule (`cascade.ordering.best_first`), then the ranker over the kept candidates' rows, gathered
-from the rows the pre-ranker read (every feature is computed per row, so a gathered row is the row
-assembly would make for that candidate alone).
+top-k rule (`cascade.ordering.best_first`), then the ranker over the kept candidates, their item
+side and `user_row` gathered from what the pre-ranker read and the user side as it was (every item
+feature is computed per candidate, so a gathered row is what assembly makes for it alone).
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade.features import FeatureTables, assemble_requests
+from cascade.features import FeatureTables, assemble_request_feed
 from cascade.ordering import best_first
+from cascade.specs import USER_SIDE
 from cascade.triton.batching import FeatureRequest, parse_feature_request
 from cascade.triton.fused import FusedScorer
 
@@ -59,12 +60,13 @@ class TwoStageScorer:
 
     def score(self, requests: list[TwoStageRequest]) -> list[TwoStageScores]:
         """One feature assembly and one ONNX Runtime call per scorer for all `requests`."""
-        features, counts = assemble_requests(self.tables, [r.request.as_tuple() for r in requests], self.names)
+        features, counts = assemble_request_feed(self.tables, [r.request.as_tuple() for r in requests], self.names)
         starts = np.cumsum([0, *counts[:-1]])
         prescores = self.prerank.run(features, counts)
         kept = [best_first(s, r.keep) for s, r in zip(prescores, requests)]
         rows = np.concatenate([start + k for start, k in zip(starts, kept)]) if kept else np.empty(0, np.int64)
-        rank_scores = self.rank.run({n: t[rows] for n, t in features.items()}, [len(k) for k in kept])
+        kept_features = {n: t if n in USER_SIDE else t[rows] for n, t in features.items()}
+        rank_scores = self.rank.run(kept_features, [len(k) for k in kept])
         return [
             TwoStageScores(k.astype(np.int64), s[k], r) for k, s, r in zip(kept, prescores, rank_scores)
         ]

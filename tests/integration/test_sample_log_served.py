@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from cascade.features import as_rows
 from cascade.samples import features_of_rows
 from cascade.settings import Settings
 from cascade.specs import prerank_spec, rank_spec
@@ -40,7 +41,7 @@ def rescore(settings: Settings, scorer: str, version: int, rows: dict) -> np.nda
     spec = {"rank": rank_spec, "prerank": prerank_spec}[scorer](settings.history_len)
     tensors = features_of_rows(rows, settings.history_len)
     onnx = versions_folder(settings.model_repository, scorer, settings.triton_profile) / str(version) / ONNX_FILE
-    return session(onnx).run(["score"], {n: tensors[n] for n in spec.input_names})[0]
+    return session(onnx).run(["score"], as_rows(tensors, spec.input_names))[0]
 
 
 def rows_of(path: Path, request_id: str) -> dict:

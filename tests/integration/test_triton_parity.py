@@ -10,7 +10,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from cascade.artifacts import ArtifactPaths
-from cascade.features import FeatureTables, assemble_requests
+from cascade.features import FeatureTables, as_rows, assemble_requests
 from cascade.settings import Settings
 from cascade.specs import rank_spec
 from cascade.triton.batching import FeatureRequest
@@ -53,7 +53,7 @@ def test_rank_pipeline_matches_onnx_on_same_features(exported: Settings, grpc) -
 
     features, _ = assemble_requests(tables, [(11, items, history, TIMESTAMP)])
     spec = rank_spec(exported.history_len)
-    direct = session(paths.onnx("rank")).run(["score"], {n: features[n] for n in spec.input_names})[0]
+    direct = session(paths.onnx("rank")).run(["score"], as_rows(features, spec.input_names))[0]
     assert served.shape == (200,)
     assert np.max(np.abs(served - direct)) < 1e-5
 

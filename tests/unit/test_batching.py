@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cascade.features import FeatureTables, assemble_request_sides, assemble_requests
+from cascade.features import FeatureTables, assemble_request_feed, assemble_request_sides, assemble_requests
 from cascade.specs import USER_SIDE
 from cascade.triton.batching import (
     FeatureRequest,
@@ -127,15 +127,16 @@ def test_check_candidate_shapes_rejects(change: dict, message: str) -> None:
         check_candidate_shapes(tensors, PER_CANDIDATE, PER_REQUEST)
 
 
-def test_concat_broadcasts_the_user_side_and_split_restores_candidates() -> None:
+def test_concat_keeps_the_user_side_once_per_request_and_split_restores_candidates() -> None:
     requests = [candidates(2, 1), candidates(0, 2), candidates(5, 3)]
     batch, counts = concat_candidates(requests, PER_CANDIDATE, PER_REQUEST)
     assert counts == [2, 0, 5]
     assert batch["item_id"].shape == (7,)
     assert batch["item_num"].shape == (7, 2) and batch["item_num"].dtype == np.float32
-    assert batch["user_cat"].shape == (7, 3)  # each request's one row, repeated over its candidates
-    np.testing.assert_array_equal(batch["user_cat"][:2], np.repeat(requests[0]["user_cat"], 2, axis=0))
-    np.testing.assert_array_equal(batch["user_cat"][2:], np.repeat(requests[2]["user_cat"], 5, axis=0))
+    assert batch["user_cat"].shape == (3, 3)  # each request's one row
+    assert batch["user_row"].tolist() == [0, 0, 2, 2, 2, 2, 2]  # each candidate's request
+    for i, request in enumerate(requests):
+        np.testing.assert_array_equal(batch["user_cat"][i : i + 1], request["user_cat"])
 
     back = split_candidates({n: batch[n] for n in PER_CANDIDATE}, counts)
     assert len(back) == 3
@@ -155,7 +156,8 @@ def test_split_candidates_of_scores_by_counts() -> None:
 
 def test_assembly_to_scorer_hand_over_equals_each_request_assembled_alone(tiny_tables: FeatureTables) -> None:
     """feature_assembly_model.execute (assemble the sides once, split per request), then the scorer's
-    concat (user side broadcast): the rows `assemble_requests` gives each request alone."""
+    concat: what `assemble_request_feed` gives, and broadcast by `user_row`, the rows
+    `assemble_requests` gives each request alone."""
     raws = [raw(0, (1, 2), (0,)), raw(5, (), (3, 1)), raw(1, (0, 1, 2, 3, 3), (2, 1, 0, 3), TS + 60)]
     parsed = [parse_feature_request(tiny_tables, r) for r in raws]
     as_tuples = [(p.user_id, p.item_ids, p.history, p.timestamp) for p in parsed]
@@ -165,10 +167,12 @@ def test_assembly_to_scorer_hand_over_equals_each_request_assembled_alone(tiny_t
     for name in USER_SIDE:
         assert all(sent[name].shape[0] == 1 for sent in handed_over), name  # one row per request
     batch, _ = concat_candidates(handed_over, list(items), list(users))
-    expected, _ = assemble_requests(tiny_tables, as_tuples)
-    for name, tensor in expected.items():
+    feed, _ = assemble_request_feed(tiny_tables, as_tuples)
+    assert sorted(batch) == sorted(feed)
+    for name, tensor in feed.items():
         np.testing.assert_array_equal(batch[name], tensor, err_msg=name)
-    for one, rows in zip(as_tuples, split_candidates(batch, counts)):
+    broadcast = {n: t[batch["user_row"]] if n in USER_SIDE else t for n, t in batch.items() if n != "user_row"}
+    for one, rows in zip(as_tuples, split_candidates(broadcast, counts)):
         alone, _ = assemble_requests(tiny_tables, [one])
         for name, tensor in alone.items():
             np.testing.assert_array_equal(rows[name][0], tensor, err_msg=name)

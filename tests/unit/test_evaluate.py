@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from cascade.artifacts import ArtifactPaths
-from cascade.features import FeatureTables
+from cascade.features import FeatureTables, as_rows
 from cascade.schema import time_split
 from cascade.settings import Settings
 from export.bars import judge
@@ -100,7 +100,7 @@ def test_rank_scores_are_the_rank_onnx_on_row_features(exported: Settings, evalu
     rows = evaluation.rows[:: max(1, len(evaluation.rows) // 20)][:20]
     features = {k: v.numpy() for k, v in RowFeatures(FeatureTables.load(paths.tables), log)(rows).items()}
     session = ort.InferenceSession(str(paths.onnx("rank")), providers=["CPUExecutionProvider"])
-    direct = session.run(["score"], {i.name: features[i.name] for i in session.get_inputs()})[0]
+    direct = session.run(["score"], as_rows(features, [i.name for i in session.get_inputs()]))[0]
     got = evaluation.scores["rank"][np.searchsorted(evaluation.rows, rows)]
     assert np.max(np.abs(got - direct)) < 1e-6
     _, test = time_split(log, exported.holdout_fraction)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cascade.features import FeatureTables, assemble_requests
+from cascade.features import FeatureTables, as_rows, assemble_requests
 from cascade.models.scorers import StudentRanker
 from cascade.specs import rank_spec
 from cascade.triton.batching import FeatureRequest
@@ -37,10 +37,10 @@ def requests_of(rows: list[tuple]) -> list[FeatureRequest]:
 
 
 def direct_scores(tables: FeatureTables, onnx_path: Path, rows: list[tuple]) -> list[np.ndarray]:
-    """What the ensemble path computes: assembly with the user side broadcast, then the ONNX as is."""
+    """Every candidate as a row carrying its own user side (the user side broadcast), then the ONNX."""
     features, counts = assemble_requests(tables, [(u, np.array(i), np.array(h), t) for u, i, h, t in rows])
     sess = session(onnx_path)
-    scores = sess.run(None, {i.name: features[i.name] for i in sess.get_inputs()})[0]
+    scores = sess.run(None, as_rows(features, [i.name for i in sess.get_inputs()]))[0]
     return np.split(scores, np.cumsum(counts)[:-1])
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from cascade.features import FeatureConfig, build_tables
+from cascade.features import FeatureConfig, as_rows, build_tables
 from cascade.metrics import kendall_tau
 from cascade.models.teacher import TeacherRanker
 from cascade.specs import RANK_FEATURES, teacher_spec
@@ -70,7 +70,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, n
 
 def scores(path: Path, features: dict[str, np.ndarray]) -> np.ndarray:
     s = session(path)
-    return s.run(None, {i.name: features[i.name] for i in s.get_inputs()})[0]
+    return s.run(None, as_rows(features, [i.name for i in s.get_inputs()]))[0]
 
 
 def test_the_trained_model_spreads_its_scores(trained) -> None:
@@ -220,10 +220,11 @@ def test_bench_writes_latency_rows_and_costs_for_each_variant(trained, tmp_path:
     assert main(["--artifacts", str(tmp_path), "--shapes", "rows,users"]) == 2
 
 
-def test_a_request_batch_repeats_one_user_over_distinct_candidates() -> None:
+def test_a_request_batch_is_one_user_over_distinct_candidates() -> None:
     from perf.bench_models import batch_of
 
     features = {"hist_item": np.arange(12).reshape(6, 2), "item_id": np.arange(6) * 10}
     rows, request = batch_of(features, 4, "rows"), batch_of(features, 4, "request")
-    assert rows["hist_item"].tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]]
-    assert request["hist_item"].tolist() == [[0, 1]] * 4 and request["item_id"].tolist() == [0, 10, 20, 30]
+    assert rows["hist_item"].tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]] and rows["user_row"].tolist() == [0, 1, 2, 3]
+    assert request["hist_item"].tolist() == [[0, 1]] and request["user_row"].tolist() == [0] * 4
+    assert request["item_id"].tolist() == [0, 10, 20, 30]

@@ -21,6 +21,7 @@ from cascade.specs import (
     feature_assembly_spec,
     prerank_spec,
     rank_spec,
+    triton_scorer,
 )
 from cascade.triton.config import ensemble_config, parse, render, triton_dtype
 from cascade.triton.layout import (
@@ -41,7 +42,8 @@ L = 3
 MAX_BATCH = 8
 QUEUE_US = 300
 INSTANCES = 2
-SPECS = {"feature_assembly": feature_assembly_spec(L), "prerank": prerank_spec(L), "rank": rank_spec(L)}
+# The scorers as Triton serves them: no user_row (their adapter derives it from the request boundaries).
+SPECS = {"feature_assembly": feature_assembly_spec(L), "prerank": triton_scorer(prerank_spec(L)), "rank": triton_scorer(rank_spec(L))}
 ADAPTERS = {"feature_assembly": FEATURE_ASSEMBLY_ADAPTER, "prerank": ONNX_ADAPTER, "rank": ONNX_ADAPTER}
 
 
@@ -220,7 +222,7 @@ def test_ensemble_config_rejects_a_scorer_needing_an_unproduced_tensor() -> None
     assembly = feature_assembly_spec(L)
     greedy = ModelSpec(
         "greedy",
-        (*prerank_spec(L).inputs, TensorSpec("user_emb", np.float32, (8,))),
+        (*SPECS["prerank"].inputs, TensorSpec("user_emb", np.float32, (8,))),
         prerank_spec(L).outputs,
     )
     with pytest.raises(ValueError, match=r"greedy needs \['user_emb'\], which feature_assembly does not produce"):
