@@ -132,8 +132,8 @@ class Settings(BaseSettings):
 
     # --- admission -----------------------------------------------------------------------
     max_in_flight: int = Field(
-        4, ge=1, description="recommend requests the orchestrator works on at once; more wait for a slot "
-        "(4 by measurement on 2 cores with the two-stage call, perf/README.md)"
+        5, ge=1, description="recommend requests the orchestrator works on at once; more wait for a slot "
+        "(5 by measurement on 2 cores with the two-stage call and request-shaped scorers, perf/README.md)"
     )
     admission_wait_ms: float = Field(
         10.0, ge=0.0, description="how long a request may wait for a slot (it counts against its deadline); "
