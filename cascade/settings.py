@@ -66,8 +66,8 @@ class Settings(BaseSettings):
     )
     port: int = Field(8080, ge=1, le=65535)
     workers: int = Field(
-        1, ge=1, description="orchestrator processes `make demo` starts (uvicorn --workers); each holds its own "
-        "scorer-version switch, so keep 1 where versions are switched at run time",
+        2, ge=1, description="orchestrator processes `make demo` starts (uvicorn --workers); they share the active "
+        "scorer versions and recall reloads through Redis and one /metrics (2 by measurement on 2 cores, perf/README.md)",
     )
     run_dir: Path = Path("run")
 
@@ -130,10 +130,15 @@ class Settings(BaseSettings):
         "CASCADE_DEADLINE_ROLLOVER, which gave only the earlier stages' unspent budgets",
     )
 
+    versions_poll_s: float = Field(
+        0.5, gt=0.0, description="how often each orchestrator process reads the shared active scorer versions "
+        "(Redis) and follows a switch another process made",
+    )
+
     # --- admission -----------------------------------------------------------------------
     max_in_flight: int = Field(
-        5, ge=1, description="recommend requests the orchestrator works on at once; more wait for a slot "
-        "(5 by measurement on 2 cores with the two-stage call and request-shaped scorers, perf/README.md)"
+        3, ge=1, description="recommend requests each orchestrator process works on at once; more wait for a slot "
+        "(3 per process with 2 processes, by measurement on 2 cores, perf/README.md)"
     )
     admission_wait_ms: float = Field(
         10.0, ge=0.0, description="how long a request may wait for a slot (it counts against its deadline); "

@@ -1,9 +1,12 @@
 """App factory and lifespan: open Triton, Redis and the recall index on start, close them on stop."""
 from __future__ import annotations
 
+import asyncio
+import os
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import multiprocess
 
 from cascade.settings import Settings, load_settings
 from orchestrator.admission import Admission, AdmissionGate
@@ -11,11 +14,19 @@ from orchestrator.clients.exposure import ExposureStore
 from orchestrator.clients.feedback import FeedbackLimits, FeedbackStore
 from orchestrator.clients.kserve_http import HttpInference
 from orchestrator.clients.triton import TritonScorer
+from orchestrator.clients.operator_board import RedisOperatorBoard
 from orchestrator.errors import install_error_handlers
-from orchestrator.metrics import FunnelMetrics, RequestMetrics
+from orchestrator.metrics import FunnelMetrics, RequestMetrics, multiprocess_mode
 from orchestrator.service import FunnelService
 from orchestrator.resources import Resources
 from orchestrator.routes import admin, feedback, health, metrics, recommend
+
+
+async def sample_admission(metrics: FunnelMetrics, door: Admission, every_s: float = 1.0) -> None:
+    """Forever: the door's counts into the gauges other processes' /metrics read (multiprocess mode)."""
+    while True:
+        metrics.sample_admission(door)
+        await asyncio.sleep(every_s)
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -36,12 +47,19 @@ def build_app(settings: Settings) -> FastAPI:
             settings.feedback_dedup_ttl_s, settings.long_exposure_ttl_s, settings.long_exposure_max_items,
             settings.live_sequence_ttl_s, settings.history_len, settings.popular_decay_tau_s, settings.label_ttl_s,
         ))
-        app.state.funnel = FunnelService(settings, resources, scorer, exposure, app.state.metrics)
+        app.state.funnel = FunnelService(settings, resources, scorer, exposure, app.state.metrics, RedisOperatorBoard(exposure.redis))
         await app.state.funnel.warm_up()
         app.state.metrics.set_active_versions(app.state.funnel.versions.active)
+        tasks = [asyncio.create_task(app.state.funnel.follow_shared())]
+        if multiprocess_mode():
+            tasks.append(asyncio.create_task(sample_admission(app.state.metrics, app.state.admission)))
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            if multiprocess_mode():
+                multiprocess.mark_process_dead(os.getpid())  # its live gauges leave /metrics
             app.state.funnel = app.state.feedback = None
             await scorer.close()
             await exposure.close()

@@ -1,4 +1,5 @@
-"""An in-process `UserStore`: the exposure and live clicks of each user in dictionaries.
+"""In-process `UserStore` and `OperatorBoard`: the exposure and live clicks of each user, and the shared
+active versions, in dictionaries.
 
 For one process with nothing to share: the funnel's unit tests and `perf/floor.py`. Same contract as
 the Redis store (`orchestrator.clients.exposure`): served items enter the user's exposure, samples are
@@ -30,3 +31,24 @@ class MemoryUserStore:
         self.served[user_id].extend(item_ids.tolist())
         if sample is not None:
             self.samples.append(sample)
+
+
+class MemoryOperatorBoard:
+    """An in-process `OperatorBoard`: what several `ScorerVersions` of one test share."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, int] = {}
+        self.reloads = 0
+
+    async def read(self) -> dict[str, int]:
+        return dict(self.versions)
+
+    async def write(self, scorer: str, version: int) -> None:
+        self.versions[scorer] = version
+
+    async def recall_reloads(self) -> int:
+        return self.reloads
+
+    async def count_recall_reload(self) -> int:
+        self.reloads += 1
+        return self.reloads

@@ -3,14 +3,21 @@
 The funnel calls the thin `observe_*`/`count_*` hooks; the metric objects and their names stay here.
 Every per-request series carries the user's experiment arm (`arm`, "none" without experiments), so
 each arm's latencies, candidate counts, filter rates, Triton errors and degradations compare directly.
+
+With more than one orchestrator process (CASCADE_WORKERS > 1) the stack sets PROMETHEUS_MULTIPROC_DIR:
+every process writes its series there and /metrics, whichever process answers it, adds up all of
+them (prometheus_client's multiprocess mode). The door's gauges are then sampled every second
+(`sample_admission`) instead of read at scrape time, and the active versions carry each live
+process's `pid`.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -25,6 +32,12 @@ LATENCY_BUCKETS_S = (
 )
 CANDIDATE_BUCKETS = (0, 1, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000)
 RATIO_BUCKETS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_mode() -> bool:
+    """Whether this process writes its series to the directory every orchestrator process shares."""
+    return MULTIPROCESS_ENV in os.environ
 
 
 class Children:
@@ -97,14 +110,20 @@ class FunnelMetrics:
             ["scorer", "outcome"], registry=r,
         )
         self.active_version = Gauge(
-            "cascade_model_active_version", "The scorer version new requests call (arms may pin others)", ["scorer"], registry=r,
+            "cascade_model_active_version", "The scorer version new requests call (arms may pin others)", ["scorer"],
+            registry=r, multiprocess_mode="liveall",
         )
         self.shed = Counter(
             "cascade_shed_requests", "Recommend requests shed at the door (503 with Retry-After): every slot stayed busy",
             registry=r,
         )
-        self.in_flight = Gauge("cascade_in_flight_requests", "Recommend requests running the funnel now", registry=r)
-        self.waiting = Gauge("cascade_waiting_requests", "Recommend requests waiting at the door for a slot", registry=r)
+        self.in_flight = Gauge(
+            "cascade_in_flight_requests", "Recommend requests running the funnel now", registry=r, multiprocess_mode="livesum",
+        )
+        self.waiting = Gauge(
+            "cascade_waiting_requests", "Recommend requests waiting at the door for a slot", registry=r,
+            multiprocess_mode="livesum",
+        )
         self.request_seconds = Histogram(
             "cascade_http_request_duration_seconds", "HTTP request latency, by route", ["path"],
             buckets=LATENCY_BUCKETS_S, registry=r,
@@ -150,9 +169,15 @@ class FunnelMetrics:
         self.shed.inc()
 
     def watch_admission(self, admission: "Admission") -> None:
-        """The door's in-flight and waiting counts, read at scrape time."""
-        self.in_flight.set_function(lambda: admission.in_flight)
-        self.waiting.set_function(lambda: admission.waiting)
+        """The door's in-flight and waiting counts, read at scrape time (one process; with several,
+        `sample_admission` writes them)."""
+        if not multiprocess_mode():
+            self.in_flight.set_function(lambda: admission.in_flight)
+            self.waiting.set_function(lambda: admission.waiting)
+
+    def sample_admission(self, admission: "Admission") -> None:
+        self.in_flight.set(admission.in_flight)
+        self.waiting.set(admission.waiting)
 
     # --- hooks of the other endpoints ----------------------------------------------------
     def count_feedback(self, counts: Mapping[tuple[str, str], int]) -> None:
@@ -175,7 +200,12 @@ class FunnelMetrics:
         self._request_seconds(path).observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """This app's series; in multiprocess mode, every orchestrator process's, added up."""
+        if not multiprocess_mode():
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        every_process = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_process)
+        return generate_latest(every_process), CONTENT_TYPE_LATEST
 
 
 class RequestMetrics:

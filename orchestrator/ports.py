@@ -66,3 +66,25 @@ class Catalogue(Protocol):
     def history_of(self, user_id: int) -> np.ndarray | None:
         """The exported behaviour sequence, None for a user the export never saw."""
         ...
+
+
+class OperatorBoard(Protocol):
+    """What every orchestrator process must agree on: the active scorer versions (`orchestrator.versions`:
+    a switch writes its scorer's version here, every process follows) and the count of recall-config
+    reloads asked for (every process re-reads the file when it grows)."""
+
+    async def read(self) -> dict[str, int]:
+        """The versions written so far, by scorer ({} before any switch)."""
+        ...
+
+    async def write(self, scorer: str, version: int) -> None:
+        """`scorer`'s active version is now `version` (only that scorer's entry changes)."""
+        ...
+
+    async def recall_reloads(self) -> int:
+        """Reloads of the recall config asked for so far (0 before any)."""
+        ...
+
+    async def count_recall_reload(self) -> int:
+        """One more reload asked for; returns the new count."""
+        ...

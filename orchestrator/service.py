@@ -7,6 +7,7 @@ or an experiment arm pins, so every answer names the versions that scored it.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Set
@@ -22,6 +23,7 @@ from orchestrator.context import ContextFactory
 from orchestrator.deadlines import DeadlinePlan
 from orchestrator.funnel import Answer, FunnelPorts, run_funnel
 from orchestrator.metrics import FunnelMetrics
+from orchestrator.ports import OperatorBoard
 from orchestrator.resources import Resources
 from orchestrator.stages import RequestRun, ThrottledLog
 from orchestrator.versions import ScorerVersions
@@ -51,9 +53,12 @@ class FunnelRunner:
 class FunnelService:
     def __init__(
         self, settings: Settings, resources: Resources, scorer: TritonScorer, exposure: ExposureStore, metrics: FunnelMetrics,
+        board: OperatorBoard | None = None,
     ) -> None:
         self.settings, self.resources, self.scorer, self.exposure = settings, resources, scorer, exposure
-        self.versions = ScorerVersions(resources.manifest.model_versions)
+        self.metrics, self.board = metrics, board
+        self.versions = ScorerVersions(resources.manifest.model_versions, board)
+        self._recall_reloads = 0  # the board's count of recall reloads this process has caught up with
         ports = FunnelPorts(
             resources.channels, scorer, exposure, resources, settings.prerank_keep, settings.rank_keep, settings.sample_log,
         )
@@ -82,6 +87,49 @@ class FunnelService:
             return await self.scorer.score(scorer, versions[scorer], 0, items, history, now)
 
         return warm
+
+    def reload_recall(self) -> dict:
+        """Re-read the recall config in this process; returns what is in force. Raises ValueError
+        naming the problem (the previous config stays)."""
+        self.resources.channels.reload()
+        return self.resources.channels.describe()
+
+    async def share_recall_reload(self) -> None:
+        """Tell the other processes to re-read the recall config too (`follow_shared`)."""
+        if self.board is not None:
+            self._recall_reloads = await self.board.count_recall_reload()
+
+    async def follow_shared(self) -> None:
+        """Forever: every CASCADE_VERSIONS_POLL_S, move to the scorer versions another process switched
+        to (`ScorerVersions.follow`), and re-read the recall config when another process was told to.
+        A failed poll (Redis or Triton down) is logged and retried; what is in force stays."""
+        if self.board is None:
+            return
+        warnings = ThrottledLog(interval_s=60.0)
+        try:
+            self._recall_reloads = await self.board.recall_reloads()  # this process read the file at start
+        except Exception as err:  # noqa: BLE001 - Redis down: later reloads are caught up with when it is back
+            log.warning("recall reloads not read from the board: %s", err)
+        while True:
+            await asyncio.sleep(self.settings.versions_poll_s)
+            try:
+                if await self.versions.follow(self.scorer, self.switch_warm_up):
+                    self.metrics.set_active_versions(self.versions.active)
+                await self._follow_recall_reloads()
+            except Exception as err:  # noqa: BLE001 - the next poll tries again
+                warnings.warn(("follow", type(err).__name__), f"shared operator state not followed: {err}", time.monotonic())
+
+    async def _follow_recall_reloads(self) -> None:
+        asked = await self.board.recall_reloads()
+        if asked > self._recall_reloads:
+            self._recall_reloads = asked
+            try:
+                self.reload_recall()
+                self.metrics.count_recall_reload(ok=True)
+                log.info("recall config re-read: another process was told to")
+            except ValueError as err:
+                self.metrics.count_recall_reload(ok=False)
+                log.warning("recall config not re-read (the previous one stays): %s", err)
 
     async def warm_up(self) -> None:
         """Read the servable scorer versions, then one full-size request's worth of work (ANN recall,

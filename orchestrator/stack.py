@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 import urllib.error
@@ -18,6 +19,7 @@ from cascade.servers.process import ManagedProcess, pid_alive, stop_pid
 from cascade.servers.redis import start_redis
 from cascade.servers.triton import start_triton
 from cascade.settings import Settings, settings_or_report
+from orchestrator.metrics import MULTIPROCESS_ENV
 
 SERVICES = ("orchestrator", "tritonserver", "redis-server")
 
@@ -55,6 +57,11 @@ def up(settings: Settings) -> None:
         [settings.model_repository, settings.ensemble_repository], settings.run_dir, settings.triton_host,
         settings.triton_http_port, settings.triton_grpc_port, settings.triton_metrics_port,
     ))
+    if settings.workers > 1:  # every process's metrics in one /metrics (orchestrator.metrics)
+        metrics_dir = settings.run_dir / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env[MULTIPROCESS_ENV] = str(metrics_dir)
     argv = [sys.executable, "-m", "uvicorn", "--factory", "orchestrator.app:create_app",
             "--host", settings.host, "--port", str(settings.port), "--log-level", "warning", "--no-access-log",
             "--loop", "uvloop", "--http", "httptools", "--no-proxy-headers", "--no-server-header",

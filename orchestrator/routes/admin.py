@@ -38,15 +38,16 @@ class Activate(BaseModel):
 @router.post("/reload-recall")
 async def reload_recall(funnel: FunnelService = Depends(get_funnel), metrics: FunnelMetrics = Depends(get_metrics)) -> JSONResponse:
     """Re-read CASCADE_RECALL_CONFIG: 200 with the configuration now in force, or 422 naming the
-    problem (the previous configuration stays in force)."""
-    channels = funnel.resources.channels
+    problem (the previous configuration stays in force). The other orchestrator processes re-read it
+    within CASCADE_VERSIONS_POLL_S."""
     try:
-        channels.reload()
+        in_force = funnel.reload_recall()
     except ValueError as err:
         metrics.count_recall_reload(ok=False)
         return JSONResponse(status_code=422, content=ErrorBody(error=f"recall config not reloaded: {err}").model_dump())
     metrics.count_recall_reload(ok=True)
-    return JSONResponse(status_code=200, content=channels.describe())
+    await funnel.share_recall_reload()
+    return JSONResponse(status_code=200, content=in_force)
 
 
 @router.get("/models")

@@ -1,6 +1,8 @@
 """Recall channels at serving time: quotas from the channel file, reload, cold start, trending from Redis."""
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +77,26 @@ async def test_quotas_respected_and_reload_swaps_them(configure, serve, redis_se
         assert response.status_code == 422
         assert "channel[0].quota" in response.json()["error"] and str(recall_config) in response.json()["error"]
         assert funnel.resources.channels.describe()["channels"][0] == {"name": "ann", "quota": 30}  # old one kept
+
+
+async def test_a_reload_asked_of_one_process_reaches_the_others(configure, serve, redis_server, recall_config: Path) -> None:
+    """Two apps on one Redis stand for two orchestrator processes: the one that took the call re-reads
+    the file at once, the other within a poll (CASCADE_VERSIONS_POLL_S); a rejected file reaches nobody."""
+    settings = configure(recall_config=recall_config)
+    async with serve(settings) as (_, http), serve(settings) as (other_app, _):
+        other = other_app.state.funnel.resources.channels
+        assert other.describe()["channels"][0] == {"name": "ann", "quota": 60}
+        write_config(recall_config, ann=30, i2i=5, popular=0)
+        response = await http.post("/admin/reload-recall")
+        assert response.status_code == 200, response.text
+        asked = time.monotonic()
+        while other.describe()["channels"][0]["quota"] != 30:
+            assert time.monotonic() - asked <= 1.0, "the other process did not re-read the recall config within 1 s"
+            await asyncio.sleep(0.02)
+        recall_config.write_text("[[channel]]\nname = 'ann'\nquota = 'many'\n")
+        assert (await http.post("/admin/reload-recall")).status_code == 422
+        await asyncio.sleep(2 * settings.versions_poll_s)
+        assert other.describe()["channels"][0] == {"name": "ann", "quota": 30}  # not told: the old one stays
 
 
 async def test_cold_start_user_gets_only_cold_start_channels(

@@ -1,7 +1,9 @@
-"""A new rank version published and activated while requests flow: no request fails, traffic moves.
+"""A new rank version published and activated while requests flow through two orchestrator
+processes' worth of apps: no request fails, traffic moves in the one that took the call and, within
+a second, in the other (the shared versions in Redis).
 
 The test runs its own tritonserver on a copy of the repositories (publishing writes into them), and
-its own orchestrator, so no other test sees the new version.
+its own orchestrators, so no other test sees the new version; it clears the shared versions around.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from cascade.artifacts import ArtifactPaths
@@ -20,6 +23,7 @@ from cascade.servers.process import free_port
 from cascade.servers.triton import start_triton
 from cascade.settings import Settings
 from export.publish import publish
+from orchestrator.clients.operator_board import ACTIVE_VERSIONS_KEY
 
 pytestmark = pytest.mark.integration
 CLIENTS = 4
@@ -38,9 +42,13 @@ async def switchable(configure, exported: Settings, redis_server, tmp_path) -> A
         start_triton, [models, ensembles], settings.run_dir, settings.triton_host,
         settings.triton_http_port, settings.triton_grpc_port, settings.triton_metrics_port,
     )
+    board = redis.Redis.from_url(settings.effective_redis_url)
+    board.delete(ACTIVE_VERSIONS_KEY)
     try:
         yield settings
     finally:
+        board.delete(ACTIVE_VERSIONS_KEY)
+        board.close()
         await asyncio.to_thread(process.stop)
 
 
@@ -54,21 +62,29 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 async def test_a_published_version_takes_traffic_without_a_failed_request(switchable: Settings, serve) -> None:
     settings = switchable
-    answers: list[tuple[float, int, list, int]] = []  # (sent at, status, degraded, rank version)
+    answers: list[tuple[float, int, list, int]] = []  # (sent at, status, degraded, rank version): the switching app
+    others: list[tuple[float, int, list, int]] = []  # the same from the app that follows
     stop = asyncio.Event()
 
-    async def user_loop(http: httpx.AsyncClient, first_user: int) -> None:
+    async def user_loop(http: httpx.AsyncClient, first_user: int, into: list) -> None:
         user = first_user
         while not stop.is_set():
             sent = time.monotonic()
             response = await http.post("/v1/recommend", json={"user_id": user % 300, "k": 10})
             body = response.json()
-            answers.append((sent, response.status_code, body.get("degraded"), body.get("model_versions", {}).get("rank")))
+            into.append((sent, response.status_code, body.get("degraded"), body.get("model_versions", {}).get("rank")))
             user += CLIENTS
 
-    async with serve(settings) as (_, http):
+    async def followed(http: httpx.AsyncClient) -> float:
+        """When `http`'s app has rank version 3 active (time.monotonic())."""
+        while (await http.get("/admin/models")).json()["rank"]["active"] != 3:
+            await asyncio.sleep(0.02)
+        return time.monotonic()
+
+    async with serve(settings) as (_, http), serve(settings) as (_, other):
         assert (await http.get("/admin/models")).json()["rank"] == {"active": 1, "pinned": [], "servable": [1]}
-        loops = [asyncio.create_task(user_loop(http, n)) for n in range(CLIENTS)]
+        loops = [asyncio.create_task(user_loop(app, n, into)) for n in range(CLIENTS // 2)
+                 for app, into in ((http, answers), (other, others))]
         try:
             await asyncio.sleep(1.0)
             # The student quantized to INT8 is the "retrained" model: same inputs, slightly different scores.
@@ -83,12 +99,14 @@ async def test_a_published_version_takes_traffic_without_a_failed_request(switch
             switched_at = time.monotonic()
             assert switched.status_code == 200, switched.text
             assert switched.json() == {"scorer": "rank", "version": 3, "previous": 1}
+            other_switched_at = await asyncio.wait_for(followed(other), timeout=5.0)
             await asyncio.sleep(1.0)
         finally:
             stop.set()
             await asyncio.gather(*loops)
         models = (await http.get("/admin/models")).json()
         text = (await http.get("/metrics")).text
+        other_text = (await other.get("/metrics")).text
 
     statuses = Counter(status for _, status, _, _ in answers)
     degraded = [d for _, _, d, _ in answers if d]
@@ -101,6 +119,15 @@ async def test_a_published_version_takes_traffic_without_a_failed_request(switch
     assert statuses == {200: len(answers)} and degraded == []
     assert before == {1: before[1]} and before[1] > 0
     assert after == {3: after[3]} and after[3] > 0
+    follow_s = other_switched_at - switched_at
+    other_before = Counter(v for t, _, _, v in others if t < started)
+    other_after = Counter(v for t, _, _, v in others if t > other_switched_at)
+    print(f"the other app: {len(others)} answers, statuses {dict(Counter(s for _, s, _, _ in others))}; followed "
+          f"{follow_s:.2f} s after the switch; rank versions before {dict(other_before)}, after {dict(other_after)}")
+    assert [s for _, s, d, _ in others if s != 200 or d] == []
+    assert follow_s <= 1.0
+    assert other_before == {1: other_before[1]} and other_after == {3: other_after[3]} and other_after[3] > 0
+    assert metric(other_text, "cascade_model_active_version", scorer="rank") == 3
     # The previous version stays servable for a rollback; 2 was published but never activated, so its
     # pinned pipeline was never loaded.
     assert models["rank"] == {"active": 3, "pinned": [], "servable": [1, 3]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cascade.triton.layout import pinned_version, pipeline_name, two_stage_name, two_stage_versions
+from orchestrator.memory_store import MemoryOperatorBoard
 from orchestrator.versions import (
     ScorerVersions,
     VersionNotServable,
@@ -123,3 +124,96 @@ async def test_a_failed_switch_changes_nothing() -> None:
     with pytest.raises(VersionNotServable, match="could not load rank version 2"):
         await versions.activate(triton, "rank", 2, warm)
     assert versions.active == {"prerank": 1, "rank": 1} and versions.two_stage == {(1, 1)}
+
+
+# --- shared versions: several processes, one board ----------------------------------------------
+
+
+class BrokenBoard:
+    async def read(self) -> dict[str, int]:
+        raise ConnectionError("redis down")
+
+    async def write(self, scorer: str, version: int) -> None:
+        raise ConnectionError("redis down")
+
+
+def warm_log(warmed: list):
+    def warm_for(scorer: str):
+        async def warm(at, two_stage):
+            warmed.append((scorer, dict(at), two_stage))
+        return warm
+    return warm_for
+
+
+async def test_a_switch_in_one_process_is_followed_by_the_others() -> None:
+    board = MemoryOperatorBoard()
+    triton = FakeTriton(START | {"rank_pipeline_v2", "two_stage_p1_r2"}, START)
+    leader, follower = ScorerVersions({"prerank": 1, "rank": 1}, board), ScorerVersions({"prerank": 1, "rank": 1}, board)
+    for v in (leader, follower):
+        await v.discover(triton)
+    warmed: list = []
+    assert await follower.follow(triton, warm_log(warmed)) == [] and warmed == []  # nothing written yet
+
+    await leader.activate(triton, "rank", 2, warm_log([])("rank"))
+    assert board.versions == {"rank": 2} and follower.active == {"prerank": 1, "rank": 1}
+    live = follower.active  # requests read this very dict
+    assert await follower.follow(triton, warm_log(warmed)) == ["rank"]
+    assert follower.active == {"prerank": 1, "rank": 2} and follower.active is live
+    assert follower.two_stage == {(1, 1), (1, 2)}
+    assert warmed == [("rank", {"prerank": 1, "rank": 2}, False), ("rank", {"prerank": 1, "rank": 2}, True)]
+    assert await follower.follow(triton, warm_log(warmed)) == [] and len(warmed) == 2  # settled: no more work
+    assert await leader.follow(triton, warm_log(warmed)) == []  # the leader is there already
+
+
+async def test_a_shared_version_triton_does_not_serve_is_not_followed_until_it_does(caplog) -> None:
+    board = MemoryOperatorBoard()
+    await board.write("prerank", 3)
+    triton = FakeTriton(START | {"prerank_pipeline_v3"}, START)
+    follower = ScorerVersions({"prerank": 1, "rank": 1}, board)
+    await follower.discover(triton)
+    assert follower.active == {"prerank": 1, "rank": 1}  # at start: the board's version is not served
+    for _ in range(3):
+        assert await follower.follow(triton, warm_log([])) == []
+    assert caplog.text.count("prerank version 3, which Triton does not serve") == 1  # logged once
+    triton.ready.add("prerank_pipeline_v3")  # the switching process loaded it
+    assert await follower.follow(triton, warm_log([])) == ["prerank"]
+    assert follower.active == {"prerank": 3, "rank": 1} and follower.two_stage == {(1, 1)}  # no (3, 1) model: two calls
+
+
+async def test_a_process_starting_after_a_switch_serves_the_shared_versions() -> None:
+    board = MemoryOperatorBoard()
+    await board.write("rank", 1)
+    triton = FakeTriton(START | {"rank_pipeline_v2"}, START | {"rank_pipeline_v2"})
+    late = ScorerVersions({"prerank": 1, "rank": 1}, board)
+    await late.discover(triton)
+    assert late.active == {"prerank": 1, "rank": 1}  # the board's 1, not the newest servable 2
+    alone = ScorerVersions({"prerank": 1, "rank": 1})
+    await alone.discover(triton)
+    assert alone.active == {"prerank": 1, "rank": 2}  # no board: the newest servable
+
+
+async def test_a_failed_warm_up_leaves_the_follower_where_it_was() -> None:
+    board = MemoryOperatorBoard()
+    await board.write("rank", 2)
+    triton = FakeTriton(START | {"rank_pipeline_v2"}, START | {"rank_pipeline_v2"})
+    follower = ScorerVersions({"prerank": 1, "rank": 1}, board)  # serving the manifest's versions
+
+    def failing(scorer):
+        async def warm(at, two_stage):
+            raise RuntimeError("triton timed out")
+        return warm
+
+    with pytest.raises(RuntimeError, match="timed out"):
+        await follower.follow(triton, failing)
+    assert follower.active == {"prerank": 1, "rank": 1}
+
+
+async def test_without_redis_a_switch_changes_nothing_and_a_start_takes_the_newest() -> None:
+    triton = FakeTriton(START | {"rank_pipeline_v2"}, START)
+    versions = ScorerVersions({"prerank": 1, "rank": 1}, BrokenBoard())
+    await versions.discover(triton)
+    assert versions.active == {"prerank": 1, "rank": 1}
+    with pytest.raises(VersionNotServable, match="not shared with the other processes: redis down"):
+        await versions.activate(triton, "rank", 2, warm_log([])("rank"))
+    assert versions.active == {"prerank": 1, "rank": 1}
+    assert await versions.follow(triton, warm_log([])) == []  # nothing readable: nothing to follow

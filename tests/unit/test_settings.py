@@ -145,7 +145,7 @@ def test_admission_wait_must_fit_in_the_deadline() -> None:
     from cascade.settings import SettingsError as CascadeSettingsError, load_settings
 
     s = load_settings()
-    assert (s.max_in_flight, s.admission_wait_ms) == (5, 10.0)
+    assert (s.max_in_flight, s.admission_wait_ms, s.workers) == (3, 10.0, 2)
     with pytest.raises(CascadeSettingsError) as err:
         load_settings(admission_wait_ms=50.0)
     assert "CASCADE_ADMISSION_WAIT_MS" in str(err.value) and "CASCADE_REQUEST_DEADLINE_MS" in str(err.value)
