@@ -99,4 +99,3 @@ def test_kendall_tau_matches_pair_count_with_ties_across_chunks() -> None:
     assert kendall_tau(a, b, chunk=16) == pytest.approx(_tau_b_by_pairs(a.tolist(), b.tolist()))
     with pytest.raises(ValueError):
         kendall_tau(a, b[:10])
-
