@@ -7,12 +7,12 @@ after its TTL, and each set is capped to its newest items. The funnel's read (`u
 buffers and the user's live clicks sequence) is one pipelined round trip, and so is each write: the
 funnel's write after an answer (`record_served`) also appends the answer's served sample
 (`cascade.samples`) to the samples stream, trimmed to about CASCADE_SAMPLE_LOG_MAX_LEN entries.
+Those two round trips go through `orchestrator.clients.resp` (a third of redis-py's CPU); the rest
+(feedback, readiness, the operator board) through redis-py's client, `redis`.
 """
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import numpy as np
 import redis.asyncio as redis
@@ -21,7 +21,7 @@ from redis.retry import Retry
 
 from cascade.exposure import expired_before, exposed_union
 from cascade.samples import ServedSample, encode_sample
-from orchestrator.clients.errors import BackendTimeout, BackendUnavailable
+from orchestrator.clients.resp import batches_for
 from orchestrator.ports import UserState
 
 KEY = "cascade:exposure:short:{user_id}"
@@ -30,16 +30,6 @@ SEQUENCE_KEY = "cascade:seq:{user_id}"  # live clicks, most recent first (LPUSH)
 POPULAR_KEY = "cascade:popular"  # clicks per item (ZINCRBY)
 SAMPLES_KEY = "cascade:samples"  # stream: one served sample per answer (XADD)
 LABELS_KEY = "cascade:labels:{request_id}"  # hash: "<label>:<item>" -> count or dwell ms (HINCRBY)
-
-
-@asynccontextmanager
-async def redis_errors() -> AsyncIterator[None]:
-    try:
-        yield
-    except (redis.TimeoutError, TimeoutError) as err:
-        raise BackendTimeout(f"redis: {err}") from err
-    except (redis.ConnectionError, OSError) as err:
-        raise BackendUnavailable(f"redis: {err}") from err
 
 
 class ExposureStore:
@@ -52,6 +42,7 @@ class ExposureStore:
         self.redis = redis.from_url(
             url, socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 1)
         )
+        self.batches = batches_for(url, self.redis, timeout_s=1.0)
         self.ttl_s, self.max_items = ttl_s, max_items
         self.long_ttl_s, self.history_len = long_ttl_s, history_len
         self.samples_max_len = samples_max_len
@@ -60,13 +51,13 @@ class ExposureStore:
         """Both exposure buffers (expired entries dropped) and the live clicks, in one round trip."""
         short, long = KEY.format(user_id=user_id), LONG_KEY.format(user_id=user_id)
         now = time.time()
-        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
-            pipe.zremrangebyscore(short, "-inf", f"({expired_before(now, self.ttl_s)}")
-            pipe.zrange(short, 0, -1)
-            pipe.zremrangebyscore(long, "-inf", f"({expired_before(now, self.long_ttl_s)}")
-            pipe.zrange(long, 0, -1)
-            pipe.lrange(SEQUENCE_KEY.format(user_id=user_id), 0, self.history_len - 1)
-            _, shown, _, real, sequence = await pipe.execute()
+        _, shown, _, real, sequence = await self.batches.execute([
+            ("ZREMRANGEBYSCORE", short, "-inf", f"({expired_before(now, self.ttl_s)}"),
+            ("ZRANGE", short, 0, -1),
+            ("ZREMRANGEBYSCORE", long, "-inf", f"({expired_before(now, self.long_ttl_s)}"),
+            ("ZRANGE", long, 0, -1),
+            ("LRANGE", SEQUENCE_KEY.format(user_id=user_id), 0, self.history_len - 1),
+        ])
         as_ids = lambda members: np.array([int(m) for m in members], dtype=np.int64)  # noqa: E731
         return UserState(exposed_union(as_ids(shown), as_ids(real)), as_ids(sequence)[::-1].copy(), as_ids(real))
 
@@ -75,15 +66,19 @@ class ExposureStore:
         if len(item_ids) == 0 and sample is None:
             return
         key = KEY.format(user_id=user_id)
-        now = time.time()
-        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
-            if len(item_ids):
-                pipe.zadd(key, {str(int(i)): now for i in item_ids})
-                pipe.zremrangebyrank(key, 0, -self.max_items - 1)
-                pipe.expire(key, self.ttl_s)
-            if sample is not None:
-                pipe.xadd(SAMPLES_KEY, encode_sample(sample), maxlen=self.samples_max_len, approximate=True)
-            await pipe.execute()
+        now = repr(time.time())
+        commands: list[tuple] = []
+        if len(item_ids):
+            commands += [
+                ("ZADD", key, *(x for i in item_ids.tolist() for x in (now, i))),
+                ("ZREMRANGEBYRANK", key, 0, -self.max_items - 1),
+                ("EXPIRE", key, self.ttl_s),
+            ]
+        if sample is not None:
+            fields = encode_sample(sample)
+            commands.append(("XADD", SAMPLES_KEY, "MAXLEN", "~", self.samples_max_len, "*",
+                             *(x for kv in fields.items() for x in kv)))
+        await self.batches.execute(commands)
 
     async def ping(self) -> bool:
         try:
@@ -92,4 +87,5 @@ class ExposureStore:
             return False
 
     async def close(self) -> None:
+        await self.batches.close()
         await self.redis.aclose()

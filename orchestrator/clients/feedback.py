@@ -14,7 +14,8 @@ import redis.asyncio as redis
 
 from cascade.feedback import Event, effects_of
 from cascade.recall.popular import decayed_increment
-from orchestrator.clients.exposure import LABELS_KEY, LONG_KEY, POPULAR_KEY, SEQUENCE_KEY, redis_errors
+from orchestrator.clients.exposure import LABELS_KEY, LONG_KEY, POPULAR_KEY, SEQUENCE_KEY
+from orchestrator.clients.resp import redis_errors
 
 DEDUP_KEY = "cascade:feedback:event:{event_id}"
 
