@@ -161,7 +161,11 @@ class RespBatches:
         if e.db:
             setup.append(("SELECT", e.db))
         if setup:
-            replies = await asyncio.wait_for(connection.send(setup), self.timeout_s)
+            try:
+                replies = await asyncio.wait_for(connection.send(setup), self.timeout_s)
+            except TimeoutError as err:
+                connection.transport.close()
+                raise BackendTimeout(f"redis: no answer to AUTH/SELECT within {self.timeout_s} s") from err
             refused = next((r for r in replies if isinstance(r, hiredis.ReplyError)), None)
             if refused is not None:
                 connection.transport.close()
