@@ -207,5 +207,9 @@ def assemble_request_feed(
     """A request-shaped scorer's input for many requests: `assemble_request_sides` and `user_row`
     (request i's candidates name row i of the user side). Returns it and each request's count."""
     users, items, counts = assemble_request_sides(tables, requests, names)
-    user_row = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    return {**users, **items, USER_ROW.name: user_row}, counts
+    return {**users, **items, USER_ROW.name: user_rows(counts)}, counts
+
+
+def user_rows(counts: list[int]) -> np.ndarray:
+    """`user_row` for requests of `counts` candidates one after another: request i's name row i."""
+    return np.repeat(np.arange(len(counts), dtype=np.int64), counts)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cascade.features import FeatureTables, check_items
+from cascade.features import FeatureTables, check_items, user_rows
 from cascade.history import PAD_ITEM
 from cascade.specs import USER_ROW
 
@@ -74,7 +74,7 @@ def concat_candidates(
     batch = {n: np.concatenate([r[n][0] for r in per_request_tensors], axis=0) for n in per_candidate}
     for n in per_request:
         batch[n] = np.concatenate([r[n] for r in per_request_tensors], axis=0)
-    batch[USER_ROW.name] = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    batch[USER_ROW.name] = user_rows(counts)
     return batch, counts
 
 
