@@ -9,7 +9,20 @@ from cascade.models.base import SequenceScorer
 from cascade.models.embeddings import attend, masked_mean, mlp
 
 
-class PreRanker(SequenceScorer):
+class MlpScorer(SequenceScorer):
+    """A scorer whose body is the MLP `self.mlp`; serving multiplies the user side's share of its
+    first layer once per user (`SequenceScorer.split_first_layer`)."""
+
+    mlp: nn.Sequential
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x)
+
+    def split_first_layer(self) -> tuple[nn.Linear, nn.Module]:
+        return self.mlp[0], self.mlp[1:]
+
+
+class PreRanker(MlpScorer):
     """COLD-style: a small MLP over cheap features; the behaviour sequence enters only as the mean
     of its embeddings (a user-side vector, computed once per request), so cost per candidate stays a
     few thousand MACs."""
@@ -24,14 +37,8 @@ class PreRanker(SequenceScorer):
     def pool(self, target: torch.Tensor, seq: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         return masked_mean(seq, ~pad)
 
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(x)
 
-    def split_first_layer(self) -> tuple[nn.Linear, nn.Module]:
-        return self.mlp[0], self.mlp[1:]
-
-
-class StudentRanker(SequenceScorer):
+class StudentRanker(MlpScorer):
     """The ranker Triton serves: distilled from the teacher, a fraction of its cost per item.
     Target attention at the cost of one dot product per behaviour."""
 
@@ -43,9 +50,3 @@ class StudentRanker(SequenceScorer):
 
     def pool(self, target: torch.Tensor, seq: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         return attend(torch.einsum("nd,nld->nl", target, seq) / seq.shape[-1] ** 0.5, seq, pad)
-
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(x)
-
-    def split_first_layer(self) -> tuple[nn.Linear, nn.Module]:
-        return self.mlp[0], self.mlp[1:]
