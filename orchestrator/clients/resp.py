@@ -58,6 +58,11 @@ def pack(commands: Sequence[Command]) -> bytes:
     return b"".join(out)
 
 
+def _refusal(replies: list[Any]) -> hiredis.ReplyError | None:
+    """The first error reply of a batch (hiredis hands them back as values, not raised)."""
+    return next((r for r in replies if isinstance(r, hiredis.ReplyError)), None)
+
+
 @dataclass(frozen=True)
 class Endpoint:
     host: str
@@ -132,7 +137,7 @@ class RespBatches:
         except TimeoutError as err:
             pending.cancel()  # keeps its place in the queue: its replies, when they come, are dropped
             raise BackendTimeout(f"redis: no answer within {self.timeout_s} s") from err
-        refused = next((r for r in replies if isinstance(r, hiredis.ReplyError)), None)
+        refused = _refusal(replies)
         if refused is not None:
             raise RuntimeError(f"redis refused a command: {refused}")
         return replies
@@ -166,7 +171,7 @@ class RespBatches:
             except TimeoutError as err:
                 connection.transport.close()
                 raise BackendTimeout(f"redis: no answer to AUTH/SELECT within {self.timeout_s} s") from err
-            refused = next((r for r in replies if isinstance(r, hiredis.ReplyError)), None)
+            refused = _refusal(replies)
             if refused is not None:
                 connection.transport.close()
                 raise BackendUnavailable(f"redis: {refused}")
