@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 
 from cascade.specs import USER_SIDE, feature_tensors
 
@@ -63,7 +64,8 @@ def encode_sample(sample: ServedSample) -> dict[str, bytes]:
     tensors: one row); the metadata's `ARRAYS` holds each field's dtype and shape.
 
     Raw bytes rather than one `np.save` per array: np.save's header and buffer handling cost
-    ~0.27 ms per answer on the event loop; `tobytes` is a copy.
+    ~0.27 ms per answer on the event loop; `tobytes` is a copy. The metadata goes through orjson
+    (json.dumps was 2.5 % of the orchestrator's event loop); it reads back with any JSON parser.
     """
     n = len(sample.item_ids)
     for name, tensor in sample.features.items():
@@ -78,7 +80,7 @@ def encode_sample(sample: ServedSample) -> dict[str, bytes]:
         "experiment": sample.experiment, "arm": sample.arm,
         ARRAYS: {key: _layout(array) for key, array in arrays.items()},
     }
-    return {META: json.dumps(meta).encode(), **{key: array.tobytes() for key, array in arrays.items()}}
+    return {META: orjson.dumps(meta, option=orjson.OPT_SERIALIZE_NUMPY), **{key: array.tobytes() for key, array in arrays.items()}}
 
 
 def decode_sample(fields: Mapping[bytes | str, bytes]) -> ServedSample:

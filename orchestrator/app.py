@@ -22,10 +22,10 @@ from orchestrator.resources import Resources
 from orchestrator.routes import admin, feedback, health, metrics, recommend
 
 
-async def sample_admission(metrics: FunnelMetrics, door: Admission, every_s: float = 1.0) -> None:
-    """Forever: the door's counts into the gauges other processes' /metrics read (multiprocess mode)."""
+async def publish_metrics(metrics: FunnelMetrics, door: Admission, every_s: float = 1.0) -> None:
+    """Forever, in multiprocess mode: this process's series where other processes' /metrics read them."""
     while True:
-        metrics.sample_admission(door)
+        metrics.publish(door)
         await asyncio.sleep(every_s)
 
 
@@ -52,13 +52,14 @@ def build_app(settings: Settings) -> FastAPI:
         app.state.metrics.set_active_versions(app.state.funnel.versions.active)
         tasks = [asyncio.create_task(app.state.funnel.follow_shared())]
         if multiprocess_mode():
-            tasks.append(asyncio.create_task(sample_admission(app.state.metrics, app.state.admission)))
+            tasks.append(asyncio.create_task(publish_metrics(app.state.metrics, app.state.admission)))
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
             if multiprocess_mode():
+                app.state.metrics.tally.flush()  # its last counts stay in the totals
                 multiprocess.mark_process_dead(os.getpid())  # its live gauges leave /metrics
             app.state.funnel = app.state.feedback = None
             await scorer.close()

