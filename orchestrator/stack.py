@@ -59,6 +59,9 @@ def up(settings: Settings) -> None:
         [settings.model_repository, settings.ensemble_repository], settings.run_dir, settings.triton_host,
         settings.triton_http_port, settings.triton_grpc_port, settings.triton_metrics_port,
     ))
+    # One BLAS thread: requests run concurrently already, and OpenBLAS's extra threads spin for more
+    # CPU than the exact ANN search's matrix-vector product they split (cascade.recall.exact).
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
     if settings.workers > 1:  # every process's metrics in one /metrics (orchestrator.metrics)
         metrics_dir = settings.run_dir / "prometheus"
         shutil.rmtree(metrics_dir, ignore_errors=True)
