@@ -12,9 +12,12 @@ preempted call would otherwise count another process's work.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one thread, as the orchestrator runs (before numpy loads)
 
 import numpy as np
 

@@ -24,6 +24,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one thread, as the orchestrator runs (before numpy loads)
+
 import numpy as np
 
 from cascade.artifacts import ArtifactPaths
