@@ -5,6 +5,7 @@ Plain formats only: .npz/.npy arrays, .onnx models, a FAISS index file and manif
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -71,6 +72,7 @@ class Manifest:
     calibration: dict = field(default_factory=dict)  # the INT8 calibration set: path, rows, sha256, tensors
     served: dict[str, str] = field(default_factory=dict)  # Triton model -> the ONNX file it serves
     item_to_item: dict = field(default_factory=dict)  # file, window, neighbours, items_with_neighbours, seconds
+    engines: dict[str, dict] = field(default_factory=dict)  # '<scorer>.<precision>' -> TensorRT engine (export.tensorrt)
     manifest_version: int = MANIFEST_VERSION
 
     def write(self, path: Path) -> None:
@@ -84,3 +86,12 @@ class Manifest:
         if data.get("manifest_version") != MANIFEST_VERSION:
             raise ValueError(f"{path}: manifest version {data.get('manifest_version')} != {MANIFEST_VERSION}; re-run the export")
         return Manifest(**data)
+
+
+def sha256_file(path: Path) -> str:
+    """The file's SHA-256, read in 1 MiB blocks (models and engines go into the manifest by it)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

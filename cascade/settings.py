@@ -45,6 +45,17 @@ class Settings(BaseSettings):
     model_repository: Path = Path("model_repository")
     ensemble_repository: Path = Path("ensemble")
     triton_profile: Literal["cpu", "gpu"] = "cpu"
+    gpu_scorer_backend: Literal["onnxruntime", "tensorrt", "python"] = Field(
+        "onnxruntime", description="how the gpu profile serves a scorer: onnxruntime_onnx on the CUDA execution provider "
+        "with the TensorRT accelerator; tensorrt_plan (engines from `python -m export.tensorrt --install`); or the "
+        "Python backend on torch CUDA (tritonservers without those backends, e.g. nvidia-pytriton's)",
+    )
+    gpu_precision: Literal["fp32", "fp16"] = Field(
+        "fp16", description="what the gpu profile's onnxruntime (TensorRT accelerator) and python scorers compute in",
+    )
+    gpu_max_rows: int = Field(
+        4096, ge=1, description="the gpu profile's scorers batch candidate rows: at most this many per execution",
+    )
     serve_precision: Literal["fp32", "int8"] = Field("fp32", description="which ONNX the CPU profile's scorers serve")
     max_batch_size: int = Field(64, ge=1)
     max_queue_delay_us: int = Field(100, ge=0, description="dynamic batching delay; for the fused CPU pipelines 0/100/500 us tie at 4-8 concurrent calls and 500 us adds ~0.5 ms p50 at 1 (perf/README.md)")

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from cascade.artifacts import ArtifactPaths, Manifest
+from cascade.artifacts import ArtifactPaths, Manifest, sha256_file
 from cascade.features import FeatureConfig, build_tables
 from cascade.history import latest_histories
 from cascade.schema import time_split
@@ -18,10 +18,10 @@ from export.datasets import load_dataset
 from export.faiss_index import build_index, item_embeddings, write_index
 from export.item_to_item import write_item_to_item
 from export.model_cost import onnx_cost
-from export.onnx_export import check_parity, export_onnx
+from export.onnx_export import check_parity, check_row_parity, export_onnx, export_row_graphs
 from export.quantize import quantize_all
-from export.repository import write_repositories
-from export.calibrate import calibration_features, sha256_file, write_calibration_set
+from export.repository import GpuScorers, write_repositories
+from export.calibrate import calibration_features, write_calibration_set
 from export.checkpoints import Checkpoints
 from export.distill import DistillWeights
 from export.train import RowFeatures, Schedule, train_all
@@ -84,6 +84,13 @@ def run_export(settings: Settings) -> Manifest:
         export_onnx(model, spec, sample, paths.onnx(name))
         parity[name] = check_parity(model, spec, sample, paths.onnx(name))
         print(f"onnx: {name} -> {paths.onnx(name)}, parity max abs diff {parity[name]:.2e}")
+    row_graphs = {}  # the GPU profile's: one row per candidate, as native backends take them
+    for name in ("prerank", "rank"):
+        model, spec = models[name]
+        row_graphs[name] = export_row_graphs(model, spec, sample, paths.onnx(name).parent)
+        parity[f"{name}.rows"] = check_row_parity(spec, sample, paths.onnx(name), row_graphs[name][0])
+        print(f"onnx: {name} rows -> {row_graphs[name][0].name} + {row_graphs[name][1].name}, "
+              f"parity with the request graph {parity[f'{name}.rows']:.2e}")
 
     calibration = calibration_features(tables, log, train_mask, settings.calibration_rows, settings.seed)
     calibration_entry = write_calibration_set(calibration, paths.calibration)
@@ -105,6 +112,7 @@ def run_export(settings: Settings) -> Manifest:
         {n: (models[n][1], served[n]) for n in ("prerank", "rank")},
         L, settings.max_batch_size, settings.max_queue_delay_us, settings.model_instances, MODEL_VERSION,
         profile=settings.triton_profile,
+        gpu=GpuScorers(settings.gpu_scorer_backend, settings.gpu_precision, settings.gpu_max_rows, row_graphs),
     )
     manifest = Manifest(
         dataset=dataset.name, n_users=dataset.n_users, n_items=dataset.n_items, n_categories=dataset.n_categories,

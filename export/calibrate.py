@@ -11,12 +11,11 @@ same rows hash differently: the hash identifies this file, not its content).
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
-from cascade.artifacts import ArtifactPaths, Manifest
+from cascade.artifacts import ArtifactPaths, Manifest, sha256_file
 from cascade.features import FeatureTables
 from cascade.schema import Interactions, time_split
 from cascade.settings import Settings
@@ -24,14 +23,6 @@ from cascade.specs import feature_tensors
 from export.train import RowFeatures
 
 DEFAULT_ROWS = 2048
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_features(features: dict[str, np.ndarray]) -> int:

@@ -12,7 +12,8 @@
    has Triton load the version through the model-control API, warms it, then points new requests at
    it; requests in flight finish on the old version. Without it, the command to do so is printed.
 
-The default ONNX is the export's own file for the scorer (e.g. a retrained artifacts/onnx/rank.onnx).
+The default ONNX is the export's own file for the scorer (e.g. a retrained artifacts/onnx/rank.onnx; on
+the gpu profile its row graph, artifacts/onnx/rank.rows.onnx, which only the onnxruntime backend publishes).
 """
 from __future__ import annotations
 
@@ -28,11 +29,11 @@ import numpy as np
 from cascade.artifacts import ArtifactPaths
 from cascade.features import as_rows
 from cascade.settings import Settings, SettingsError, load_settings
-from cascade.specs import ModelSpec, prerank_spec, rank_spec
+from cascade.specs import ModelSpec, prerank_spec, rank_spec, triton_scorer
 from cascade.triton.config import triton_dtype
 from cascade.triton.layout import SCORERS
 from export.calibrate import load_calibration_set
-from export.onnx_export import session
+from export.onnx_export import row_graph_path, session
 from export.repository import prune_versions, publish_version
 
 ORT_TYPES = {"tensor(int64)": np.int64, "tensor(float)": np.float32, "tensor(int32)": np.int32}
@@ -95,11 +96,13 @@ def activate(settings: Settings, scorer: str, version: int, timeout_s: float = 1
 
 def publish(settings: Settings, scorer: str, onnx_path: Path | None) -> int:
     paths = ArtifactPaths(settings.artifacts_dir)
-    onnx_path = onnx_path or paths.onnx(scorer)
+    gpu = settings.triton_profile == "gpu"  # the GPU profile serves row graphs: no user_row input
+    onnx_path = onnx_path or (row_graph_path(paths.onnx(scorer).parent, scorer) if gpu else paths.onnx(scorer))
     calibration = load_calibration_set(paths.calibration)
     if calibration["hist_item"].shape[1] != settings.history_len:
         raise ValueError(f"{paths.calibration} does not match CASCADE_HISTORY_LEN={settings.history_len}")
-    rows = check_scorer_onnx(onnx_path, SCORER_SPECS[scorer](settings.history_len), calibration)
+    spec = SCORER_SPECS[scorer](settings.history_len)
+    rows = check_scorer_onnx(onnx_path, triton_scorer(spec) if gpu else spec, calibration)
     version = publish_version(
         settings.model_repository, settings.ensemble_repository, scorer, onnx_path, settings.triton_profile
     )

@@ -47,7 +47,7 @@ from tqdm import tqdm
 from cascade.features import as_rows
 from cascade.metrics import kendall_tau
 from cascade.specs import USER_ROW
-from export.calibrate import sha256_file
+from cascade.artifacts import sha256_file
 from export.eval_scorers import PRECISIONS
 from export.onnx_export import session
 

@@ -11,7 +11,11 @@ built depends on the Triton profile (`Settings.triton_profile`):
   the pinned `<scorer>_pipeline_v<N>` go to the ensemble repository, like the GPU profile's. No
   ensemble, and no standalone feature_assembly or scorer model (see perf/README.md for why).
 - `gpu`: an ensemble in the ensemble repository, feature_assembly -> the scorer model, whose version
-  directories are the scorer's versions (every one present is served).
+  directories are the scorer's versions (every one present is served). feature_assembly (Python,
+  CPU) writes every feature on every candidate's row; the scorer batches rows on the GPU as
+  `Settings.gpu_scorer_backend` says: the row ONNX on onnxruntime_onnx (CUDA, TensorRT accelerator),
+  a TensorRT engine (tensorrt_plan, installed by `python -m export.tensorrt --install`), or the row
+  graph's torch program on the Python backend (`cascade.triton.torch_scorer_model`).
 
 Either way the model repository holds the scorers' versions and the ensemble repository the pinned
 pipelines the orchestrator calls. On `cpu` the ensemble repository also holds a two-stage model
@@ -26,31 +30,35 @@ models) next to the running ones; Triton loads them on the model-control API's l
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from cascade.specs import USER_SIDE, ModelSpec, feature_assembly_spec, triton_scorer
+from cascade.specs import ModelSpec, feature_assembly_spec, triton_scorer
 from cascade.triton.config import (
-    ensemble_config,
+    GpuScorerBackend,
     fused_pipeline_config,
+    gpu_scorer_config,
     parse,
     pin_ensemble,
-    python_model_config,
     render,
     renamed,
+    row_assembly_config,
+    row_ensemble_config,
     two_stage_config,
 )
 from cascade.triton.layout import (
     FEATURE_ASSEMBLY_ADAPTER,
     FUSED_ADAPTER,
-    ONNX_ADAPTER,
     ONNX_FILE,
     PINNED_PIPELINE_VERSION,
+    PROGRAM_FILE,
     PRERANK_ONNX_FILE,
     RANK_ONNX_FILE,
     SCORERS,
     TABLES_FILE,
+    TORCH_SCORER_ADAPTER,
     TWO_STAGE_ADAPTER,
     Profile,
     pipeline_name,
@@ -59,7 +67,27 @@ from cascade.triton.layout import (
 )
 
 KEEP = {"README.md"}
-PER_REQUEST = frozenset(USER_SIDE)  # user-side features travel once per request (cascade.triton.batching)
+
+
+@dataclass(frozen=True)
+class GpuScorers:
+    """What the gpu profile serves its scorers with (`cascade.triton.config.gpu_scorer_config`)."""
+
+    backend: GpuScorerBackend
+    precision: str
+    max_rows: int
+    row_graphs: dict[str, tuple[Path, Path]]  # scorer -> (row ONNX, row torch program), `export_row_graphs`
+
+    def files(self, scorer: str) -> tuple[str | None, dict[str, Path]]:
+        """The adapter (Python backend only) and the files of a scorer's version directory. A
+        TensorRT version directory starts empty: `python -m export.tensorrt --install` puts the
+        engine there."""
+        onnx, program = self.row_graphs[scorer]
+        if self.backend == "onnxruntime":
+            return None, {ONNX_FILE: onnx}
+        if self.backend == "python":
+            return TORCH_SCORER_ADAPTER, {PROGRAM_FILE: program}
+        return None, {}
 
 
 def clear_repository(root: Path) -> None:
@@ -69,15 +97,17 @@ def clear_repository(root: Path) -> None:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
-def _write_version(root: Path, name: str, adapter: str, files: dict[str, Path], version: int) -> None:
+def _write_version(root: Path, name: str, adapter: str | None, files: dict[str, Path], version: int) -> None:
+    """A version directory: `files`, and for a Python-backend model (`adapter`) its model.py."""
     version_dir = root / name / str(version)
     version_dir.mkdir(parents=True, exist_ok=True)
-    (version_dir / "model.py").write_text(f"from {adapter} import TritonPythonModel  # noqa: F401\n")
+    if adapter is not None:
+        (version_dir / "model.py").write_text(f"from {adapter} import TritonPythonModel  # noqa: F401\n")
     for target, source in files.items():
         shutil.copy2(source, version_dir / target)
 
 
-def _write_model(root: Path, name: str, config_text: str, adapter: str, files: dict[str, Path], version: int) -> None:
+def _write_model(root: Path, name: str, config_text: str, adapter: str | None, files: dict[str, Path], version: int) -> None:
     (root / name).mkdir(parents=True, exist_ok=True)
     (root / name / "config.pbtxt").write_text(config_text)
     _write_version(root, name, adapter, files, version)
@@ -120,9 +150,10 @@ def write_repositories(
     version: int = 1,
     *,
     profile: Profile,
+    gpu: GpuScorers | None = None,
 ) -> list[Path]:
     """Lay out every scorer's pipelines for `profile` (and, on `gpu`, feature_assembly and the
-    scorer models); return the config paths."""
+    scorer models, served as `gpu` says); return the config paths."""
     clear_repository(model_root)
     clear_repository(ensemble_root)
     batching = dict(max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us, instances=instances)
@@ -137,18 +168,18 @@ def write_repositories(
             onnx = (scorers["prerank"][1], scorers["rank"][1])
             _write_two_stage(ensemble_root, (version, version), onnx, tables_path, latest)
     else:
+        if gpu is None:
+            raise ValueError("the gpu profile needs its scorers' backend and row graphs (GpuScorers)")
         assembly = feature_assembly_spec(history_len)
         _write_model(
-            model_root, assembly.name, render(python_model_config(assembly, PER_REQUEST | set(assembly.input_names), **batching)),
+            model_root, assembly.name, render(row_assembly_config(assembly, instances)),
             FEATURE_ASSEMBLY_ADAPTER, {TABLES_FILE: tables_path}, version,
         )
-        for name, (onnx_spec, onnx_path) in scorers.items():
+        for name, (onnx_spec, _) in scorers.items():
             spec = triton_scorer(onnx_spec)
-            config = python_model_config(
-                spec, PER_REQUEST, **batching, parameters={"intra_op_threads": "1"}, all_versions=True
-            )
-            _write_model(model_root, name, render(config), ONNX_ADAPTER, {ONNX_FILE: onnx_path}, version)
-            latest = ensemble_config(pipeline_name(name), assembly, spec, max_batch_size)
+            config = gpu_scorer_config(spec, gpu.backend, gpu.max_rows, max_queue_delay_us, instances, gpu.precision)
+            _write_model(model_root, name, render(config), *gpu.files(name), version)
+            latest = row_ensemble_config(pipeline_name(name), assembly, spec)
             _write_ensemble(ensemble_root, render(latest), latest.name)
             pinned = pin_ensemble(latest, pipeline_name(name, version), name, version)
             _write_ensemble(ensemble_root, render(pinned), pinned.name)
@@ -179,9 +210,15 @@ def publish_version(model_root: Path, ensemble_root: Path, scorer: str, onnx_pat
         _write_model(ensemble_root, pinned.name, render(pinned), FUSED_ADAPTER, files, PINNED_PIPELINE_VERSION)
         _publish_two_stage(model_root, ensemble_root, scorer, version, onnx_path, files[TABLES_FILE], pinned)
     else:
+        platform = parse((folder / "config.pbtxt").read_text()).platform
+        if platform != "onnxruntime_onnx":
+            raise ValueError(
+                f"publishing on the gpu profile takes a row graph for onnxruntime_onnx; {scorer} is served by "
+                f"{platform or 'the python backend'}: re-export, or build its engine with `python -m export.tensorrt`"
+            )
         latest = parse((ensemble_root / pipeline_name(scorer) / "config.pbtxt").read_text())
         pinned = pin_ensemble(latest, pipeline_name(scorer, version), scorer, version)
-        _write_version(model_root, scorer, ONNX_ADAPTER, {ONNX_FILE: onnx_path}, version)
+        _write_version(model_root, scorer, None, {ONNX_FILE: onnx_path}, version)
         _write_ensemble(ensemble_root, render(pinned), pinned.name)
     return version
 

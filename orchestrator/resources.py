@@ -40,7 +40,7 @@ class Resources:
         tables = FeatureTables.load(paths.tables)
         history = np.load(paths.user_history, allow_pickle=False)
         embeddings = np.load(paths.item_embeddings, allow_pickle=False)
-        index = load_index(paths.faiss_index, nprobe=settings.faiss_nprobe)
+        index = load_index(paths.faiss_index, use_gpu=settings.triton_profile == "gpu", nprobe=settings.faiss_nprobe)
         checks = {
             "tables items": (tables.n_items, manifest.n_items),
             "tables users": (tables.n_users, manifest.n_users),

@@ -1,12 +1,15 @@
-"""The ANN recall channel: user tower (ONNX Runtime, in process) -> FAISS inner-product search.
+"""The ANN recall channel: user tower (ONNX Runtime, in process) -> inner-product search of the index.
 
-The FAISS index moves to the GPU when faiss was built with CUDA and a device is visible;
-faiss-cpu (and any machine without a GPU) keeps it on the CPU, where a flat index is searched by
+Where the index is searched (`load_index`): on the GPU by faiss when faiss was built with CUDA and a
+device is visible (flat and IVF; faiss has no GPU HNSW); else on the GPU by torch when torch sees
+CUDA (`cascade.recall.gpu`, exact search over the index's vectors); else on the CPU, a flat index by
 `cascade.recall.exact` (the same answers as faiss's k-heap for 0.2 instead of 0.32 ms a query at
 k = 1,000) and IVF or HNSW ones by faiss.
 """
 from __future__ import annotations
 
+import importlib.util
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +30,19 @@ def single_threaded_faiss() -> None:
     faiss.omp_set_num_threads(1)
 
 
-def load_index(path: Path, use_gpu: bool = True, nprobe: int | None = None):  # -> faiss.Index | ExactInnerProduct
-    """The index file, with `nprobe` lists probed per query where it is an IVF index."""
+def load_index(path: Path, use_gpu: bool = True, nprobe: int | None = None):  # -> faiss.Index | ExactInnerProduct | TorchExactInnerProduct
+    """The index file, searched by the first of these that applies (with `use_gpu` False, the last):
+
+    1. faiss on the GPU (faiss built with CUDA, a device visible), a flat or IVF index, IVF probing
+       `nprobe` lists. faiss cannot move HNSW to the GPU: an HNSW index logs a warning and goes on
+       down the list (the export should build IVF for a GPU).
+    2. `cascade.recall.gpu.TorchExactInnerProduct` on CUDA (torch installed and seeing a device):
+       exact search over the index's vectors whatever its kind, so IVF and HNSW answer exactly.
+    3. The CPU: `ExactInnerProduct` for a flat inner-product index, faiss for IVF (`nprobe`) and HNSW.
+
+    torch is imported for step 2 only: a process that passes use_gpu=False never loads it, and one
+    without torch installed goes on to step 3.
+    """
     import faiss
 
     single_threaded_faiss()
@@ -36,10 +50,22 @@ def load_index(path: Path, use_gpu: bool = True, nprobe: int | None = None):  # 
     if nprobe is not None and hasattr(index, "nprobe"):
         index.nprobe = nprobe  # copied along to a GPU index
     if use_gpu and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-        resources = faiss.StandardGpuResources()
-        index = faiss.index_cpu_to_gpu(resources, 0, index)
-        index.referenced_resources = resources  # keep the resources alive with the index
-        return index
+        if not isinstance(index, faiss.IndexHNSW):
+            resources = faiss.StandardGpuResources()
+            gpu_index = faiss.index_cpu_to_gpu(resources, 0, index)
+            gpu_index.referenced_resources = resources  # keep the resources alive with the index
+            return gpu_index
+        logging.getLogger(__name__).warning(
+            "%s is an HNSW index, which faiss cannot move to the GPU: it is searched exactly by torch on CUDA "
+            "where torch sees the device, else by faiss on the CPU. Export an IVF index for GPU serving.", path,
+        )
+    if use_gpu and importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            from cascade.recall.gpu import TorchExactInnerProduct
+
+            return TorchExactInnerProduct.of(index, "cuda")
     return ExactInnerProduct.of(index) or index  # a flat index on the CPU: the same answers, less CPU
 
 

@@ -12,6 +12,8 @@ them (see cascade.triton.batching).
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -111,19 +113,13 @@ def two_stage_config(
     return _per_request_python_config(spec, max_batch_size, max_queue_delay_us, instances, intra_op_threads)
 
 
-def ensemble_config(
-    name: str, assembly: ModelSpec, scorer: ModelSpec, max_batch_size: int, scorer_version: int = -1
-) -> mc.ModelConfig:
-    """feature_assembly -> scorer, exposing the raw request inputs and the scores.
-
-    `scorer_version` -1 follows the scorer's newest loaded version; a number calls that version only
-    (an ensemble's config holds for all its versions, so a pinned version needs an ensemble of its own).
-    """
+def _ensemble_steps(name: str, assembly: ModelSpec, scorer: ModelSpec, scorer_version: int) -> list[mc.ModelEnsembling.Step]:
+    """feature_assembly's outputs into the scorer's inputs, the scorer's output as `scores`."""
     assembly_outputs = set(assembly.output_names)
     missing = [n for n in scorer.input_names if n not in assembly_outputs]
     if missing:
         raise ValueError(f"{scorer.name} needs {missing}, which {assembly.name} does not produce")
-    steps = [
+    return [
         mc.ModelEnsembling.Step(
             model_name=assembly.name,
             model_version=-1,
@@ -137,13 +133,115 @@ def ensemble_config(
             output_map={scorer.output_names[0]: PIPELINE_OUTPUT.name},
         ),
     ]
+
+
+def ensemble_config(
+    name: str, assembly: ModelSpec, scorer: ModelSpec, max_batch_size: int, scorer_version: int = -1
+) -> mc.ModelConfig:
+    """feature_assembly -> scorer, exposing the raw request inputs and the scores.
+
+    `scorer_version` -1 follows the scorer's newest loaded version; a number calls that version only
+    (an ensemble's config holds for all its versions, so a pinned version needs an ensemble of its own).
+    """
     return mc.ModelConfig(
         name=name,
         platform="ensemble",
         max_batch_size=max_batch_size,
         input=[_input(t, False) for t in REQUEST_INPUTS],
         output=[_output(PIPELINE_OUTPUT, False)],
-        ensemble_scheduling=mc.ModelEnsembling(step=steps),
+        ensemble_scheduling=mc.ModelEnsembling(step=_ensemble_steps(name, assembly, scorer, scorer_version)),
+    )
+
+
+# --- the GPU profile: rows ------------------------------------------------------------------------
+# A native backend (TensorRT, ONNX Runtime) batches rows: one row per candidate, every feature on
+# every row. So feature assembly runs unbatched (max_batch_size 0: one request, its full shapes in and
+# [n, ...] out), and the scorer batches the rows of the requests it is handed (max_batch_size = the
+# most rows an execution takes), which the dynamic batcher concatenates. The ensemble joining them is
+# unbatched like the request. A scalar per row travels as [n, 1] and is reshaped to [n] for the graph.
+GpuScorerBackend = Literal["onnxruntime", "tensorrt", "python"]
+
+
+def _request_input(spec: TensorSpec) -> mc.ModelInput:
+    """A raw request tensor with its batch of one spelled out (an unbatched model's full shape)."""
+    return mc.ModelInput(name=spec.name, data_type=triton_dtype(spec.dtype), dims=[1, *spec.dims])
+
+
+def _row_tensor(kind: type[mc.ModelInput] | type[mc.ModelOutput], spec: TensorSpec):
+    """A feature as a batching model's input or output: its per-row dims; a scalar per row is [1],
+    reshaped to none for the graph."""
+    if spec.dims:
+        return kind(name=spec.name, data_type=triton_dtype(spec.dtype), dims=list(spec.dims))
+    return kind(name=spec.name, data_type=triton_dtype(spec.dtype), dims=[1], reshape=mc.ModelTensorReshape(shape=[]))
+
+
+def row_assembly_config(assembly: ModelSpec, instances: int) -> mc.ModelConfig:
+    """feature_assembly for native scorers: unbatched, CPU, every feature [n, ...] (user side repeated)."""
+    return mc.ModelConfig(
+        name=assembly.name,
+        backend="python",
+        max_batch_size=0,
+        input=[_request_input(t) for t in assembly.inputs],
+        output=[mc.ModelOutput(name=t.name, data_type=triton_dtype(t.dtype), dims=[-1, *(t.dims or (1,))]) for t in assembly.outputs],
+        instance_group=[mc.ModelInstanceGroup(count=instances, kind=mc.ModelInstanceGroup.KIND_CPU)],
+    )
+
+
+def gpu_scorer_config(
+    scorer: ModelSpec,
+    backend: GpuScorerBackend,
+    max_rows: int,
+    max_queue_delay_us: int,
+    instances: int,
+    precision: str = "fp16",
+    kind: int = mc.ModelInstanceGroup.KIND_GPU,
+) -> mc.ModelConfig:
+    """A scorer on the GPU, batching rows (`scorer`: its Triton inputs, `cascade.specs.triton_scorer`).
+
+    - `tensorrt`: `tensorrt_plan`, the engine `export.tensorrt` built (its own precision);
+    - `onnxruntime`: `onnxruntime_onnx` on the CUDA execution provider, with the TensorRT accelerator
+      at `precision` (it builds its engine at load);
+    - `python`: the Python backend on torch (`cascade.triton.torch_scorer_model`) at `precision`,
+      for tritonservers without those backends.
+    All versions present are served, as on the CPU profile. `kind` is KIND_GPU; tests render
+    KIND_CPU to run the Python scorer on a tritonserver without a GPU.
+    """
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
+    config = mc.ModelConfig(
+        name=scorer.name,
+        max_batch_size=max_rows,
+        input=[_row_tensor(mc.ModelInput, t) for t in scorer.inputs],
+        output=[_row_tensor(mc.ModelOutput, t) for t in scorer.outputs],
+        dynamic_batching=mc.ModelDynamicBatching(max_queue_delay_microseconds=max_queue_delay_us),
+        instance_group=[mc.ModelInstanceGroup(count=instances, kind=kind)],
+        version_policy=mc.ModelVersionPolicy(all=mc.ModelVersionPolicy.All()),
+    )
+    if backend == "tensorrt":
+        config.platform = "tensorrt_plan"
+    elif backend == "onnxruntime":
+        config.platform = "onnxruntime_onnx"
+        accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add()
+        accelerator.name = "tensorrt"
+        accelerator.parameters["precision_mode"] = precision.upper()
+        accelerator.parameters["max_workspace_size_bytes"] = str(1 << 30)
+    elif backend == "python":
+        config.backend = "python"
+        config.parameters["precision"].string_value = precision
+    else:
+        raise ValueError(f"unknown GPU scorer backend {backend!r}: onnxruntime, tensorrt or python")
+    return config
+
+
+def row_ensemble_config(name: str, assembly: ModelSpec, scorer: ModelSpec, scorer_version: int = -1) -> mc.ModelConfig:
+    """feature_assembly (rows) -> a GPU scorer, unbatched like the request: `scores` come back [n, 1]."""
+    return mc.ModelConfig(
+        name=name,
+        platform="ensemble",
+        max_batch_size=0,
+        input=[_request_input(t) for t in REQUEST_INPUTS],
+        output=[mc.ModelOutput(name=PIPELINE_OUTPUT.name, data_type=triton_dtype(PIPELINE_OUTPUT.dtype), dims=[-1, 1])],
+        ensemble_scheduling=mc.ModelEnsembling(step=_ensemble_steps(name, assembly, scorer, scorer_version)),
     )
 
 

@@ -1,5 +1,10 @@
-"""Python-backend adapter for `feature_assembly`: raw ids in, model tensors out (the GPU profile's
-first ensemble step).
+"""Python-backend adapter for `feature_assembly`: raw ids in, model tensors out (the first step of
+the GPU profile's ensembles).
+
+Unbatched (`cascade.triton.config.row_assembly_config`): each request is one user's candidates, and
+its answer every feature on every candidate's row, a scalar per row as [n, 1]
+(`cascade.triton.batching.feature_rows`, over `cascade.features`, the code training uses), which
+the native GPU scorers batch as rows.
 
 Runs only inside Triton's Python stub (triton_python_backend_utils exists there alone).
 """
@@ -7,10 +12,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from cascade.features import FeatureTables, assemble_request_sides
+from cascade.features import FeatureTables
 from cascade.specs import REQUEST_INPUTS
 from cascade.triton.adapter import model_config, parse_each, response, version_dir
-from cascade.triton.batching import parse_feature_request, split_sides
+from cascade.triton.batching import feature_rows, parse_feature_request
 from cascade.triton.layout import TABLES_FILE
 
 
@@ -21,11 +26,7 @@ class TritonPythonModel:
 
     def execute(self, requests: list) -> list:
         parsed, responses = parse_each(requests, [t.name for t in REQUEST_INPUTS], partial(parse_feature_request, self.tables))
-        if parsed:
-            wanted = {i: set(requests[i].requested_output_names()) or set(self.output_names) for i in parsed}
-            users, items, counts = assemble_request_sides(
-                self.tables, [r.as_tuple() for r in parsed.values()], frozenset().union(*wanted.values())
-            )
-            for i, out in zip(parsed, split_sides(users, items, counts)):
-                responses[i] = response({n: t for n, t in out.items() if n in wanted[i]})
+        for i, request in parsed.items():
+            wanted = frozenset(requests[i].requested_output_names()) or frozenset(self.output_names)
+            responses[i] = response(feature_rows(self.tables, request, wanted))
         return responses

@@ -7,7 +7,9 @@ from typing import Literal
 TABLES_FILE = "tables.npz"
 ONNX_FILE = "model.onnx"
 FEATURE_ASSEMBLY_ADAPTER = "cascade.triton.feature_assembly_model"
-ONNX_ADAPTER = "cascade.triton.onnx_model"
+TORCH_SCORER_ADAPTER = "cascade.triton.torch_scorer_model"
+PROGRAM_FILE = "model.pt2"  # the GPU profile's Python scorer: a torch.export program of the row graph
+PLAN_FILE = "model.plan"  # the GPU profile's TensorRT engine (`python -m export.tensorrt --install`)
 FUSED_ADAPTER = "cascade.triton.fused_model"
 TWO_STAGE_ADAPTER = "cascade.triton.two_stage_model"
 PRERANK_ONNX_FILE = "prerank.onnx"  # the two-stage model holds both scorers
@@ -19,7 +21,8 @@ SCORERS = ("prerank", "rank")  # the served scorers; each has pipelines (raw req
 
 Profile = Literal["cpu", "gpu"]
 """`cpu`: each pipeline is one fused Python-backend model (feature assembly + ONNX Runtime).
-`gpu`: each pipeline is an ensemble, feature_assembly -> the scorer (a native backend's model)."""
+`gpu`: each pipeline is an ensemble, feature_assembly (rows) -> the scorer on the GPU (TensorRT, ONNX
+Runtime on CUDA, or the Python backend on torch CUDA: `Settings.gpu_scorer_backend`)."""
 
 
 def pipeline_name(scorer: str, version: int | None = None) -> str:

@@ -31,6 +31,53 @@ def test_faiss_index_moves_to_gpu_and_agrees_with_cpu(tmp_path) -> None:
     assert np.mean([len(set(g) & set(c)) / 20 for g, c in zip(gpu_ids, cpu_ids)]) > 0.95
 
 
+def _cuda_torch_index(items: np.ndarray):  # -> cascade.recall.gpu.TorchExactInnerProduct
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    from cascade.recall.gpu import TorchExactInnerProduct
+
+    return TorchExactInnerProduct(items, "cuda")
+
+
+def test_torch_exact_recall_on_cuda_agrees_with_faiss_flat(tmp_path) -> None:
+    import faiss
+
+    from cascade.recall.ann import load_index
+    from cascade.recall.gpu import TorchExactInnerProduct
+    from export.faiss_index import build_index, write_index
+
+    rng = np.random.default_rng(0)
+    items, queries = rng.normal(size=(20_000, 32)).astype(np.float32), rng.normal(size=(100, 32)).astype(np.float32)
+    index = _cuda_torch_index(items)
+    flat = faiss.IndexFlatIP(32)
+    flat.add(items)
+    _, expected = flat.search(queries, 100)
+    scores, ids = index.search(queries, 100)
+    assert np.mean([len(set(a) & set(b)) / 100 for a, b in zip(ids, expected)]) >= 0.99
+    lone_scores, lone_ids = index.search(queries[5:6], 100)  # a query's bits in any batch, as on the CPU
+    assert np.array_equal(lone_ids[0], ids[5]) and np.array_equal(lone_scores[0], scores[5])
+    if not hasattr(faiss, "StandardGpuResources"):  # faiss-cpu: load_index picks torch on CUDA
+        write_index(build_index(items, kind="flat"), tmp_path / "items.faiss")
+        assert isinstance(load_index(tmp_path / "items.faiss"), TorchExactInnerProduct)
+
+
+def test_torch_exact_recall_on_cuda_under_concurrent_searches() -> None:
+    """8 threads x 50 searches (a thread's own CUDA stream each) get the single-threaded answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(1)
+    items, queries = rng.normal(size=(200_000, 32)).astype(np.float32), rng.normal(size=(64, 32)).astype(np.float32)
+    index = _cuda_torch_index(items)
+    batches = [queries[i % 48 : i % 48 + (1, 3, 16, 17)[i % 4]] for i in range(50)]
+    expected = [index.search(batch, 1_000) for batch in batches]
+    order = [(i * 7 + t * 11) % len(batches) for t in range(8) for i in range(50)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda j: index.search(batches[j], 1_000), order))
+    for j, (scores, ids) in zip(order, answers):
+        assert np.array_equal(ids, expected[j][1]) and np.array_equal(scores, expected[j][0]), j
+
+
 def test_onnxruntime_cuda_runs_a_scorer(tmp_path) -> None:
     if not _cuda_providers():
         pytest.skip("onnxruntime has no CUDAExecutionProvider here")

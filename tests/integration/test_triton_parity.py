@@ -150,7 +150,7 @@ def test_served_rank_is_the_distilled_student_and_scores_as_evaluated(exported: 
     as the offline evaluation does."""
     from cascade.artifacts import Manifest
     from cascade.schema import time_split
-    from export.calibrate import sha256_file
+    from cascade.artifacts import sha256_file
     from export.datasets import load_dataset
     from export.eval_scorers import OnnxModel
     from export.train import RowFeatures

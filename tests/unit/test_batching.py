@@ -1,19 +1,12 @@
-"""Request validation and candidate concat/split used by the Python-backend adapters."""
+"""Request validation in the Python-backend adapters, and the GPU profile's rows between feature
+assembly and the torch scorer."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cascade.features import FeatureTables, assemble_request_feed, assemble_request_sides, assemble_requests
-from cascade.specs import USER_SIDE
-from cascade.triton.batching import (
-    FeatureRequest,
-    check_candidate_shapes,
-    concat_candidates,
-    parse_feature_request,
-    split_candidates,
-    split_sides,
-)
+from cascade.features import FeatureTables, assemble_requests
+from cascade.triton.batching import FeatureRequest, check_rows, concat_rows, feature_rows, parse_feature_request
 
 TS = 1_700_000_000
 
@@ -92,87 +85,30 @@ def test_assembly_also_rejects_history_ids_below_padding(tiny_tables: FeatureTab
         assemble_requests(tiny_tables, requests)
 
 
-def candidates(n: int, seed: int) -> dict[str, np.ndarray]:
-    """One scorer request: per-candidate item tensors [1, n, ...], a per-request user tensor [1, 3]."""
-    rng = np.random.default_rng(seed)
-    return {
-        "item_id": rng.integers(1, 100, size=(1, n)),
-        "item_num": rng.normal(size=(1, n, 2)).astype(np.float32),
-        "user_cat": rng.integers(1, 100, size=(1, 3)),
-    }
-
-
-PER_CANDIDATE, PER_REQUEST = ["item_id", "item_num"], ["user_cat"]
-
-
-def test_check_candidate_shapes_accepts_one_candidate_count() -> None:
-    check_candidate_shapes(candidates(4, 0), PER_CANDIDATE, PER_REQUEST)
-    check_candidate_shapes(candidates(0, 0), PER_CANDIDATE, PER_REQUEST)
-    check_candidate_shapes({**candidates(4, 0), "extra": np.zeros(7)}, PER_CANDIDATE, PER_REQUEST)  # unread: ignored
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"user_cat": None}, "missing input 'user_cat'"),
-        ({"item_id": np.zeros(4)}, r"input 'item_id' must have shape \[1, n, ...\], got \[4\]"),
-        ({"item_num": np.zeros((2, 4, 2))}, r"input 'item_num' must have shape \[1, n, ...\], got \[2, 4, 2\]"),
-        ({"item_num": np.zeros((1, 5, 2))}, r"inputs disagree on the candidate count: \[4, 5\]"),
-        ({"user_cat": np.zeros((4, 3))}, r"input 'user_cat' must have shape \[1, ...\] \(one per request\), got \[4, 3\]"),
-    ],
-)
-def test_check_candidate_shapes_rejects(change: dict, message: str) -> None:
-    tensors = {k: v for k, v in {**candidates(4, 0), **change}.items() if v is not None}
-    with pytest.raises(ValueError, match=message):
-        check_candidate_shapes(tensors, PER_CANDIDATE, PER_REQUEST)
-
-
-def test_concat_keeps_the_user_side_once_per_request_and_split_restores_candidates() -> None:
-    requests = [candidates(2, 1), candidates(0, 2), candidates(5, 3)]
-    batch, counts = concat_candidates(requests, PER_CANDIDATE, PER_REQUEST)
-    assert counts == [2, 0, 5]
-    assert batch["item_id"].shape == (7,)
-    assert batch["item_num"].shape == (7, 2) and batch["item_num"].dtype == np.float32
-    assert batch["user_cat"].shape == (3, 3)  # each request's one row
-    assert batch["user_row"].tolist() == [0, 0, 2, 2, 2, 2, 2]  # each candidate's request
-    for i, request in enumerate(requests):
-        np.testing.assert_array_equal(batch["user_cat"][i : i + 1], request["user_cat"])
-
-    back = split_candidates({n: batch[n] for n in PER_CANDIDATE}, counts)
-    assert len(back) == 3
-    for original, restored in zip(requests, back):
-        assert set(restored) == set(PER_CANDIDATE)
-        for name in PER_CANDIDATE:
-            assert restored[name].shape == original[name].shape, name
-            assert restored[name].dtype == original[name].dtype, name
-            np.testing.assert_array_equal(restored[name], original[name])
-
-
-def test_split_candidates_of_scores_by_counts() -> None:
-    scores = np.arange(7, dtype=np.float32)
-    back = split_candidates({"score": scores}, [2, 0, 5])
-    assert [b["score"].tolist() for b in back] == [[[0.0, 1.0]], [[]], [[2.0, 3.0, 4.0, 5.0, 6.0]]]
-
-
-def test_assembly_to_scorer_hand_over_equals_each_request_assembled_alone(tiny_tables: FeatureTables) -> None:
-    """feature_assembly_model.execute (assemble the sides once, split per request), then the scorer's
-    concat: what `assemble_request_feed` gives, and broadcast by `user_row`, the rows
-    `assemble_requests` gives each request alone."""
+def test_rows_hand_over_equals_each_request_assembled_alone(tiny_tables: FeatureTables) -> None:
+    """The GPU profile: feature_assembly (rows) answers each request with every feature on every
+    row, a scalar per row as [n, 1]; the torch scorer concatenates the requests' rows; each request's
+    rows are what `assemble_requests` gives it alone."""
     raws = [raw(0, (1, 2), (0,)), raw(5, (), (3, 1)), raw(1, (0, 1, 2, 3, 3), (2, 1, 0, 3), TS + 60)]
     parsed = [parse_feature_request(tiny_tables, r) for r in raws]
-    as_tuples = [(p.user_id, p.item_ids, p.history, p.timestamp) for p in parsed]
-    users, items, counts = assemble_request_sides(tiny_tables, as_tuples)
+    answers = [feature_rows(tiny_tables, p) for p in parsed]
+    for answer, p in zip(answers, parsed):
+        assert all(t.ndim == 2 and len(t) == len(p.item_ids) for t in answer.values())
+    names = sorted(answers[0])
+    scalar = {n for n in names if answers[0][n].shape[1] == 1 and n in ("item_id", "item_cat")}
+    batch, counts = concat_rows([check_rows(a, names) for a in answers], names, scalar)
     assert counts == [2, 0, 5]
-    handed_over = split_sides(users, items, counts)
-    for name in USER_SIDE:
-        assert all(sent[name].shape[0] == 1 for sent in handed_over), name  # one row per request
-    batch, _ = concat_candidates(handed_over, list(items), list(users))
-    feed, _ = assemble_request_feed(tiny_tables, as_tuples)
-    assert sorted(batch) == sorted(feed)
-    for name, tensor in feed.items():
-        np.testing.assert_array_equal(batch[name], tensor, err_msg=name)
-    broadcast = {n: t[batch["user_row"]] if n in USER_SIDE else t for n, t in batch.items() if n != "user_row"}
-    for one, rows in zip(as_tuples, split_candidates(broadcast, counts)):
-        alone, _ = assemble_requests(tiny_tables, [one])
-        for name, tensor in alone.items():
-            np.testing.assert_array_equal(rows[name][0], tensor, err_msg=name)
+    bounds = np.cumsum([0, *counts])
+    for (lo, hi), p in zip(zip(bounds[:-1], bounds[1:]), parsed):
+        alone, _ = assemble_requests(tiny_tables, [p.as_tuple()])
+        for name in names:
+            np.testing.assert_array_equal(batch[name][lo:hi].reshape(alone[name].shape), alone[name], err_msg=name)
+
+
+def test_check_rows_names_a_missing_input_and_disagreeing_counts() -> None:
+    good = {"item_id": np.zeros((3, 1)), "user_cat": np.zeros((3, 3))}
+    assert check_rows(good, ["item_id", "user_cat"]) is good
+    with pytest.raises(ValueError, match="missing input 'ctx'"):
+        check_rows(good, ["item_id", "ctx"])
+    with pytest.raises(ValueError, match="different row counts"):
+        check_rows({**good, "user_cat": np.zeros((2, 3))}, ["item_id", "user_cat"])

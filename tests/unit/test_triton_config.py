@@ -1,5 +1,6 @@
 """write_repositories -> config.pbtxt files parsed back, for both Triton profiles: batching, adapters,
-fused pipelines (cpu), ensemble wiring (gpu), dtypes; publishing and pruning versions in each layout."""
+fused pipelines (cpu); KIND_GPU scorers on each GPU backend, rows and ensemble wiring (gpu); dtypes;
+publishing and pruning versions in each layout."""
 from __future__ import annotations
 
 import importlib.util
@@ -15,7 +16,6 @@ from cascade.specs import (
     REQUEST_INPUTS,
     TWO_STAGE_INPUTS,
     TWO_STAGE_OUTPUTS,
-    USER_SIDE,
     ModelSpec,
     TensorSpec,
     feature_assembly_spec,
@@ -23,28 +23,30 @@ from cascade.specs import (
     rank_spec,
     triton_scorer,
 )
-from cascade.triton.config import ensemble_config, parse, render, triton_dtype
+from cascade.triton.config import GpuScorerBackend, gpu_scorer_config, parse, render, row_ensemble_config, triton_dtype
 from cascade.triton.layout import (
     FEATURE_ASSEMBLY_ADAPTER,
     FUSED_ADAPTER,
-    ONNX_ADAPTER,
     ONNX_FILE,
     PRERANK_ONNX_FILE,
+    PROGRAM_FILE,
     RANK_ONNX_FILE,
     TABLES_FILE,
+    TORCH_SCORER_ADAPTER,
     TWO_STAGE_ADAPTER,
     Profile,
 )
 from cascade.triton.layout import pipeline_name
-from export.repository import prune_versions, publish_version, scorer_versions, write_repositories
+from export.repository import GpuScorers, prune_versions, publish_version, scorer_versions, write_repositories
 
 L = 3
 MAX_BATCH = 8
+MAX_ROWS = 512
 QUEUE_US = 300
 INSTANCES = 2
-# The scorers as Triton serves them: no user_row (their adapter derives it from the request boundaries).
+# The scorers as Triton serves them: no user_row.
 SPECS = {"feature_assembly": feature_assembly_spec(L), "prerank": triton_scorer(prerank_spec(L)), "rank": triton_scorer(rank_spec(L))}
-ADAPTERS = {"feature_assembly": FEATURE_ASSEMBLY_ADAPTER, "prerank": ONNX_ADAPTER, "rank": ONNX_ADAPTER}
+KIND_GPU, KIND_CPU = mc.ModelInstanceGroup.KIND_GPU, mc.ModelInstanceGroup.KIND_CPU
 
 
 @dataclass
@@ -55,9 +57,12 @@ class Repo:
     configs: dict[str, mc.ModelConfig]
 
 
-def write(tables_path: Path, tmp_path: Path, profile: Profile) -> Repo:
+def write(tables_path: Path, tmp_path: Path, profile: Profile, backend: GpuScorerBackend = "onnxruntime") -> Repo:
     onnx = tmp_path / "dummy.onnx"
     onnx.write_bytes(b"not a real model")
+    row_onnx, program = tmp_path / "dummy.rows.onnx", tmp_path / "dummy.rows.pt2"
+    row_onnx.write_bytes(b"a row graph")
+    program.write_bytes(b"a torch program")
     model_root, ensemble_root = tmp_path / profile / "models", tmp_path / profile / "ensembles"
     written = write_repositories(
         model_root,
@@ -69,6 +74,7 @@ def write(tables_path: Path, tmp_path: Path, profile: Profile) -> Repo:
         max_queue_delay_us=QUEUE_US,
         instances=INSTANCES,
         profile=profile,
+        gpu=GpuScorers(backend, "fp16", MAX_ROWS, {s: (row_onnx, program) for s in ("prerank", "rank")}),
     )
     configs = {p.parent.name: parse(p.read_text()) for p in written}
     return Repo(model_root, ensemble_root, written, configs)
@@ -76,7 +82,7 @@ def write(tables_path: Path, tmp_path: Path, profile: Profile) -> Repo:
 
 @pytest.fixture
 def repo(tiny_tables_path: Path, tmp_path: Path) -> Repo:
-    """The GPU profile's layout: feature_assembly, the scorers, and ensembles calling them."""
+    """The GPU profile's layout: feature_assembly (rows), the scorers on the GPU, ensembles calling them."""
     return write(tiny_tables_path, tmp_path, "gpu")
 
 
@@ -88,6 +94,16 @@ def cpu(tiny_tables_path: Path, tmp_path: Path) -> Repo:
 
 def by_name(entries) -> dict:
     return {e.name: e for e in entries}
+
+
+def check_tensor(entry, spec: TensorSpec, per_candidate: bool) -> None:
+    assert entry.data_type == triton_dtype(spec.dtype), spec.name
+    assert list(entry.dims) == ([-1, *spec.dims] if per_candidate else list(spec.dims)), spec.name
+
+
+def full_dims(entry, max_batch_size: int) -> list[int]:
+    """What Triton sees of a tensor: its dims with the batch dimension in front where the model batches."""
+    return ([-1] if max_batch_size > 0 else []) + list(entry.dims)
 
 
 def test_the_expected_models_and_ensembles_are_written(repo: Repo) -> None:
@@ -103,61 +119,89 @@ def test_the_expected_models_and_ensembles_are_written(repo: Repo) -> None:
         assert (repo.ensemble_root / pipeline / "1").is_dir()
 
 
-@pytest.mark.parametrize("profile", ["cpu", "gpu"])
-def test_every_model_batches_dynamically_with_an_instance_group(request: pytest.FixtureRequest, profile: str) -> None:
-    repo = request.getfixturevalue({"cpu": "cpu", "gpu": "repo"}[profile])
-    for name, config in repo.configs.items():
+def test_cpu_models_batch_dynamically_with_a_cpu_instance_group(cpu: Repo) -> None:
+    for name, config in cpu.configs.items():
         assert config.max_batch_size == MAX_BATCH, name
-        if config.platform == "ensemble":
-            continue  # ensembles are scheduled by their steps
         assert config.HasField("dynamic_batching"), name
         assert list(config.dynamic_batching.preferred_batch_size) == [MAX_BATCH // 4, MAX_BATCH], name
         assert config.dynamic_batching.max_queue_delay_microseconds == QUEUE_US, name
-        assert [(g.count, g.kind) for g in config.instance_group] == [(INSTANCES, mc.ModelInstanceGroup.KIND_CPU)]
+        assert [(g.count, g.kind) for g in config.instance_group] == [(INSTANCES, KIND_CPU)]
 
 
-def test_python_models_reexport_the_layout_adapters_and_carry_their_files(repo: Repo) -> None:
-    for name, adapter in ADAPTERS.items():
-        assert repo.configs[name].backend == "python"
-        version_dir = repo.model_root / name / "1"
-        lines = (version_dir / "model.py").read_text().splitlines()
-        assert lines == [f"from {adapter} import TritonPythonModel  # noqa: F401"]
-        # The adapter module exists (find_spec does not run it: it needs Triton's stub).
-        assert importlib.util.find_spec(adapter) is not None
-    assert (repo.model_root / "feature_assembly" / "1" / TABLES_FILE).is_file()
+def test_gpu_scorers_batch_rows_on_kind_gpu_and_feature_assembly_runs_unbatched_on_the_cpu(repo: Repo) -> None:
     for scorer in ("prerank", "rank"):
-        assert (repo.model_root / scorer / "1" / ONNX_FILE).read_bytes() == b"not a real model"
-        assert repo.configs[scorer].parameters["intra_op_threads"].string_value == "1"
+        config = repo.configs[scorer]
+        assert config.max_batch_size == MAX_ROWS
+        assert config.dynamic_batching.max_queue_delay_microseconds == QUEUE_US
+        assert [(g.count, g.kind) for g in config.instance_group] == [(INSTANCES, KIND_GPU)]
+        assert config.version_policy.HasField("all")
+    assembly = repo.configs["feature_assembly"]
+    assert assembly.backend == "python" and assembly.max_batch_size == 0 and not assembly.HasField("dynamic_batching")
+    assert [(g.count, g.kind) for g in assembly.instance_group] == [(INSTANCES, KIND_CPU)]
+    for pipeline in ("prerank_pipeline", "rank_pipeline_v1"):
+        assert repo.configs[pipeline].platform == "ensemble" and repo.configs[pipeline].max_batch_size == 0
 
 
-def check_tensor(entry, spec: TensorSpec, per_candidate: bool) -> None:
-    assert entry.data_type == triton_dtype(spec.dtype), spec.name
-    assert list(entry.dims) == ([-1, *spec.dims] if per_candidate else list(spec.dims)), spec.name
+@pytest.mark.parametrize(
+    ("backend", "platform", "files"),
+    [
+        ("onnxruntime", "onnxruntime_onnx", {ONNX_FILE: b"a row graph"}),
+        ("tensorrt", "tensorrt_plan", {}),  # the engine builder installs model.plan
+        ("python", "", {PROGRAM_FILE: b"a torch program"}),
+    ],
+)
+def test_each_gpu_backend_gets_its_platform_and_version_files(
+    backend: GpuScorerBackend, platform: str, files: dict, tiny_tables_path: Path, tmp_path: Path
+) -> None:
+    r = write(tiny_tables_path, tmp_path, "gpu", backend)
+    for scorer in ("prerank", "rank"):
+        config = r.configs[scorer]
+        assert config.platform == platform and config.backend == ("python" if backend == "python" else "")
+        assert [g.kind for g in config.instance_group] == [KIND_GPU]
+        version_dir = r.model_root / scorer / "1"
+        got = {p.name: p.read_bytes() for p in version_dir.iterdir() if p.name != "model.py"}
+        assert got == files
+        has_adapter = (version_dir / "model.py").exists()
+        assert has_adapter == (backend == "python")
+        if has_adapter:
+            assert (version_dir / "model.py").read_text().splitlines() == [
+                f"from {TORCH_SCORER_ADAPTER} import TritonPythonModel  # noqa: F401"
+            ]
+            assert config.parameters["precision"].string_value == "fp16"
+        if backend == "onnxruntime":
+            (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
+            assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
+    assert importlib.util.find_spec(TORCH_SCORER_ADAPTER) is not None
+    assert (r.model_root / "feature_assembly" / "1" / "model.py").read_text().splitlines() == [
+        f"from {FEATURE_ASSEMBLY_ADAPTER} import TritonPythonModel  # noqa: F401"
+    ]
+    assert (r.model_root / "feature_assembly" / "1" / TABLES_FILE).is_file()
 
 
-def test_python_model_tensors_follow_the_specs(repo: Repo) -> None:
-    for name, spec in SPECS.items():
-        config = repo.configs[name]
-        inputs, outputs = by_name(config.input), by_name(config.output)
-        assert list(inputs) == spec.input_names
-        assert list(outputs) == spec.output_names
-        # feature_assembly takes the raw request (one user); user-side features travel once per
-        # request, everything else (item side, scores) once per candidate.
-        for t in spec.inputs:
-            check_tensor(inputs[t.name], t, per_candidate=name != "feature_assembly" and t.name not in USER_SIDE)
-        for t in spec.outputs:
-            check_tensor(outputs[t.name], t, per_candidate=t.name not in USER_SIDE)
+def test_gpu_scorer_config_refuses_an_unknown_backend_or_precision() -> None:
+    with pytest.raises(ValueError, match="unknown GPU scorer backend 'tflite'"):
+        gpu_scorer_config(SPECS["rank"], "tflite", MAX_ROWS, QUEUE_US, 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="precision must be fp32 or fp16"):
+        gpu_scorer_config(SPECS["rank"], "onnxruntime", MAX_ROWS, QUEUE_US, 1, precision="int4")
 
 
-@pytest.mark.parametrize("profile", ["cpu", "gpu"])
-def test_variable_dims_allow_ragged_batches(request: pytest.FixtureRequest, profile: str) -> None:
-    repo = request.getfixturevalue({"cpu": "cpu", "gpu": "repo"}[profile])
-    seen = 0
-    for name, config in repo.configs.items():
-        for entry in config.input:
-            assert entry.allow_ragged_batch == (-1 in entry.dims), (name, entry.name)
-            seen += -1 in entry.dims
-    assert seen > 0
+def test_gpu_tensors_follow_the_specs_one_row_per_candidate(repo: Repo) -> None:
+    """feature_assembly: the raw request (its batch of one spelled out) in, every feature [n, ...]
+    out (a scalar per row as [n, 1]); a scorer: per-row dims, a scalar per row reshaped to none."""
+    assembly = repo.configs["feature_assembly"]
+    for t, entry in zip(SPECS["feature_assembly"].inputs, assembly.input):
+        assert (entry.name, entry.data_type, list(entry.dims)) == (t.name, triton_dtype(t.dtype), [1, *t.dims])
+    for t, entry in zip(SPECS["feature_assembly"].outputs, assembly.output):
+        assert (entry.name, entry.data_type, list(entry.dims)) == (t.name, triton_dtype(t.dtype), [-1, *(t.dims or (1,))])
+    for scorer in ("prerank", "rank"):
+        config = repo.configs[scorer]
+        assert [e.name for e in config.input] == SPECS[scorer].input_names
+        for t, entry in zip(SPECS[scorer].inputs, config.input):
+            assert entry.data_type == triton_dtype(t.dtype) and not entry.allow_ragged_batch
+            assert list(entry.dims) == (list(t.dims) or [1]), t.name
+            assert entry.HasField("reshape") == (t.dims == ()) and list(entry.reshape.shape) == []
+        (score,) = config.output
+        assert (score.name, list(score.dims), score.HasField("reshape")) == ("score", [1], True)
 
 
 @pytest.mark.parametrize("version", [None, 1])
@@ -168,27 +212,28 @@ def test_ensemble_wiring(repo: Repo, scorer: str, version: int | None) -> None:
     ens_inputs, ens_outputs = by_name(config.input), by_name(config.output)
     assert list(ens_inputs) == [t.name for t in REQUEST_INPUTS]
     for t in REQUEST_INPUTS:
-        check_tensor(ens_inputs[t.name], t, per_candidate=False)
+        assert list(ens_inputs[t.name].dims) == [1, *t.dims] and ens_inputs[t.name].data_type == triton_dtype(t.dtype)
     assert list(ens_outputs) == [PIPELINE_OUTPUT.name]
-    check_tensor(ens_outputs[PIPELINE_OUTPUT.name], PIPELINE_OUTPUT, per_candidate=False)
 
     steps = config.ensemble_scheduling.step
     assert [s.model_name for s in steps] == ["feature_assembly", scorer]
-    available = {name: entry.data_type for name, entry in ens_inputs.items()}  # ensemble tensor -> dtype
+    # ensemble tensor -> (dtype, the full shape Triton sees): every hand-over must agree on both
+    available = {name: (e.data_type, full_dims(e, config.max_batch_size)) for name, e in ens_inputs.items()}
     for step in steps:
         model = repo.configs[step.model_name]  # the step's model is in the written repository
         model_inputs, model_outputs = by_name(model.input), by_name(model.output)
-        assert set(step.input_map) <= set(model_inputs)
         assert set(step.input_map) == set(model_inputs), "every model input must be fed"
         assert set(step.output_map) <= set(model_outputs)
         for model_input, tensor in step.input_map.items():
             assert tensor in available, f"{step.model_name} reads {tensor}, produced by no earlier step"
-            assert available[tensor] == model_inputs[model_input].data_type, tensor
+            entry = model_inputs[model_input]
+            assert available[tensor] == (entry.data_type, full_dims(entry, model.max_batch_size)), tensor
         for model_output, tensor in step.output_map.items():
             assert tensor not in available, f"{tensor} produced twice"
-            available[tensor] = model_outputs[model_output].data_type
+            entry = model_outputs[model_output]
+            available[tensor] = (entry.data_type, full_dims(entry, model.max_batch_size))
     for name, entry in ens_outputs.items():
-        assert available.get(name) == entry.data_type, name
+        assert available.get(name) == (entry.data_type, full_dims(entry, config.max_batch_size)), name
     # The internal tensors are exactly what the scorer reads, named per pipeline.
     assert sorted(steps[1].input_map) == sorted(SPECS[scorer].input_names)
     assert all(v.startswith(f"{pipeline_name(scorer)}_") for v in steps[0].output_map.values())
@@ -197,25 +242,29 @@ def test_ensemble_wiring(repo: Repo, scorer: str, version: int | None) -> None:
     assert [s.model_version for s in steps] == [-1, -1 if version is None else version]
 
 
-def test_scorers_serve_every_version_present(repo: Repo) -> None:
-    for scorer in ("prerank", "rank"):
-        assert repo.configs[scorer].version_policy.HasField("all")
-    assert repo.configs["feature_assembly"].version_policy.latest.num_versions == 1
-
-
 def test_publishing_adds_the_next_version_and_its_pinned_pipeline(repo: Repo, tmp_path: Path) -> None:
-    onnx = tmp_path / "v2.onnx"
+    onnx = tmp_path / "v2.rows.onnx"
     onnx.write_bytes(b"version two")
     assert publish_version(repo.model_root, repo.ensemble_root, "rank", onnx, "gpu") == 2
     assert publish_version(repo.model_root, repo.ensemble_root, "rank", onnx, "gpu") == 3
     assert scorer_versions(repo.model_root, "rank", "gpu") == [1, 2, 3]
+    assert sorted(p.name for p in (repo.model_root / "rank" / "3").iterdir()) == [ONNX_FILE]
     assert (repo.model_root / "rank" / "3" / ONNX_FILE).read_bytes() == b"version two"
-    assert (repo.model_root / "rank" / "3" / "model.py").read_text() == (repo.model_root / "rank" / "1" / "model.py").read_text()
     pinned = parse((repo.ensemble_root / "rank_pipeline_v3" / "config.pbtxt").read_text())
     latest = repo.configs["rank_pipeline"]
     assert pinned.name == "rank_pipeline_v3" and [s.model_version for s in pinned.ensemble_scheduling.step] == [-1, 3]
     assert list(pinned.input) == list(latest.input) and list(pinned.output) == list(latest.output)
     assert scorer_versions(repo.model_root, "prerank", "gpu") == [1]  # the other scorer is untouched
+
+
+@pytest.mark.parametrize("backend", ["tensorrt", "python"])
+def test_publishing_an_onnx_is_refused_where_the_gpu_scorer_is_no_onnx_model(
+    backend: GpuScorerBackend, tiny_tables_path: Path, tmp_path: Path
+) -> None:
+    r = write(tiny_tables_path, tmp_path, "gpu", backend)
+    with pytest.raises(ValueError, match="publishing on the gpu profile takes a row graph for onnxruntime_onnx"):
+        publish_version(r.model_root, r.ensemble_root, "rank", tmp_path / "dummy.rows.onnx", "gpu")
+    assert scorer_versions(r.model_root, "rank", "gpu") == [1]
 
 
 def test_ensemble_config_rejects_a_scorer_needing_an_unproduced_tensor() -> None:
@@ -226,15 +275,12 @@ def test_ensemble_config_rejects_a_scorer_needing_an_unproduced_tensor() -> None
         prerank_spec(L).outputs,
     )
     with pytest.raises(ValueError, match=r"greedy needs \['user_emb'\], which feature_assembly does not produce"):
-        ensemble_config("greedy_pipeline", assembly, greedy, MAX_BATCH)
+        row_ensemble_config("greedy_pipeline", assembly, greedy)
 
 
-def test_assembly_output_and_rank_input_agree_on_history_dims(repo: Repo) -> None:
-    """ensemble_config checks names only, so the dims agree because one history_len built both."""
-    hist = by_name(repo.configs["rank"].input)["hist_item"]
-    assert list(hist.dims) == [L]  # once per request
-    assembly_hist = by_name(repo.configs["feature_assembly"].output)["hist_item"]
-    assert list(assembly_hist.dims) == list(hist.dims)
+def test_the_gpu_profile_needs_its_scorers_backend(tiny_tables_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="the gpu profile needs its scorers' backend"):
+        write_repositories(tmp_path / "m", tmp_path / "e", tiny_tables_path, {}, L, 4, 100, 1, profile="gpu")
 
 
 def test_rewriting_clears_old_models_but_keeps_readme(repo: Repo, tiny_tables_path: Path, tmp_path: Path) -> None:
@@ -242,8 +288,10 @@ def test_rewriting_clears_old_models_but_keeps_readme(repo: Repo, tiny_tables_pa
     (repo.model_root / "stale_model").mkdir()
     (repo.ensemble_root / "stray.txt").write_text("x")
     onnx = tmp_path / "dummy.onnx"
+    gpu = GpuScorers("onnxruntime", "fp16", MAX_ROWS, {"rank": (onnx, onnx)})
     write_repositories(
-        repo.model_root, repo.ensemble_root, tiny_tables_path, {"rank": (SPECS["rank"], onnx)}, L, 4, 100, 1, profile="gpu"
+        repo.model_root, repo.ensemble_root, tiny_tables_path, {"rank": (SPECS["rank"], onnx)}, L, 4, 100, 1,
+        profile="gpu", gpu=gpu,
     )
     assert sorted(p.name for p in repo.model_root.iterdir()) == ["README.md", "feature_assembly", "rank"]
     assert sorted(p.name for p in repo.ensemble_root.iterdir()) == ["rank_pipeline", "rank_pipeline_v1"]
@@ -309,16 +357,16 @@ def test_publishing_pairs_the_new_version_with_every_version_of_the_other_scorer
 
 
 @pytest.mark.parametrize("name", FUSED)
-def test_a_fused_pipeline_has_the_ensembles_inputs_and_output(cpu: Repo, repo: Repo, name: str) -> None:
-    """The orchestrator calls either layout the same way: raw request in, `scores` out."""
+def test_a_fused_pipeline_takes_what_the_gpu_ensemble_takes(cpu: Repo, repo: Repo, name: str) -> None:
+    """The orchestrator calls either layout the same way: raw request tensors of the same full shapes
+    ([1, ...]) in, `scores` out (read as flat bytes: [1, n] from a fused pipeline, [n, 1] from an ensemble)."""
     fused, ensemble = cpu.configs[name], repo.configs[name]
-    assert list(by_name(fused.input)) == [t.name for t in REQUEST_INPUTS]
+    assert list(by_name(fused.input)) == [t.name for t in REQUEST_INPUTS] == list(by_name(ensemble.input))
     for t in REQUEST_INPUTS:
         check_tensor(by_name(fused.input)[t.name], t, per_candidate=False)
-    assert list(by_name(fused.output)) == [PIPELINE_OUTPUT.name]
+        assert [1, *full_dims(by_name(fused.input)[t.name], fused.max_batch_size)[1:]] == list(by_name(ensemble.input)[t.name].dims)
+    assert list(by_name(fused.output)) == [PIPELINE_OUTPUT.name] == list(by_name(ensemble.output))
     check_tensor(by_name(fused.output)[PIPELINE_OUTPUT.name], PIPELINE_OUTPUT, per_candidate=False)
-    assert list(fused.input) == list(ensemble.input) and list(fused.output) == list(ensemble.output)
-    assert fused.max_batch_size == ensemble.max_batch_size
 
 
 def test_cpu_publishing_adds_a_version_of_the_pipeline_and_a_pinned_copy_with_the_tables(cpu: Repo, tmp_path: Path) -> None:
