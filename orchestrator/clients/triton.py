@@ -168,7 +168,10 @@ class TritonScorer:
         self, scorer: str, version: int, user_id: int, item_ids: np.ndarray, history: np.ndarray, timestamp: int,
     ) -> np.ndarray:
         """float32 [n] scores from `scorer`'s pipeline pinned at `version` (`orchestrator.ports.Scorer`).
-        Cancelling the caller (its deadline passed) leaves the call running."""
+        Cancelling the caller (its deadline passed) leaves the call running. No candidates, no call:
+        a batching GPU scorer cannot take a batch of zero rows."""
+        if item_ids.shape[0] == 0:
+            return np.empty(0, np.float32)
         pipeline = pipeline_name(scorer, version)
         arrays = request_arrays(user_id, item_ids, history, timestamp)
         return scores_of(await self._infer(pipeline, arrays, REQUEST_INPUTS, (PIPELINE_OUTPUT,)), item_ids.shape[0], pipeline)

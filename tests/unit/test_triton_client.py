@@ -178,6 +178,14 @@ async def test_score_sends_the_request_and_returns_the_scores() -> None:
     await scorer.close()
 
 
+async def test_no_candidates_make_no_call() -> None:
+    stub = FakeStub(response(np.zeros(0, dtype=np.float32)))
+    scorer = await scorer_with(stub)
+    scores = await scorer.score("rank", 3, 7, np.array([], dtype=np.int64), np.array([1]), 0)
+    assert scores.shape == (0,) and scores.dtype == np.float32 and stub.requests == []
+    await scorer.close()
+
+
 @pytest.mark.parametrize(("code", "error"), [
     (grpc.StatusCode.UNAVAILABLE, BackendUnavailable),
     (grpc.StatusCode.DEADLINE_EXCEEDED, BackendTimeout),
