@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo up stop test perf clean
+.PHONY: setup demo up stop test gpu-smoke perf clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ stop:  ## stop what `make demo` started
 
 test: setup  ## unit + integration tests (real tritonserver, real redis-server)
 	$(BIN)/python -m pytest -q
+
+gpu-smoke: setup  ## on a CUDA machine: GPU export, KIND_GPU scorers, pipelines, load, recall -> perf/results/gpu_smoke.json; fails without CUDA
+	$(BIN)/python -m pytest -q tests/gpu -p no:cacheprovider --require-cuda
+	$(BIN)/python -m perf.gpu_smoke --out perf/results/gpu_smoke.json
 
 clean: stop
 	rm -rf artifacts run

@@ -3,12 +3,12 @@
 Each entry is one request: a real user with a non-empty history (from user_history.npy), N
 distinct candidate items drawn from the catalogue, that user's real history (padding dropped)
 and a timestamp. Pipelines and feature_assembly get the raw request tensors; a two-stage model
-(`two_stage_p<P>_r<R>`) gets them with the pre-rank candidates and `keep` = the rank candidate count;
-`prerank`/`rank` get the feature tensors that feature assembly makes for the same requests (user
-side once per request, item side once per candidate).
+(`two_stage_p<P>_r<R>`) gets them with the pre-rank candidates and `keep` = the rank candidate count.
+(The GPU profile's scorers batch candidate rows, not requests: they are measured through the pipelines.)
 
-Shapes in the JSON leave out the batch dimension (every model has max_batch_size > 0, and
-perf_analyzer adds the batch dimension of `-b 1` itself).
+On the CPU profile every model batches requests (max_batch_size > 0), so the shapes leave out the
+batch dimension, which perf_analyzer adds (`-b 1`); the GPU profile's feature_assembly and
+ensembles are unbatched, so there the shapes spell out the request's batch of one (`unbatched`).
 
 CLI: `python -m perf.input_data --artifacts DIR --out DIR [--entries 8] [--prerank-candidates 500]
 [--rank-candidates 200]`.
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from cascade.artifacts import ArtifactPaths
-from cascade.features import FeatureTables, assemble_request_sides
+from cascade.features import FeatureTables
 from cascade.history import PAD_ITEM
-from cascade.specs import PRERANK_FEATURES, RANK_FEATURES, REQUEST_INPUTS
+from cascade.specs import REQUEST_INPUTS
 from cascade.triton.layout import two_stage_versions
 
 BASE_TIMESTAMP = 1_700_000_000  # 2023-11-14, inside the synthetic log's range of hours and weekdays
@@ -49,10 +49,7 @@ MODELS: dict[str, tuple[str, str]] = {
     "feature_assembly": ("request", "prerank"),
     "prerank_pipeline": ("request", "prerank"),
     "rank_pipeline": ("request", "rank"),
-    "prerank": ("features", "prerank"),
-    "rank": ("features", "rank"),
 }
-SCORER_FEATURES = {"prerank": PRERANK_FEATURES, "rank": RANK_FEATURES}
 
 
 def recipe(model: str) -> tuple[str, str]:
@@ -88,7 +85,8 @@ def _tensor(array: np.ndarray) -> dict:
     return {"content": array.reshape(-1).tolist(), "shape": list(array.shape)}
 
 
-def request_entry(req: Request) -> dict:
+def request_entry(req: Request, unbatched: bool = False) -> dict:
+    """The raw request; `unbatched`: with its batch of one in the shapes (an unbatched model's full shape)."""
     tensors = {
         "user_id": np.array([req.user_id], np.int64),
         "item_ids": req.item_ids,
@@ -96,23 +94,13 @@ def request_entry(req: Request) -> dict:
         "timestamp": np.array([req.timestamp], np.int64),
     }
     assert set(tensors) == {t.name for t in REQUEST_INPUTS}
-    return {name: _tensor(t) for name, t in tensors.items()}
+    return {name: _tensor(t[None] if unbatched else t) for name, t in tensors.items()}
 
 
-def feature_entry(tables: FeatureTables, req: Request, names: tuple[str, ...]) -> dict:
-    """What feature assembly hands a scorer: the user side once ([dims]), the item side per candidate."""
-    users, items, _ = assemble_request_sides(tables, [req.as_tuple()])
-    features = {**{n: t[0] for n, t in users.items()}, **items}
-    return {name: _tensor(features[name]) for name in names}
-
-
-def entries_for(model: str, tables: FeatureTables, requests: list[Request], keep: int) -> list[dict]:
-    kind, _ = recipe(model)
-    if kind == "request":
-        return [request_entry(r) for r in requests]
-    if kind == "two_stage":
+def entries_for(model: str, requests: list[Request], keep: int, unbatched: bool = False) -> list[dict]:
+    if recipe(model)[0] == "two_stage":
         return [{**request_entry(r), "keep": _tensor(np.array([keep], np.int64))} for r in requests]
-    return [feature_entry(tables, r, SCORER_FEATURES[model]) for r in requests]
+    return [request_entry(r, unbatched) for r in requests]
 
 
 def write_input_data(
@@ -123,22 +111,24 @@ def write_input_data(
     prerank_candidates: int = 500,
     rank_candidates: int = 200,
     seed: int = 0,
+    unbatched: bool = False,
 ) -> dict[str, Path]:
-    """Write `<out_dir>/<model>.json` for each model; return model -> path."""
+    """Write `<out_dir>/<model>.json` for each model; return model -> path. `unbatched`: the GPU
+    profile's models, whose shapes hold the request's batch of one."""
     paths = ArtifactPaths(artifacts)
     for p in (paths.tables, paths.user_history):
         if not p.exists():
             raise FileNotFoundError(f"{p} not found: run `python -m export` (CASCADE_ARTIFACTS_DIR={artifacts})")
-    tables = FeatureTables.load(paths.tables)
+    n_items = FeatureTables.load(paths.tables).n_items
     user_history = np.load(paths.user_history, allow_pickle=False)
     counts = {"prerank": prerank_candidates, "rank": rank_candidates}
-    requests = {side: sample_requests(user_history, tables.n_items, n_entries, n, seed) for side, n in counts.items()}
+    requests = {side: sample_requests(user_history, n_items, n_entries, n, seed) for side, n in counts.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for model in models or list(MODELS):
         side = recipe(model)[1]
         path = out_dir / f"{model}.json"
-        path.write_text(json.dumps({"data": entries_for(model, tables, requests[side], rank_candidates)}))
+        path.write_text(json.dumps({"data": entries_for(model, requests[side], rank_candidates, unbatched)}))
         written[model] = path
     return written
 
@@ -152,9 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prerank-candidates", type=int, default=500)
     parser.add_argument("--rank-candidates", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--unbatched", action="store_true", help="the GPU profile's models: the batch of one in the shapes")
     args = parser.parse_args(argv)
     written = write_input_data(args.artifacts, args.out, args.models, args.entries, args.prerank_candidates,
-                               args.rank_candidates, args.seed)
+                               args.rank_candidates, args.seed, args.unbatched)
     for model, path in written.items():
         print(f"{model}: {path} ({path.stat().st_size / 1024:.0f} KiB)")
     return 0

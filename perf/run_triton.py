@@ -6,7 +6,7 @@
 For each model and each concurrency level, one perf_analyzer run (`--concurrency-range c:c`,
 time windows of --window-ms, stable when three windows agree within --stability %, at most
 --max-trials windows). The default models are the profile's (`--profile`, CASCADE_TRITON_PROFILE):
-on `cpu` the fused pipelines, on `gpu` feature_assembly, the scorers and the ensemble pipelines.
+on `cpu` the fused pipelines, on `gpu` feature_assembly and the ensemble pipelines.
 With `--start-server`, each level also reports the server's CPU milliseconds per inference:
 tritonserver's and its Python stubs' CPU time over the inferences Triton counted (perf.server_cpu).
 A level that does not stabilise is retried once with windows twice as long
@@ -43,7 +43,7 @@ from perf.stackcpu import load_average
 
 PROFILE_MODELS = {
     "cpu": ["prerank_pipeline", "rank_pipeline", "two_stage_p1_r1"],  # the default export's version pair
-    "gpu": ["feature_assembly", "prerank", "rank", "prerank_pipeline", "rank_pipeline"],
+    "gpu": ["feature_assembly", "prerank_pipeline", "rank_pipeline"],  # the scorers batch rows: through the pipelines
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     raw.mkdir(parents=True, exist_ok=True)
     pa = locate()
     data = write_input_data(args.artifacts, raw / "input_data", args.models, args.entries, args.prerank_candidates,
-                            args.rank_candidates, args.seed)
+                            args.rank_candidates, args.seed, unbatched=args.profile == "gpu")
     server, work_dir = None, None
     if args.start_server:
         from cascade.servers.process import free_port

@@ -53,3 +53,10 @@ def redis_server(settings: Settings) -> Iterator[ManagedProcess]:
         yield process
     finally:
         process.stop()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require-cuda", action="store_true",
+        help="tests/gpu: a test that would skip (no CUDA, no GPU package) fails instead (`make gpu-smoke`)",
+    )

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cascade.features import FeatureConfig, FeatureTables, assemble_requests
-from cascade.specs import PRERANK_FEATURES, RANK_FEATURES, USER_SIDE, feature_tensors
+from cascade.features import FeatureConfig, FeatureTables
 from perf.csvfmt import REQUEST_RATE, Row, format_table, from_csv, percentile, percentile_index, summarise, to_csv
 from perf.input_data import write_input_data
 
@@ -118,30 +117,29 @@ def _load(path: Path) -> list[dict]:
 
 def test_input_data_json(artifacts: Path, tmp_path: Path) -> None:
     written = write_input_data(artifacts, tmp_path / "out", n_entries=5, prerank_candidates=10, rank_candidates=6)
-    assert sorted(written) == sorted(["feature_assembly", "prerank_pipeline", "rank_pipeline", "prerank", "rank"])
-    tables = FeatureTables.load(artifacts / "tables.npz")
+    assert sorted(written) == sorted(["feature_assembly", "prerank_pipeline", "rank_pipeline"])
     history = np.load(artifacts / "user_history.npy")
-    specs = feature_tensors(L)
-    for pipeline, scorer, n, names in (("prerank_pipeline", "prerank", 10, PRERANK_FEATURES),
-                                       ("rank_pipeline", "rank", 6, RANK_FEATURES)):
-        requests, features = _load(written[pipeline]), _load(written[scorer])
-        assert len(requests) == len(features) == 5
-        for req, feat in zip(requests, features):
+    for pipeline, n in (("prerank_pipeline", 10), ("rank_pipeline", 6)):
+        requests = _load(written[pipeline])
+        assert len(requests) == 5
+        for req in requests:
             assert sorted(req) == ["history", "item_ids", "timestamp", "user_id"]
             assert req["user_id"]["shape"] == [1] and req["timestamp"]["shape"] == [1]
             user, items, hist = req["user_id"]["content"][0], req["item_ids"]["content"], req["history"]["content"]
             assert req["item_ids"]["shape"] == [n] and len(set(items)) == n and all(0 <= i < N_ITEMS for i in items)
             real = history[user][history[user] >= 0].tolist()
             assert real and hist == real and req["history"]["shape"] == [len(real)]
-            # the scorer's entry is what feature assembly makes of the same request
-            assert sorted(feat) == sorted(names)
-            expected, _ = assemble_requests(tables, [(user, np.array(items), np.array(hist), req["timestamp"]["content"][0])])
-            for name in names:
-                once = name in USER_SIDE  # the user side travels once per request
-                assert feat[name]["shape"] == ([] if once else [n]) + list(specs[name].dims), name
-                got = np.array(feat[name]["content"]).reshape(feat[name]["shape"])
-                np.testing.assert_allclose(got, expected[name][0] if once else expected[name], rtol=1e-6)
     assert _load(written["feature_assembly"]) == _load(written["prerank_pipeline"])
+
+
+def test_unbatched_input_data_spells_out_the_batch_of_one(artifacts: Path, tmp_path: Path) -> None:
+    """The GPU profile's feature_assembly and ensembles do not batch: their shapes are full ones."""
+    batched = _load(write_input_data(artifacts, tmp_path / "b", ["rank_pipeline"], n_entries=3, rank_candidates=6)["rank_pipeline"])
+    full = _load(write_input_data(artifacts, tmp_path / "u", ["rank_pipeline"], n_entries=3, rank_candidates=6,
+                                  unbatched=True)["rank_pipeline"])
+    for b, u in zip(batched, full):
+        for name in b:
+            assert u[name]["shape"] == [1, *b[name]["shape"]] and u[name]["content"] == b[name]["content"], name
 
 
 def test_input_data_for_a_two_stage_model_is_the_prerank_request_and_keep(artifacts: Path, tmp_path: Path) -> None:

@@ -62,3 +62,22 @@ def test_row_parity_fails_loudly_when_the_graphs_disagree(tmp_path: Path) -> Non
     onnx_path, _ = export_row_graphs(StudentRanker(CFG).eval(), spec, rows, tmp_path)
     with pytest.raises(ParityError, match="row graph vs request graph"):
         check_row_parity(spec, rows, tmp_path / "rank.onnx", onnx_path)
+
+
+def test_the_torch_row_scorer_takes_scalars_per_row_as_n_or_n_by_1(tmp_path: Path) -> None:
+    from cascade.triton.torch_rows import TorchRowScorer
+
+    torch.manual_seed(0)
+    model = StudentRanker(CFG).eval()
+    spec = rank_spec(CFG.history_len)
+    rows = broadcast(requests(40, users=5))
+    _, program = export_row_graphs(model, spec, rows, tmp_path)
+    scorer = TorchRowScorer(program, list(FEATURES))
+    with torch.no_grad():
+        expected = model(*[torch.from_numpy(rows[n]) for n in FEATURES]).numpy()
+    np.testing.assert_allclose(scorer(rows), expected, rtol=0, atol=1e-6)
+    as_column = {n: t[:, None] if t.ndim == 1 else t for n, t in rows.items()}  # as feature_assembly sends them
+    np.testing.assert_allclose(scorer(as_column, frozenset({"item_id", "item_cat"})), expected, rtol=0, atol=1e-6)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="torch sees no CUDA device"):
+            TorchRowScorer(program, list(FEATURES), "cuda:0")
