@@ -12,13 +12,16 @@
    perf_analyzer on the rank pipeline where its binary runs;
 4. recall: exact top-1,000 over 1M synthetic items on the GPU (`perf.bench_recall`), p50/p99;
 5. every figure into `--out` (JSON). Exit 0 only when every check passed.
+
+`--cpu-dry-run` checks the script's plumbing on a machine without a GPU: the same steps with the
+scorers and recall on the CPU and the scorers' instances KIND_CPU. Its JSON says `dry_run`; it is
+never the GPU check.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -31,6 +34,7 @@ from cascade.metrics import kendall_tau
 from cascade.servers.process import free_port
 from cascade.settings import Settings
 from cascade.specs import prerank_spec, rank_spec, triton_scorer
+from cascade.triton.config import on_cpu, parse, render
 
 SPECS = {"prerank": prerank_spec, "rank": rank_spec}
 FP32_TOLERANCE = 1e-4
@@ -73,7 +77,7 @@ def p50_ms(call, repeats: int = 50) -> float:
     return float(np.median(times))
 
 
-def scorer_checks(settings: Settings, rows_cap: int) -> dict:
+def scorer_checks(settings: Settings, rows_cap: int, device: str) -> dict:
     """Each scorer on CUDA (FP32, FP16) against the CPU profile's ONNX on the same held-out rows."""
     from export.eval_scorers import OnnxModel, score_rows
     from export.onnx_export import row_graph_path
@@ -87,7 +91,7 @@ def scorer_checks(settings: Settings, rows_cap: int) -> dict:
         names = triton_scorer(spec_of(settings.history_len)).input_names
         program = row_graph_path(paths.onnx(name).parent, name, ".pt2")
         cpu = OnnxModel(paths.onnx(name))
-        gpu32, gpu16 = TorchRowScorer(program, names, "cuda"), TorchRowScorer(program, names, "cuda", fp16=True)
+        gpu32, gpu16 = TorchRowScorer(program, names, device), TorchRowScorer(program, names, device, fp16=True)
         models = {"cpu": cpu, "gpu_fp32": lambda f, b=0, s=gpu32: s(f), "gpu_fp16": lambda f, b=0, s=gpu16: s(f)}
         scores, _ = score_rows(models, held.features, held.rows, 4_096)
         fp16 = compare_auc("fp16", scores["cpu"], scores["gpu_fp16"], held.labels)
@@ -152,23 +156,29 @@ def load_test(settings: Settings, env: dict[str, str], results: Path) -> dict:
 
 
 def perf_analyzer(settings: Settings, env: dict[str, str], results: Path) -> dict:
-    """perf_analyzer on the rank pipeline where the binary runs (the tritonclient wheel ships it)."""
-    if shutil.which("perf_analyzer") is None or subprocess.run(["perf_analyzer", "--version"], capture_output=True).returncode:
-        return {"ran": False, "why": "no runnable perf_analyzer binary"}
+    """perf_analyzer (from the tritonclient wheel, `perf.run_triton`) on the rank pipeline, where its binary runs."""
     run = subprocess.run(
         [sys.executable, "-m", "perf.run_triton", "--url", settings.triton_grpc_url, "--profile", "gpu",
-         "--models", "rank_pipeline", "--concurrency", "1,4,16", "--results", str(results)],
+         "--artifacts", str(settings.artifacts_dir), "--models", "rank_pipeline", "--concurrency", "1,4,16",
+         "--results", str(results), "--prefix", "gpu_smoke_triton"],
         env=env, capture_output=True, text=True,
     )
     return {"ran": run.returncode == 0, "tail": run.stdout[-2_000:] + run.stderr[-1_000:]}
 
 
-def recall_bench(items: int) -> dict:
+def recall_bench(items: int, backend: str) -> dict:
     run = subprocess.run(
-        [sys.executable, "-m", "perf.bench_recall", "--backend", "torch-cuda", "--items", str(items), "--calls", "300"],
+        [sys.executable, "-m", "perf.bench_recall", "--backend", backend, "--items", str(items), "--calls", "300"],
         capture_output=True, text=True,
     )
-    return {"items": items, "ran": run.returncode == 0, "output": run.stdout[-3_000:] + run.stderr[-1_000:]}
+    return {"items": items, "backend": backend, "ran": run.returncode == 0, "output": run.stdout[-3_000:] + run.stderr[-1_000:]}
+
+
+def scorers_on_cpu(model_root: Path) -> None:
+    """--cpu-dry-run: the GPU scorers' configs with KIND_CPU instances, for a tritonserver without a GPU."""
+    for name in SPECS:
+        path = model_root / name / "config.pbtxt"
+        path.write_text(render(on_cpu(parse(path.read_text()))))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/cascade-gpu-smoke"))
     parser.add_argument("--held-out-rows", type=int, default=50_000)
     parser.add_argument("--recall-items", type=int, default=1_000_000)
+    parser.add_argument("--cpu-dry-run", action="store_true", help="the plumbing on a machine without a GPU (never the GPU check)")
     args = parser.parse_args(argv)
-    device = cuda_device()
+    device = "cpu (dry run)" if args.cpu_dry_run else cuda_device()
     if device is None:
         print("gpu-smoke: no CUDA device (torch is missing or torch.cuda.is_available() is False); "
               "this check runs on a GPU machine and fails here rather than skip", file=sys.stderr)
@@ -188,13 +199,16 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = smoke_overrides(args.work.resolve(), args.backend)
     settings, env = Settings(**overrides), environment(overrides)
-    report: dict = {"device": device, "backend": args.backend, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    report: dict = {"device": device, "dry_run": args.cpu_dry_run, "backend": args.backend,
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     print(f"gpu-smoke on {device}: export ({settings.n_users} users, {settings.n_items} items, gpu profile, {args.backend})")
     run_export(settings)
     if args.backend == "tensorrt":
         subprocess.run([sys.executable, "-m", "export.tensorrt", "--precision", "fp16", "--install", "fp16"], env=env, check=True)
     print("gpu-smoke: scorers on CUDA against the CPU ONNX")
-    report["scorers"] = scorer_checks(settings, args.held_out_rows)
+    report["scorers"] = scorer_checks(settings, args.held_out_rows, "cpu" if args.cpu_dry_run else "cuda")
+    if args.cpu_dry_run:
+        scorers_on_cpu(settings.model_repository)
     print("gpu-smoke: the stack (redis, tritonserver with KIND_GPU scorers, the orchestrator)")
     subprocess.run([sys.executable, "-m", "orchestrator.stack", "up"], env=env, check=True)
     try:
@@ -204,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         subprocess.run([sys.executable, "-m", "orchestrator.stack", "down"], env=env)
     print(f"gpu-smoke: recall over {args.recall_items:,} synthetic items")
-    report["recall"] = recall_bench(args.recall_items)
+    report["recall"] = recall_bench(args.recall_items, "torch-cpu" if args.cpu_dry_run else "torch-cuda")
     checks = [*(v["passed"] for v in report["scorers"].values()), *(v["passed"] for v in report["pipelines"].values()),
               report["load"]["sustained_rps"] > 0, report["recall"]["ran"]]
     report["passed"] = all(checks)

@@ -245,6 +245,16 @@ def row_ensemble_config(name: str, assembly: ModelSpec, scorer: ModelSpec, score
     )
 
 
+def on_cpu(config: mc.ModelConfig) -> mc.ModelConfig:
+    """A copy of `config` with every instance group KIND_CPU: a GPU scorer's config for a tritonserver
+    without a GPU (the integration test, `perf.gpu_smoke --cpu-dry-run`)."""
+    copy = mc.ModelConfig()
+    copy.CopyFrom(config)
+    for group in copy.instance_group:
+        group.kind = mc.ModelInstanceGroup.KIND_CPU
+    return copy
+
+
 def render(config: mc.ModelConfig) -> str:
     return text_format.MessageToString(config)
 

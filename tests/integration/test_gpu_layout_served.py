@@ -20,7 +20,7 @@ from cascade.servers.process import free_port
 from cascade.servers.triton import start_triton
 from cascade.settings import Settings
 from cascade.specs import prerank_spec, rank_spec
-from cascade.triton.config import parse, render
+from cascade.triton.config import on_cpu, parse, render
 from cascade.triton.layout import pipeline_name
 from export.onnx_export import row_graph_path, session
 from export.repository import GpuScorers, write_repositories
@@ -46,8 +46,7 @@ def gpu_layout(exported: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
         path = model_root / scorer / "config.pbtxt"
         config = parse(path.read_text())
         assert [g.kind for g in config.instance_group] == [mc.ModelInstanceGroup.KIND_GPU]
-        config.instance_group[0].kind = mc.ModelInstanceGroup.KIND_CPU
-        path.write_text(render(config))
+        path.write_text(render(on_cpu(config)))
     grpc_port = free_port()
     process = start_triton([model_root, ensemble_root], root / "run", s.triton_host, free_port(), grpc_port, free_port())
     try:
