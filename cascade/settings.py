@@ -1,6 +1,7 @@
 """The one typed settings object. Every knob is an environment variable `CASCADE_<FIELD>`."""
 from __future__ import annotations
 
+import ipaddress
 import math
 import sys
 from pathlib import Path
@@ -16,6 +17,19 @@ from cascade.experiments import parse_experiments
 DEFAULT_STAGE_BUDGETS_MS = {
     "exposure_filter": 2.0, "recall": 5.0, "prerank": 8.0, "rank": 12.0, "rerank": 2.0, "exposure_write": 2.0,
 }
+
+
+MIN_ADMIN_TOKEN_BYTES = 32
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) is this machine alone: 127.0.0.0/8, ::1, localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # another name: it may resolve anywhere
+        return False
 
 
 class Settings(BaseSettings):
@@ -73,7 +87,8 @@ class Settings(BaseSettings):
     redis_port: int = Field(6379, ge=1, le=65535)
     host: str = "127.0.0.1"
     admin_token: SecretStr | None = Field(
-        None, description="bearer token the /admin endpoints require; unset: they are open (bind to loopback then)"
+        None, description="bearer token the /admin endpoints require; unset: they are open, which only a loopback "
+        "CASCADE_HOST allows (otherwise it must be 32 bytes or more)"
     )
     port: int = Field(8080, ge=1, le=65535)
     workers: int = Field(
@@ -181,6 +196,19 @@ class Settings(BaseSettings):
     def _valid_experiments(cls, value: Any) -> Any:
         parse_experiments(value)  # ValueError naming the experiment and arm; load_settings names the variable
         return value
+
+    @model_validator(mode="after")
+    def _admin_guarded_off_loopback(self) -> "Settings":
+        """An orchestrator others can reach takes operator calls (version switches, reloads) only with
+        a real secret: a token of 32 bytes or more."""
+        token = self.admin_token.get_secret_value() if self.admin_token is not None else ""
+        if not is_loopback(self.host) and len(token.encode()) < MIN_ADMIN_TOKEN_BYTES:
+            raise ValueError(
+                f"CASCADE_HOST={self.host} is reachable from other machines: CASCADE_ADMIN_TOKEN must be set to "
+                f"{MIN_ADMIN_TOKEN_BYTES} bytes or more (it is {'unset' if self.admin_token is None else f'{len(token.encode())} bytes'}), "
+                "or bind to 127.0.0.1"
+            )
+        return self
 
     @model_validator(mode="after")
     def _funnel_sizes_shrink(self) -> "Settings":

@@ -152,3 +152,17 @@ def test_admission_wait_must_fit_in_the_deadline() -> None:
     with pytest.raises(CascadeSettingsError) as err:
         load_settings(max_in_flight=0)
     assert "CASCADE_MAX_IN_FLIGHT" in str(err.value)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_a_loopback_orchestrator_may_leave_admin_open(host: str) -> None:
+    assert Settings(host=host).admin_token is None
+
+
+@pytest.mark.parametrize(("host", "token", "said"), [
+    ("0.0.0.0", None, "unset"), ("10.1.2.3", "short-token", "11 bytes"), ("orchestrator.internal", "x" * 31, "31 bytes"),
+])
+def test_a_reachable_orchestrator_needs_an_admin_token_of_32_bytes(host: str, token: str | None, said: str) -> None:
+    with pytest.raises(ValidationError, match=f"CASCADE_HOST={host} is reachable.*32 bytes or more \\(it is {said}\\)"):
+        Settings(host=host, admin_token=token)
+    assert Settings(host=host, admin_token="x" * 32).admin_token.get_secret_value() == "x" * 32
