@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 import torch
 
 from cascade.recall.exact import top_k
+
+if TYPE_CHECKING:
+    import faiss  # only `of` reads a faiss index: a GPU machine without faiss still searches by torch
 
 QUERY_BLOCK = 16  # the ANN batcher's largest batch (orchestrator.ann_batcher.MAX_BATCH) is one block
 
@@ -95,6 +98,8 @@ class TorchExactInnerProduct:
         """Exact search over the vectors of any inner-product faiss index: flat, IVF (read back from
         its inverted lists, no direct map needed) or HNSW (its flat storage). Row i is id i, as the
         export adds them (`export.faiss_index.build_index`); IVF and HNSW thus answer exactly here."""
+        import faiss
+
         if index.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise ValueError(f"an inner-product index is needed, got faiss metric {index.metric_type}")
         return TorchExactInnerProduct(index.reconstruct_n(0, index.ntotal), device)
