@@ -91,6 +91,10 @@ class Settings(BaseSettings):
         "CASCADE_HOST allows (otherwise it must be 32 bytes or more)"
     )
     port: int = Field(8080, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_file: Path | None = Field(None, description="JSON log lines to this file, rotated; unset: stdout")
+    log_max_bytes: int = Field(10 << 20, ge=1 << 16, description="the log file's size before it rotates")
+    log_backups: int = Field(5, ge=1, description="rotated log files kept")
     workers: int = Field(
         2, ge=1, description="orchestrator processes `make demo` starts (uvicorn --workers); they share the active "
         "scorer versions and recall reloads through Redis and one /metrics (2 by measurement on 2 cores, perf/README.md)",

@@ -16,6 +16,7 @@ from orchestrator.clients.kserve_http import HttpInference
 from orchestrator.clients.triton import TritonScorer
 from orchestrator.clients.operator_board import RedisOperatorBoard
 from orchestrator.errors import install_error_handlers
+from orchestrator.logs import AdminAudit, configure_logging
 from orchestrator.metrics import FunnelMetrics, RequestMetrics, multiprocess_mode
 from orchestrator.service import FunnelService
 from orchestrator.resources import Resources
@@ -72,6 +73,7 @@ def build_app(settings: Settings) -> FastAPI:
     app.state.metrics.watch_admission(app.state.admission)
     install_error_handlers(app, settings.max_body_bytes, {"/v1/feedback": settings.feedback_max_body_bytes})
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # counts the error handlers' answers too
+    app.add_middleware(AdminAudit)  # every operator call, refused ones too, as a log line
     app.add_middleware(  # outermost: sheds before any other layer runs (it counts its own answers)
         AdmissionGate, door=app.state.admission, metrics=app.state.metrics, path="/v1/recommend", retry_after_s=1,
     )
@@ -84,5 +86,11 @@ def build_app(settings: Settings) -> FastAPI:
 
 
 def create_app() -> FastAPI:
-    """For `uvicorn --factory orchestrator.app:create_app`: settings from CASCADE_* variables."""
-    return build_app(load_settings())
+    """For `uvicorn --factory orchestrator.app:create_app`: settings from CASCADE_* variables, JSON
+    log lines (`orchestrator.logs`) to stdout or the rotated CASCADE_LOG_FILE."""
+    settings = load_settings()
+    log_file = settings.log_file
+    if log_file is not None and settings.workers > 1:  # one writer per rotated file: <file>.<pid> per process
+        log_file = log_file.with_name(f"{log_file.name}.{os.getpid()}")
+    configure_logging(settings.log_level, log_file, settings.log_max_bytes, settings.log_backups)
+    return build_app(settings)

@@ -22,6 +22,7 @@ from orchestrator.clients.triton import TritonScorer
 from orchestrator.context import ContextFactory
 from orchestrator.deadlines import DeadlinePlan
 from orchestrator.funnel import Answer, FunnelPorts, run_funnel
+from orchestrator.logs import log_degraded
 from orchestrator.metrics import FunnelMetrics
 from orchestrator.ports import OperatorBoard
 from orchestrator.resources import Resources
@@ -39,7 +40,7 @@ class FunnelRunner:
         self, settings: Settings, ports: FunnelPorts, active_versions: Mapping[str, int], metrics: FunnelMetrics,
         two_stage: Set[tuple[int, int]] = frozenset(),
     ) -> None:
-        self.ports, self.metrics, self.warnings = ports, metrics, ThrottledLog()
+        self.ports, self.metrics = ports, metrics
         self.contexts = ContextFactory(settings, active_versions, two_stage)
         self.plan = DeadlinePlan.from_ms(settings.request_deadline_ms, settings.stage_budgets_ms, settings.deadline_slack)
 
@@ -47,7 +48,11 @@ class FunnelRunner:
         """One answer; `started` is when the request arrived (a wait at the door counts against its deadline)."""
         ctx = self.contexts.build(user_id, k, timestamp)
         self.metrics.count_arm(ctx.experiment_label, ctx.arm)
-        return await run_funnel(ctx, self.ports, RequestRun(self.plan, started, self.metrics, ctx.arm, self.warnings))
+        run = RequestRun(self.plan, started, self.metrics, ctx.arm)
+        answer = await run_funnel(ctx, self.ports, run)
+        if run.degraded:
+            log_degraded(ctx.request_id, ctx.user_id, ctx.arm, answer.scored_by, run.degraded_stages())
+        return answer
 
 
 class FunnelService:

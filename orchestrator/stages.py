@@ -2,8 +2,9 @@
 
 An awaiting stage runs under its allowance (`orchestrator.deadlines`); if it times out or fails, the
 caller's fallback (the previous order) stands and the stage is named in `degraded` with its reason.
-Degradations are logged at most once a second per stage and reason, with a count of the ones in
-between: under a fault every request degrades, and a log line each would cost more than the request.
+A degraded answer is logged once, with every skipped stage and its error (`orchestrator.logs`),
+by whoever runs the funnel; `ThrottledLog` keeps background warnings (a board that does not answer)
+to one line per interval.
 """
 from __future__ import annotations
 
@@ -59,16 +60,20 @@ class ThrottledLog:
 
 
 class RequestRun:
-    def __init__(self, plan: DeadlinePlan, started: float, metrics: FunnelMetrics, arm: str, warnings: ThrottledLog) -> None:
-        self.plan, self.started, self.metrics, self.arm, self.warnings = plan, started, metrics, arm, warnings
+    def __init__(self, plan: DeadlinePlan, started: float, metrics: FunnelMetrics, arm: str) -> None:
+        self.plan, self.started, self.metrics, self.arm = plan, started, metrics, arm
         self.latency_ms: dict[str, float] = {}
         self.degraded: list[Degradation] = []
+        self.errors: list[str] = []  # each degradation's error, for the log line (the answer says stage and reason)
 
     def degrade(self, stage: str, err: BaseException) -> None:
         reason = reason_for(err)
-        self.warnings.warn((stage, reason), f"{stage} degraded ({reason}): {str(err) or type(err).__name__}", time.monotonic())
         self.degraded.append(Degradation(stage, reason))
+        self.errors.append(str(err) or type(err).__name__)
         self.metrics.count_degradation(stage, reason, self.arm)
+
+    def degraded_stages(self) -> list[dict[str, str]]:
+        return [{"stage": d.stage, "reason": d.reason, "error": e} for d, e in zip(self.degraded, self.errors)]
 
     def _finish(self, stage: str, started: float) -> None:
         seconds = time.perf_counter() - started

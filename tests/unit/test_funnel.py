@@ -101,7 +101,7 @@ async def answer(
     started = time.perf_counter()
     ctx = factory.build(user_id, k, 1_700_000_000)
     plan = DeadlinePlan.from_ms(deadline_ms, {s: 1.0 for s in settings.stage_budgets_ms} | (budgets_ms or {}), slack)
-    return await run_funnel(ctx, p, RequestRun(plan, started, FunnelMetrics(), ctx.arm, ThrottledLog()))
+    return await run_funnel(ctx, p, RequestRun(plan, started, FunnelMetrics(), ctx.arm))
 
 
 async def test_healthy_answer_is_ranked_by_rank_among_what_prerank_kept(catalogue) -> None:
@@ -238,3 +238,19 @@ def test_degradation_warnings_are_throttled_per_stage_and_reason(caplog: pytest.
         "rank degraded (timeout)", "prerank degraded (timeout)",
         "rank degraded (timeout) (and 2 more like it since 1.5s ago)",
     ]
+
+
+async def test_a_degraded_answer_is_one_log_line_naming_every_skipped_stage(catalogue, caplog: pytest.LogCaptureFixture) -> None:
+    from orchestrator.service import FunnelRunner
+
+    settings = Settings(rerank_chain=[{"name": "truncate"}], two_stage=False)
+    runner = FunnelRunner(settings, ports(catalogue, FakeScorer(fail={"prerank", "rank"}), DownStore()), VERSIONS, FunnelMetrics())
+    with caplog.at_level("INFO", logger="cascade.orchestrator"):
+        degraded = await runner.recommend(0, 2, 1_700_000_000, time.perf_counter())
+        healthy = FunnelRunner(settings, ports(catalogue), VERSIONS, FunnelMetrics())
+        await healthy.recommend(1, 2, 1_700_000_000, time.perf_counter())
+    (line,) = [r for r in caplog.records if getattr(r, "event", None) == "degraded"]  # one for the request, none for the healthy one
+    assert line.request_id == degraded.ctx.request_id and line.user_id == 0
+    assert [(s["stage"], s["reason"]) for s in line.stages] == [(d.stage, d.reason) for d in degraded.degraded]
+    assert {s["stage"] for s in line.stages} >= {"exposure_filter", "prerank", "rank", "exposure_write"}
+    assert any("prerank is down" in s["error"] for s in line.stages)
