@@ -166,3 +166,10 @@ def features_of_rows(columns: Mapping[str, Iterable], history_len: int) -> dict[
         values = np.asarray([np.asarray(v) for v in column], dtype=spec.dtype)
         out[name] = values.reshape((len(values), *spec.dims))
     return out
+
+
+def stream_cap(entry_bytes: int, max_len: int, max_bytes: int) -> int:
+    """How many entries of `entry_bytes` the samples stream keeps: at most `max_len`, and no more
+    than `max_bytes` of them (one entry at least). An answer's entries are about the same size (k
+    items' rows), so capping the length by the newest entry's size bounds the stream's bytes."""
+    return max(1, min(max_len, max_bytes // max(1, entry_bytes)))

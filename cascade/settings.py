@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     feedback_dedup_ttl_s: int = Field(2 * 86_400, ge=1, description="how long a feedback event_id is remembered")
     sample_log: bool = Field(True, description="log each answer's feature tensors and versions to the samples stream")
     sample_log_max_len: int = Field(100_000, ge=1, description="samples stream length (trimmed approximately)")
+    sample_log_max_bytes: int = Field(
+        256 << 20, ge=1 << 16, description="samples stream size in bytes of its entries (trimmed approximately): "
+        "the stream keeps at most this many bytes' worth of entries, or sample_log_max_len of them, whichever is fewer",
+    )
     label_ttl_s: int = Field(2 * 86_400, ge=1, description="how long feedback labels of a served sample are kept")
     dwell_positive_ms: int = Field(10_000, ge=0, description="a served item with this much dwell is a positive, click or not")
     feedback_max_body_bytes: int = Field(131_072, ge=256, description="body limit of POST /v1/feedback (500 events)")

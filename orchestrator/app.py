@@ -42,7 +42,7 @@ def build_app(settings: Settings) -> FastAPI:
         )
         exposure = ExposureStore(
             settings.effective_redis_url, settings.exposure_ttl_s, settings.exposure_max_items,
-            settings.long_exposure_ttl_s, settings.history_len, settings.sample_log_max_len,
+            settings.long_exposure_ttl_s, settings.history_len, settings.sample_log_max_len, settings.sample_log_max_bytes,
         )
         app.state.feedback = FeedbackStore(exposure.redis, FeedbackLimits(
             settings.feedback_dedup_ttl_s, settings.long_exposure_ttl_s, settings.long_exposure_max_items,

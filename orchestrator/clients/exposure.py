@@ -20,7 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from cascade.exposure import expired_before, exposed_union
-from cascade.samples import ServedSample, encode_sample
+from cascade.samples import ServedSample, encode_sample, stream_cap
 from orchestrator.clients.resp import batches_for
 from orchestrator.ports import UserState
 
@@ -35,7 +35,7 @@ LABELS_KEY = "cascade:labels:{request_id}"  # hash: "<label>:<item>" -> count or
 class ExposureStore:
     def __init__(
         self, url: str, ttl_s: int, max_items: int, long_ttl_s: int = 7 * 86_400, history_len: int = 50,
-        samples_max_len: int = 100_000,
+        samples_max_len: int = 100_000, samples_max_bytes: int = 256 << 20,
     ) -> None:
         # One immediate retry (a pooled connection may be stale after a Redis restart), no backoff:
         # redis-py's default sleeps for seconds between retries, far past any stage budget.
@@ -45,7 +45,7 @@ class ExposureStore:
         self.batches = batches_for(url, self.redis, timeout_s=1.0)
         self.ttl_s, self.max_items = ttl_s, max_items
         self.long_ttl_s, self.history_len = long_ttl_s, history_len
-        self.samples_max_len = samples_max_len
+        self.samples_max_len, self.samples_max_bytes = samples_max_len, samples_max_bytes
 
     async def user_state(self, user_id: int) -> UserState:
         """Both exposure buffers (expired entries dropped) and the live clicks, in one round trip."""
@@ -76,8 +76,9 @@ class ExposureStore:
             ]
         if sample is not None:
             fields = encode_sample(sample)
-            commands.append(("XADD", SAMPLES_KEY, "MAXLEN", "~", self.samples_max_len, "*",
-                             *(x for kv in fields.items() for x in kv)))
+            entry_bytes = sum(len(k) + len(v) for k, v in fields.items())
+            cap = stream_cap(entry_bytes, self.samples_max_len, self.samples_max_bytes)
+            commands.append(("XADD", SAMPLES_KEY, "MAXLEN", "~", cap, "*", *(x for kv in fields.items() for x in kv)))
         await self.batches.execute(commands)
 
     async def ping(self) -> bool:

@@ -142,3 +142,13 @@ def test_rows_through_parquet_columns_give_back_the_model_tensors(tiny_tables: F
     for name, tensor in sample.features.items():
         assert tensors[name].dtype == tensor.dtype
         np.testing.assert_array_equal(tensors[name], tensor, err_msg=name)
+
+
+def test_the_stream_cap_bounds_entries_by_count_and_by_bytes() -> None:
+    from cascade.samples import stream_cap
+
+    assert stream_cap(1_000, max_len=100_000, max_bytes=1 << 20) == 1_048  # bytes bind first
+    assert stream_cap(1_000, max_len=500, max_bytes=1 << 20) == 500  # the count binds first
+    assert stream_cap(10 << 20, max_len=500, max_bytes=1 << 20) == 1  # one oversized entry is kept
+    assert stream_cap(0, max_len=7, max_bytes=1) == 1
+
