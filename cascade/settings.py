@@ -210,6 +210,8 @@ class Settings(BaseSettings):
         """An orchestrator others can reach takes operator calls (version switches, reloads) only with
         a real secret: a token of 32 bytes or more."""
         token = self.admin_token.get_secret_value() if self.admin_token is not None else ""
+        if self.admin_token is not None and not token.strip():
+            raise ValueError("CASCADE_ADMIN_TOKEN is set but empty: unset it (loopback only) or give it 32 bytes or more")
         if not is_loopback(self.host) and len(token.encode()) < MIN_ADMIN_TOKEN_BYTES:
             raise ValueError(
                 f"CASCADE_HOST={self.host} is reachable from other machines: CASCADE_ADMIN_TOKEN must be set to "

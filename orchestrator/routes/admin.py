@@ -5,6 +5,7 @@ With CASCADE_ADMIN_TOKEN set, each needs `Authorization: Bearer <token>` (else a
 from __future__ import annotations
 
 import hmac
+from typing import Literal, get_args
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from cascade.triton.layout import SCORERS
 from orchestrator.deps import get_funnel, get_metrics
-from orchestrator.errors import InvalidInput, Unauthorized
+from orchestrator.errors import Unauthorized
 from orchestrator.metrics import FunnelMetrics
 from orchestrator.service import FunnelService
 from orchestrator.schemas import ErrorBody
@@ -23,7 +24,7 @@ def require_admin(request: Request, funnel: FunnelService = Depends(get_funnel))
     if token is None:
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+    if scheme.lower() != "bearer" or not given or not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
         raise Unauthorized("this endpoint needs Authorization: Bearer <CASCADE_ADMIN_TOKEN>")
 
 
@@ -61,16 +62,19 @@ async def models(funnel: FunnelService = Depends(get_funnel)) -> dict:
     }
 
 
-@router.post("/models/{scorer}/activate", responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
+Scorer = Literal["prerank", "rank"]  # cascade.triton.layout.SCORERS, as the OpenAPI's enum
+assert set(get_args(Scorer)) == set(SCORERS)
+
+
+@router.post("/models/{scorer}/activate", responses={409: {"model": ErrorBody}, 422: {"model": ErrorBody}})
 async def activate(
-    scorer: str, body: Activate, funnel: FunnelService = Depends(get_funnel), metrics: FunnelMetrics = Depends(get_metrics)
+    scorer: Scorer, body: Activate, funnel: FunnelService = Depends(get_funnel), metrics: FunnelMetrics = Depends(get_metrics)
 ) -> JSONResponse:
     """Load `version` through Triton's model-control API, warm it, then move new requests to it.
 
-    200 {scorer, version, previous}; 409 if Triton cannot serve that version (nothing changes).
+    200 {scorer, version, previous}; 409 if Triton cannot serve that version (nothing changes); 422
+    for a scorer that is not one of the enum.
     """
-    if scorer not in SCORERS:
-        raise InvalidInput([("scorer", f"unknown scorer {scorer!r}; the scorers are {', '.join(SCORERS)}")])
     try:
         previous = await funnel.versions.activate(funnel.scorer, scorer, body.version, funnel.switch_warm_up(scorer))
     except VersionNotServable as err:

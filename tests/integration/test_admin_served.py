@@ -24,3 +24,15 @@ async def test_admin_endpoints_need_the_token_when_one_is_set(configure, triton,
 
 async def test_admin_endpoints_are_open_without_a_token(client) -> None:
     assert (await client.get("/admin/models")).status_code == 200
+
+
+async def test_an_empty_bearer_never_matches_and_the_scorer_is_an_enum(configure, triton, redis_server, serve) -> None:
+    token = "t" * 32
+    async with serve(configure(admin_token=token)) as (app, http):
+        for header in ("Bearer", "Bearer ", "bearer  "):
+            assert (await http.get("/admin/models", headers={"authorization": header})).status_code == 401, header
+        good = {"authorization": f"Bearer {token}"}
+        unknown = await http.post("/admin/models/teacher/activate", json={"version": 1}, headers=good)
+        assert unknown.status_code == 422 and unknown.json()["fields"] == ["path.scorer"]
+        schema = app.openapi()["paths"]["/admin/models/{scorer}/activate"]["post"]["parameters"][0]["schema"]
+        assert schema["enum"] == ["prerank", "rank"]

@@ -166,3 +166,8 @@ def test_a_reachable_orchestrator_needs_an_admin_token_of_32_bytes(host: str, to
     with pytest.raises(ValidationError, match=f"CASCADE_HOST={host} is reachable.*32 bytes or more \\(it is {said}\\)"):
         Settings(host=host, admin_token=token)
     assert Settings(host=host, admin_token="x" * 32).admin_token.get_secret_value() == "x" * 32
+
+
+def test_a_set_but_empty_admin_token_is_refused() -> None:
+    with pytest.raises(ValidationError, match="CASCADE_ADMIN_TOKEN is set but empty"):
+        Settings(admin_token=" ")
