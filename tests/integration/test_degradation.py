@@ -6,6 +6,8 @@ stopping them disturbs no other test.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -21,7 +23,7 @@ from cascade.servers.triton import start_triton
 from cascade.settings import Settings
 
 pytestmark = pytest.mark.integration
-TIMESTAMP = 1_700_000_000
+TIMESTAMP = int(time.time())  # fixed for the session, within the window the API accepts
 RECOVERY_S = 30.0
 
 
@@ -38,6 +40,12 @@ class Restartable:
         if self.process is not None:
             process, self.process = self.process, None
             await asyncio.to_thread(process.stop)
+
+    async def kill(self) -> None:
+        """SIGKILL the server and its children (its process group): no shutdown of any kind."""
+        process, self.process = self.process, None
+        os.killpg(process.pid, signal.SIGKILL)
+        await asyncio.to_thread(process.stop, 1.0)  # reaps it and closes its log
 
 
 @pytest.fixture
@@ -170,3 +178,46 @@ async def test_spent_request_deadline_skips_every_waiting_stage(configure, trito
         assert body["degraded"] == [{"stage": stage, "reason": "timeout"} for stage in skipped]
         assert {item["channel"] for item in body["items"]} <= {"ann", "popular"}
         assert np.isfinite([item["score"] for item in body["items"]]).all()
+
+
+async def test_triton_killed_under_load_every_request_is_answered_and_normal_within_5s(own_triton, redis_server, serve) -> None:
+    """SIGKILL to tritonserver while 4 clients keep asking: every request gets a 200 (those without
+    Triton say prerank and rank were skipped), and answers are whole again within 5 s of Triton
+    being ready after its restart."""
+    settings, triton = own_triton
+    answers: list[tuple[float, int, list]] = []  # (time, status, degraded)
+    stop = asyncio.Event()
+
+    async with serve(settings) as (_, http):
+        async def client(first_user: int) -> None:
+            user = first_user
+            while not stop.is_set():
+                response = await http.post(
+                    "/v1/recommend", json={"user_id": user % 300, "k": 5, "context": {"timestamp": TIMESTAMP}}
+                )
+                answers.append((time.monotonic(), response.status_code, response.json().get("degraded") if response.status_code == 200 else None))
+                user += 4
+                await asyncio.sleep(0.01)
+
+        clients = [asyncio.create_task(client(i)) for i in range(4)]
+        await asyncio.sleep(1.0)
+        killed_at = time.monotonic()
+        await triton.kill()
+        await asyncio.sleep(2.0)
+        await triton.start()  # returns once tritonserver reports ready
+        ready_at = time.monotonic()
+        while time.monotonic() - ready_at < 10.0:
+            if any(t > ready_at and d == [] for t, _, d in answers[-8:]):
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.gather(*clients)
+
+    statuses = {status for _, status, _ in answers}
+    during = [d for t, _, d in answers if killed_at + 0.5 < t < ready_at]
+    normal_at = min(t for t, _, d in answers if t > ready_at and d == [])
+    print(f"{len(answers)} requests, statuses {statuses}, {len(during)} answered without Triton (all degraded: "
+          f"{all(d for d in during)}), normal {normal_at - ready_at:.2f} s after Triton was ready")
+    assert statuses == {200}
+    assert during and all({"stage": "rank", "reason": "unavailable"} in d for d in during)
+    assert normal_at - ready_at <= 5.0
