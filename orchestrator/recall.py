@@ -30,7 +30,7 @@ from cascade.recall.ann import AnnRecall, single_threaded_faiss
 from cascade.recall.channels import EXPLORE, ChannelSpec, RecallConfig, load_recall_config
 from cascade.recall.item_to_item import ItemToItemIndex, item_to_item_candidates
 from cascade.recall.merge import Candidates, merge_channels
-from cascade.recall.popular import POPULAR_KEY, explore_new_items, trending_with_fallback
+from cascade.recall.popular import DECAY_EPOCH, POPULAR_EPOCH_KEY, POPULAR_KEY, explore_new_items, trending_with_fallback
 from cascade.settings import Settings
 from orchestrator.ann_batcher import AnnBatcher
 
@@ -163,8 +163,9 @@ class RecallChannels:
         k = len(self.offline_popular[0])
         if self._redis is None:
             self._redis = redis.from_url(self.settings.effective_redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        try:
-            rows = await self._redis.zrevrange(POPULAR_KEY, 0, k - 1, withscores=True)
+        try:  # the list and the epoch its scores are relative to, read together (the writer rolls both at once)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                rows, epoch = await pipe.zrevrange(POPULAR_KEY, 0, k - 1, withscores=True).get(POPULAR_EPOCH_KEY).execute()
         except (redis.RedisError, OSError) as err:
             log.warning("trending list not refreshed (%s); the popular channel keeps its previous list", err)
             return
@@ -172,7 +173,8 @@ class RecallChannels:
         scores = np.array([score for _, score in rows], np.float64)
         keep = (ids >= 0) & (ids < self.tables.n_items)
         self.popular = trending_with_fallback(
-            ids[keep], scores[keep], time.time(), self.settings.popular_decay_tau_s, *self.offline_popular, k
+            ids[keep], scores[keep], time.time(), self.settings.popular_decay_tau_s, *self.offline_popular, k,
+            epoch=float(epoch) if epoch is not None else DECAY_EPOCH,
         )
 
     async def close(self) -> None:

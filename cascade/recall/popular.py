@@ -1,22 +1,31 @@
 """The popular-items channel (and the cold-start fallback): training positives, and trending clicks.
 
-Trending lives in the Redis sorted set `POPULAR_KEY` (member = item id). Time decay without any
-rewrite: a click at time t adds `decayed_increment(t, tau)` = exp((t - DECAY_EPOCH) / tau) to its
-item, so a score read at `now` is worth score * exp(-(now - DECAY_EPOCH) / tau) "clicks of now"
-and every click's weight halves every tau * ln 2 seconds. Multiplying by one factor keeps the
-order, so ZREVRANGE is already the decayed ranking (and a writer that adds plain 1s still gets a
-correct, undecayed ranking). The channel's score is the log of the decayed value (no overflow).
-exp() overflows ~700 tau after the epoch (1.9 years with tau = 1 day): move the epoch (and reset
-the set) before then.
+Trending lives in the Redis sorted set `POPULAR_KEY` (member = item id), relative to an epoch
+stored in `POPULAR_EPOCH_KEY` (unix seconds; absent: `DECAY_EPOCH`). A click at time t adds
+`decayed_increment(t, tau, epoch)` = exp((t - epoch) / tau) to its item, so a score read at `now`
+is worth score * exp(-(now - epoch) / tau) "clicks of now" and every click's weight halves every
+tau * ln 2 seconds. Multiplying by one factor keeps the order, so ZREVRANGE is already the decayed
+ranking. The channel's score is the log of the decayed value (no overflow).
+
+Rolling epoch: exp() would overflow ~709 tau after a fixed epoch (1.9 years with tau = 1 day), and
+one click dated far ahead would own the set. So the writer (`orchestrator.clients.feedback`, in one
+Lua step) clamps click times to its clock, weighs a batch's clicks relative to its latest one
+(`batch_reference`, `relative_increment`: each weight in (0, 1]) and, once that reference is more
+than `MAX_EXPONENT` tau past the epoch, multiplies every stored score by exp(-(reference - epoch) / tau)
+and makes the reference the epoch. Each click then adds weight * exp((reference - epoch) / tau) =
+decayed_increment(min(t, now), tau, epoch) <= exp(MAX_EXPONENT): sums stay ~1e47 clicks from overflow.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
 POPULAR_KEY = "cascade:popular"
-DECAY_EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z
+POPULAR_EPOCH_KEY = "cascade:popular:epoch"  # the epoch scores are relative to (unix seconds, a float)
+DECAY_EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z: the epoch until the first roll
+MAX_EXPONENT = 600.0  # exp(600) ~ 3.8e260: the epoch rolls before an increment passes it
 
 
 def popular_items(positives: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -25,25 +34,41 @@ def popular_items(positives: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray
     return order.astype(np.int64), np.log1p(positives[order]).astype(np.float32)
 
 
-def decayed_increment(ts: float, tau_s: float) -> float:
-    """What one click at unix time `ts` adds to its item's score in `POPULAR_KEY`."""
-    return math.exp((ts - DECAY_EPOCH) / tau_s)
+def decayed_increment(ts: float, tau_s: float, epoch: float = DECAY_EPOCH) -> float:
+    """What one click at unix time `ts` adds to its item's score in `POPULAR_KEY` under `epoch`
+    (overflows for ts past epoch + ~709 tau: the writer rolls the epoch long before)."""
+    return math.exp((ts - epoch) / tau_s)
+
+
+def batch_reference(click_times: Iterable[float], now: float) -> float:
+    """The time a batch's click weights are relative to: its latest click, clamped to `now`
+    (`now` for a batch without clicks)."""
+    return max((min(float(ts), now) for ts in click_times), default=now)
+
+
+def relative_increment(ts: float, reference: float, now: float, tau_s: float) -> float:
+    """A click's weight relative to `reference` (in (0, 1] for clicks up to it; 0 once it underflows).
+
+    A click dated after `now` counts as a click at `now`: a future date must not outrank every real click.
+    """
+    return math.exp((min(float(ts), now) - reference) / tau_s)
 
 
 def trending_with_fallback(
     trending_ids: np.ndarray, trending_scores: np.ndarray, now: float, tau_s: float,
-    fallback_ids: np.ndarray, fallback_scores: np.ndarray, k: int,
+    fallback_ids: np.ndarray, fallback_scores: np.ndarray, k: int, epoch: float = DECAY_EPOCH,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Trending items (best first, as ZREVRANGE gives them), topped up to k by the offline popular list.
 
-    Trending scores become log(score) - (now - epoch) / tau (the log of the decayed value); the
-    fallback keeps its own scores. Items listed by both come once, from trending.
+    Trending scores become log(score) - (now - epoch) / tau (the log of the decayed value; `epoch`
+    as read from `POPULAR_EPOCH_KEY` with the scores, `DECAY_EPOCH` when absent); the fallback keeps its own scores. Items listed by both come once,
+    from trending.
     """
     ids = np.asarray(trending_ids, np.int64)
     raw = np.asarray(trending_scores, np.float64)
     keep = (ids >= 0) & (raw > 0)
     ids, raw = ids[keep][:k], raw[keep][:k]
-    scores = (np.log(raw) - (now - DECAY_EPOCH) / tau_s).astype(np.float32)
+    scores = (np.log(raw) - (now - epoch) / tau_s).astype(np.float32)
     fallback_ids = np.asarray(fallback_ids, np.int64)
     extra = ~np.isin(fallback_ids, ids)
     room = max(k - len(ids), 0)

