@@ -1,24 +1,66 @@
 """Request and response bodies of the public API."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationInfo, field_validator
 
 MAX_K = 200
 MAX_FEEDBACK_EVENTS = 500
+# Ids and timestamps become int64 tensors (< 2**63 ~ 9.22e18). The bound is a round 9.2e18 because the
+# OpenAPI document writes bounds as floats, which clients read as the decimal spelled: 2**63 - 1 comes
+# out as 9.223372036854776e+18, a value that overflows; 9.2e18 is spelled, and stored, exactly.
+INPUT_INT_MAX = 9_200_000_000_000_000_000
+MAX_DWELL_MS = 86_400_000  # a day
+FUTURE_SLACK_S = 300  # clock skew allowed to a client's timestamp
 Reason = Literal["timeout", "unavailable", "error"]
+TIMESTAMP_DOC = "unix seconds, within CASCADE_LABEL_TTL_S before now and 5 minutes after (422 outside); defaults to now"
+
+
+def _integral(value: Any) -> Any:
+    """199.0 as 199: JSON Schema's `integer` includes integer-valued floats, so the API takes them too.
+    Anything else goes to the strict int check unchanged (and "7", true, 1.5 are refused there)."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+# `Field` before the validator: after it, pydantic writes `ge`/`le` into the schema verbatim.
+Int64 = Annotated[StrictInt, Field(ge=0, le=INPUT_INT_MAX), BeforeValidator(_integral)]
+
+
+def timestamp_problem(timestamp: int, now: int, past_s: int) -> str | None:
+    """Why `timestamp` is refused, or None: it must lie within [now - past_s, now + FUTURE_SLACK_S].
+    A label older than CASCADE_LABEL_TTL_S joins no sample, and a future-dated one would never expire."""
+    if timestamp < now - past_s:
+        return f"{timestamp} is more than {past_s} s before now ({now})"
+    if timestamp > now + FUTURE_SLACK_S:
+        return f"{timestamp} is more than {FUTURE_SLACK_S} s after now ({now})"
+    return None
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` for a route that parses its own body: `model`'s schema with its `$defs` put in
+    place, since a `#/$defs/...` reference would resolve against the OpenAPI document's root."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            return inline(defs[ref.rpartition("/")[2]]) if ref.startswith("#/$defs/") else {k: inline(v) for k, v in node.items()}
+        return [inline(v) for v in node] if isinstance(node, list) else node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}
 
 
 class Context(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    timestamp: StrictInt | None = Field(None, ge=0, le=2**63 - 1, description="unix seconds; defaults to now")
+    timestamp: Int64 | None = Field(None, description=TIMESTAMP_DOC)
 
 
 class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    user_id: StrictInt = Field(..., ge=0, le=2**63 - 1)
-    k: StrictInt = Field(10, ge=1, le=MAX_K)
+    user_id: Int64
+    k: Annotated[StrictInt, Field(ge=1, le=MAX_K), BeforeValidator(_integral)] = 10
     context: Context | None = None
 
 
@@ -60,15 +102,25 @@ class ErrorBody(BaseModel):
     fields: list[str] = []
 
 
+# The rule `_only_for_dwell` checks, said in the OpenAPI document (JSON Schema cannot name a field's
+# sibling in one property's schema): a dwell carries dwell_ms, the other types none.
+DWELL_RULE = {"oneOf": [
+    {"properties": {"type": {"const": "dwell"}, "dwell_ms": {"type": "integer"}}, "required": ["dwell_ms"]},
+    {"properties": {"type": {"enum": ["impression", "click"]}, "dwell_ms": {"type": "null"}}},
+]}
+
+
 class FeedbackEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=DWELL_RULE)
     event_id: StrictStr = Field(..., min_length=1, max_length=128, description="idempotency key: a replay is a duplicate")
     request_id: StrictStr = Field(..., max_length=128, description="the /v1/recommend answer the item was in")
-    user_id: StrictInt = Field(..., ge=0)
-    item_id: StrictInt = Field(..., ge=0)
+    user_id: Int64
+    item_id: Int64
     type: Literal["impression", "click", "dwell"]
-    dwell_ms: StrictInt | None = Field(None, ge=0, validate_default=True, description="required for type dwell, only then")
-    timestamp: StrictInt | None = Field(None, ge=0, description="unix seconds; defaults to now")
+    dwell_ms: Annotated[StrictInt, Field(ge=0, le=MAX_DWELL_MS), BeforeValidator(_integral)] | None = Field(
+        None, validate_default=True, description="milliseconds, at most a day; required for type dwell, only then"
+    )
+    timestamp: Int64 | None = Field(None, description=TIMESTAMP_DOC)
 
     @field_validator("dwell_ms")
     @classmethod
@@ -89,3 +141,15 @@ class FeedbackRequest(BaseModel):
 class FeedbackResponse(BaseModel):
     accepted: int = Field(description="new events, applied")
     duplicates: int = Field(description="events whose event_id was seen before: ignored")
+
+
+class Check(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    ready: bool
+
+
+class Readiness(BaseModel):
+    ready: bool = Field(description="all of the checks below")
+    triton: Check = Field(description="the pipelines of the active scorer versions, by model")
+    redis: Check
+    index: Check = Field(description="the recall index, with its item count")

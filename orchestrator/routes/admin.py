@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from cascade.triton.layout import SCORERS
 from orchestrator.deps import get_funnel, get_metrics
-from orchestrator.errors import Unauthorized
+from orchestrator.errors import UNAVAILABLE, Unauthorized
 from orchestrator.metrics import FunnelMetrics
 from orchestrator.service import FunnelService
 from orchestrator.schemas import ErrorBody
@@ -28,7 +28,7 @@ def require_admin(request: Request, funnel: FunnelService = Depends(get_funnel))
         raise Unauthorized("this endpoint needs Authorization: Bearer <CASCADE_ADMIN_TOKEN>")
 
 
-router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], responses={401: {"model": ErrorBody}})
+router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], responses={401: {"model": ErrorBody}, 503: UNAVAILABLE})
 
 
 class Activate(BaseModel):

@@ -1,38 +1,57 @@
+"""POST /v1/feedback: a batch of impressions, clicks and dwells, deduplicated by event id."""
 from __future__ import annotations
 
 import time
 from collections import Counter
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from cascade.feedback import Event
-from orchestrator.clients.feedback import FeedbackStore
 from orchestrator.deps import get_feedback, get_funnel, get_metrics
-from orchestrator.errors import InvalidInput
-from orchestrator.metrics import FunnelMetrics
-from orchestrator.service import FunnelService
-from orchestrator.schemas import ErrorBody, FeedbackRequest, FeedbackResponse
+from orchestrator.errors import TOO_LARGE, UNAVAILABLE, UNPROCESSABLE, InvalidInput
+from orchestrator.schemas import FeedbackRequest, FeedbackResponse, request_body, timestamp_problem
 
 router = APIRouter()
+
+
+def parse(raw: bytes) -> FeedbackRequest:
+    """The validated batch, or a 422 naming the fields. Parsed by pydantic's own JSON reader, which
+    refuses nesting deeper than 200 levels before building anything (FastAPI's `json.loads` would
+    recurse until a RecursionError, answered 400)."""
+    try:
+        return FeedbackRequest.model_validate_json(raw)
+    except ValidationError as err:
+        raise RequestValidationError(err.errors(include_input=False, include_url=False)) from None
+
+
+def refused(body: FeedbackRequest, n_items: int, now: int, past_s: int) -> list[tuple[str, str]]:
+    """What the schema cannot judge: items outside the catalogue, timestamps outside the window."""
+    problems = []
+    for n, e in enumerate(body.events):
+        if e.item_id >= n_items:
+            problems.append((f"events.{n}.item_id", f"item {e.item_id} is not in the catalogue (0..{n_items - 1})"))
+        problem = timestamp_problem(e.timestamp, now, past_s) if e.timestamp is not None else None
+        if problem is not None:
+            problems.append((f"events.{n}.timestamp", problem))
+    return problems
 
 
 @router.post(
     "/v1/feedback",
     response_model=FeedbackResponse,
-    responses={413: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    responses={413: TOO_LARGE, 422: UNPROCESSABLE, 503: UNAVAILABLE},
+    openapi_extra=request_body(FeedbackRequest),
 )
-async def feedback(
-    body: FeedbackRequest, funnel: FunnelService = Depends(get_funnel), store: FeedbackStore = Depends(get_feedback),
-    metrics: FunnelMetrics = Depends(get_metrics),
-) -> FeedbackResponse:
-    n_items = funnel.resources.tables.n_items
-    outside = [
-        (f"events.{n}.item_id", f"item {e.item_id} is not in the catalogue (0..{n_items - 1})")
-        for n, e in enumerate(body.events) if e.item_id >= n_items
-    ]
-    if outside:
-        raise InvalidInput(outside)
+async def feedback(request: Request) -> FeedbackResponse:
+    """Input is judged before readiness, as on /v1/recommend: a bad batch is a 422 even while not ready."""
+    body = parse(await request.body())
+    funnel, store, metrics = get_funnel(request), get_feedback(request), get_metrics(request)
     now = int(time.time())
+    problems = refused(body, funnel.resources.tables.n_items, now, funnel.settings.label_ttl_s)
+    if problems:
+        raise InvalidInput(problems)
     events = [
         Event(e.event_id, e.user_id, e.item_id, e.type, e.timestamp if e.timestamp is not None else now,
               e.request_id, e.dwell_ms or 0)

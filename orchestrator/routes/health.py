@@ -4,18 +4,23 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from orchestrator.deps import get_funnel
+from orchestrator.errors import RETRY_AFTER_S, UNAVAILABLE
+from orchestrator.schemas import ErrorBody, Readiness
 from orchestrator.service import FunnelService
 
 router = APIRouter()
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses={503: UNAVAILABLE})
 async def healthz() -> dict[str, str]:
     """Liveness: the process answers."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={
+    200: {"model": Readiness},
+    503: {**UNAVAILABLE, "model": Readiness | ErrorBody, "description": "not ready: the checks, or why there are none"},
+})
 async def readyz(funnel: FunnelService = Depends(get_funnel)) -> JSONResponse:
     """Readiness: the pipelines of the active scorer versions ready, Redis reachable, recall index loaded; 503 until then."""
     triton = await funnel.scorer.ready(funnel.versions.pipelines())
@@ -25,4 +30,5 @@ async def readyz(funnel: FunnelService = Depends(get_funnel)) -> JSONResponse:
         "index": {"ready": funnel.resources.ann.index.ntotal > 0, "items": int(funnel.resources.ann.index.ntotal)},
     }
     ready = all(c["ready"] for c in checks.values())
-    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, **checks})
+    headers = None if ready else {"Retry-After": str(RETRY_AFTER_S)}
+    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, **checks}, headers=headers)

@@ -1,6 +1,8 @@
 """/v1/recommend end to end: real Triton (ensembles over gRPC), real Redis, real FAISS index."""
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -44,8 +46,14 @@ async def test_cold_start_user_gets_k_items(client: httpx.AsyncClient, exported:
 
 
 async def test_context_timestamp_is_accepted(client: httpx.AsyncClient) -> None:
-    response = await recommend(client, user_id=5, k=3, context={"timestamp": 1_700_000_000})
+    response = await recommend(client, user_id=5, k=3, context={"timestamp": int(time.time()) - 3_600})
     assert response.status_code == 200 and len(response.json()["items"]) == 3
+
+
+async def test_context_timestamp_outside_the_window_is_422(client: httpx.AsyncClient) -> None:
+    for ts in (1_700_000_000, int(time.time()) + 3_600):  # older than CASCADE_LABEL_TTL_S; over 5 minutes ahead
+        response = await recommend(client, user_id=5, k=3, context={"timestamp": ts})
+        assert response.status_code == 422 and response.json()["fields"] == ["context.timestamp"]
 
 
 @pytest.mark.parametrize(

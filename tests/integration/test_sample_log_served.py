@@ -3,6 +3,7 @@ the parquet export, and offline re-scoring of the exported rows giving the serve
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from export.repository import versions_folder
 from orchestrator.export_samples import export_samples
 
 pytestmark = pytest.mark.integration
-TS = 1_700_000_000
+TS = int(time.time())  # fixed for the session, within the window the API accepts
 
 
 async def recommend(http: httpx.AsyncClient, user_id: int, k: int = 10) -> dict:

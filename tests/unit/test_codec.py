@@ -26,7 +26,8 @@ def test_valid_body_with_defaults_and_context() -> None:
         (b'{"user_id": 1, "k": 0}', "k"),
         (b'{"user_id": 1, "k": 201}', "k"),
         (b'{"user_id": 1, "k": "10"}', "k"),
-        (b'{"user_id": 1, "k": 2.0}', "k"),
+        (b'{"user_id": 1, "k": 2.5}', "k"),
+        (b'{"user_id": 1, "k": 201.0}', "k"),
         (b'{"k": 10}', "user_id"),
         (b'{"user_id": true}', "user_id"),
         (b'{"user_id": -1}', "user_id"),
@@ -41,6 +42,13 @@ def test_bad_body_names_the_field(raw: bytes, field: str) -> None:
     with pytest.raises(InvalidInput) as err:
         decode_recommend(raw)
     assert [f for f, _ in err.value.problems] == [field]
+
+
+def test_integer_valued_floats_decode_as_ints() -> None:
+    """JSON Schema's `integer`, what the OpenAPI document says, admits 199.0."""
+    body = decode_recommend(b'{"user_id": 3.0, "k": 199.0, "context": {"timestamp": 1e9}}')
+    assert (body.user_id, body.k, body.timestamp) == (3, 199, 1_000_000_000)
+    assert all(type(v) is int for v in (body.user_id, body.k, body.timestamp))
 
 
 def test_answer_json_matches_the_documented_response() -> None:
@@ -60,7 +68,12 @@ def test_answer_json_matches_the_documented_response() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "field"),
-    [(b'{"user_id": 9223372036854775808}', "user_id"), (b'{"user_id": 1, "context": {"timestamp": 9223372036854775808}}', "context.timestamp")],
+    [
+        (b'{"user_id": 9223372036854775808}', "user_id"),
+        (b'{"user_id": 9200000000000000001}', "user_id"),
+        (b'{"user_id": 9.3e18}', "user_id"),
+        (b'{"user_id": 1, "context": {"timestamp": 9223372036854775808}}', "context.timestamp"),
+    ],
 )
 def test_values_outside_int64_are_refused(raw: bytes, field: str) -> None:
     with pytest.raises(InvalidInput) as err:

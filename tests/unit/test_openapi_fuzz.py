@@ -1,0 +1,167 @@
+"""Schemathesis over the public API's OpenAPI document, positive and negative cases, against an app
+whose lifespan never ran but whose funnel and feedback store are in-memory fakes (the real funnel code
+over fake recall and scorers): every answer must be documented and match its schema, valid input must
+be accepted, invalid input refused, and no 5xx.
+
+The /admin routes are left out: they drive Triton's model control and the shared operator board,
+which these fakes do not stand in for (their scorer is an enum and their 503 documented all the same;
+tests/integration/test_admin_served.py covers them against real servers).
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from schemathesis.generation.modes import GenerationMode
+
+from cascade.feedback import Event, effects_of
+from cascade.features import FeatureTables
+from cascade.recall.merge import Candidates
+from cascade.settings import Settings
+from orchestrator.app import build_app
+from orchestrator.funnel import FunnelPorts
+from orchestrator.memory_store import MemoryUserStore
+from orchestrator.service import FunnelRunner
+
+N_ITEMS = 4  # the tiny tables' catalogue
+EXAMPLES = 300  # per operation and generation mode
+
+
+class FakeRecall:
+    async def recall(self, user_id: int, history: np.ndarray | None, timestamp: int) -> Candidates:
+        ids = np.arange(N_ITEMS, dtype=np.int64)
+        return Candidates(ids, np.zeros(N_ITEMS, np.int64), np.zeros(N_ITEMS, np.float32), ("ann",))
+
+
+class FakeScorer:
+    async def score(self, scorer, version, user_id, item_ids, history, timestamp) -> np.ndarray:
+        return item_ids.astype(np.float32)
+
+    async def ready(self, pipelines: list[str]) -> dict[str, bool]:
+        return dict.fromkeys(pipelines, True)
+
+
+class MemoryExposure(MemoryUserStore):
+    async def ping(self) -> bool:
+        return True
+
+
+class Catalogue:
+    def __init__(self, tables: FeatureTables) -> None:
+        self.tables, self.unit_item_embeddings = tables, np.eye(N_ITEMS, 3, dtype=np.float32)
+        self.model_versions = {"prerank": 1, "rank": 1, "user_tower": 1}
+
+    def history_of(self, user_id: int) -> np.ndarray | None:
+        return np.array([-1, 0, 2], np.int64) if user_id < self.tables.n_users else None
+
+
+class MemoryFeedback:
+    """The feedback store's contract in memory: duplicates by event id, the effects computed."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    async def record(self, events: list[Event]) -> list[bool]:
+        fresh = []
+        for e in events:
+            fresh.append(e.event_id not in self.seen)
+            self.seen.add(e.event_id)
+        effects_of([e for e, new in zip(events, fresh) if new])
+        return fresh
+
+
+class FakeFunnel:
+    """What the public routes use of `FunnelService`."""
+
+    def __init__(self, settings: Settings, tables: FeatureTables, app: FastAPI) -> None:
+        self.settings, self.scorer, self.exposure = settings, FakeScorer(), MemoryExposure()
+        self.resources = SimpleNamespace(tables=tables, ann=SimpleNamespace(index=SimpleNamespace(ntotal=N_ITEMS)))
+        self.versions = SimpleNamespace(pipelines=lambda: ["prerank_pipeline_v1", "rank_pipeline_v1"])
+        ports = FunnelPorts(FakeRecall(), self.scorer, self.exposure, Catalogue(tables), 3, 2, True)
+        self.runner = FunnelRunner(settings, ports, {"prerank": 1, "rank": 1}, app.state.metrics)
+
+    async def recommend(self, user_id: int, k: int, timestamp: int | None, started: float):
+        return await self.runner.recommend(user_id, k, timestamp, started)
+
+
+@asynccontextmanager
+async def no_servers(_: FastAPI) -> AsyncIterator[None]:
+    yield
+
+
+def fuzzed_app(tables: FeatureTables, tmp_path: Path) -> FastAPI:
+    settings = Settings(
+        artifacts_dir=tmp_path / "none", run_dir=tmp_path / "run", rerank_chain=[{"name": "truncate"}],
+        request_deadline_ms=5_000.0, admission_wait_ms=1_000.0, max_in_flight=64,
+    )
+    app = build_app(settings)
+    app.router.lifespan_context = no_servers  # schemathesis's ASGI client runs the lifespan: the fakes replace it
+    app.state.funnel, app.state.feedback = FakeFunnel(settings, tables, app), MemoryFeedback()
+    return app
+
+
+def public_operations() -> list[tuple[str, str, GenerationMode]]:
+    """(path, method, mode) of each public operation; negative cases only where there is input to spoil."""
+    document = build_app(Settings(artifacts_dir=Path("none"))).openapi()
+    return [
+        (path, method.upper(), mode)
+        for path, ops in document["paths"].items() if not path.startswith("/admin")
+        for method, op in ops.items()
+        for mode in GenerationMode if mode.is_positive or "requestBody" in op or op.get("parameters")
+    ]
+
+
+@pytest.fixture(scope="module")
+def tally(request: pytest.FixtureRequest) -> Iterator[Counter]:
+    counts: Counter = Counter()
+    yield counts
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        statuses = ", ".join(f"{status}: {n}" for status, n in sorted(counts.items()))
+        with capture.global_and_fixture_disabled():  # the count goes into the closing notes
+            reporter.write_line(f"\nschemathesis: {counts.total()} cases, by status {statuses}")
+
+
+def within_rules(body: Any, now: int, past_s: int) -> Any:
+    """A valid body kept valid under the rules the document cannot say: timestamps in the window
+    around now (a JSON Schema has no `now`), item ids in the catalogue (known only when serving)."""
+    if isinstance(body, dict):
+        fixed = {k: within_rules(v, now, past_s) for k, v in body.items()}
+        if isinstance(fixed.get("timestamp"), (int, float)):  # 7.0 is an integer too
+            fixed["timestamp"] = now - int(fixed["timestamp"]) % past_s
+        if isinstance(fixed.get("item_id"), (int, float)):
+            fixed["item_id"] = int(fixed["item_id"]) % N_ITEMS
+        return fixed
+    return [within_rules(v, now, past_s) for v in body] if isinstance(body, list) else body
+
+
+@pytest.mark.parametrize(("path", "method", "mode"), public_operations())
+def test_api_answers_as_documented(
+    path: str, method: str, mode: GenerationMode, tiny_tables: FeatureTables, tmp_path: Path, tally: Counter,
+) -> None:
+    """Each case runs schemathesis's checks (status and content type documented, body and headers as
+    documented, valid data accepted, invalid refused); and no 5xx."""
+    operation = schemathesis.openapi.from_asgi("/openapi.json", fuzzed_app(tiny_tables, tmp_path))[path][method]
+    past_s = Settings().label_ttl_s
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+    def answers_as_documented(case: schemathesis.Case) -> None:
+        if mode.is_positive:
+            case.body = within_rules(case.body, int(time.time()), past_s)
+        response = case.call_and_validate()
+        tally[response.status_code] += 1
+        assert response.status_code < 500, response.text
+
+    answers_as_documented()
