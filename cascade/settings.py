@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     label_ttl_s: int = Field(2 * 86_400, ge=1, description="how long feedback labels of a served sample are kept")
     dwell_positive_ms: int = Field(10_000, ge=0, description="a served item with this much dwell is a positive, click or not")
     feedback_max_body_bytes: int = Field(131_072, ge=256, description="body limit of POST /v1/feedback (500 events)")
+    feedback_rate_per_s: float = Field(200.0, gt=0.0, description="feedback events a client may send per second, sustained")
+    feedback_burst: int = Field(2_000, ge=1, description="feedback events a client may send at once (its bucket's size)")
+    feedback_client_header: str | None = Field(
+        None, description="the header naming the client for the feedback rate limit, set by a trusted proxy "
+        "(e.g. x-client-id); unset: the peer address",
+    )
     triton_timeout_s: float = Field(2.0, gt=0.0, description="warm-up and readiness calls; requests use stage budgets")
     triton_infer_protocol: Literal["http", "grpc"] = Field(
         "http", description="how the orchestrator sends scoring calls: HTTP with binary tensors (less client CPU per "

@@ -15,6 +15,7 @@ from orchestrator.clients.feedback import FeedbackLimits, FeedbackStore
 from orchestrator.clients.kserve_http import HttpInference
 from orchestrator.clients.triton import TritonScorer
 from orchestrator.clients.operator_board import RedisOperatorBoard
+from orchestrator.clients.ratelimit import RateLimiter
 from orchestrator.errors import install_error_handlers
 from orchestrator.logs import AdminAudit, configure_logging
 from orchestrator.metrics import FunnelMetrics, RequestMetrics, multiprocess_mode
@@ -48,6 +49,7 @@ def build_app(settings: Settings) -> FastAPI:
             settings.feedback_dedup_ttl_s, settings.long_exposure_ttl_s, settings.long_exposure_max_items,
             settings.live_sequence_ttl_s, settings.history_len, settings.popular_decay_tau_s, settings.label_ttl_s,
         ))
+        app.state.feedback_limiter = RateLimiter(exposure.redis, settings.feedback_rate_per_s, settings.feedback_burst)
         app.state.funnel = FunnelService(settings, resources, scorer, exposure, app.state.metrics, RedisOperatorBoard(exposure.redis))
         await app.state.funnel.warm_up()
         app.state.metrics.set_active_versions(app.state.funnel.versions.active)

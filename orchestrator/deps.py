@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from orchestrator.clients.feedback import FeedbackStore
+from orchestrator.clients.ratelimit import RateLimiter
 from orchestrator.errors import NotReady
 from orchestrator.metrics import FunnelMetrics
 from orchestrator.service import FunnelService
@@ -25,3 +26,9 @@ def get_feedback(request: Request) -> FeedbackStore:
     if store is None:
         raise NotReady("the feedback store is not open: the app's lifespan has not started or its startup failed")
     return store
+
+
+def get_feedback_limiter(request: Request) -> RateLimiter | None:
+    """The feedback rate limiter the lifespan opened; None in an app built without its lifespan (tests
+    that stand fakes in for the servers), which then limits nothing."""
+    return getattr(request.app.state, "feedback_limiter", None)

@@ -29,6 +29,10 @@ UNAVAILABLE = {
     "description": "service unavailable: not ready, overloaded, or a backend it needs is down (the body says which)",
 }
 TOO_LARGE = {"model": ErrorBody, "description": "the body is over the route's limit"}
+TOO_MANY = {
+    "model": ErrorBody, "headers": _RETRY_AFTER_DOC,
+    "description": "this client sent more events than its rate allows (CASCADE_FEEDBACK_RATE_PER_S, _BURST)",
+}
 UNPROCESSABLE = {"model": ErrorBody, "description": "invalid input: `fields` names each field at fault"}
 
 
@@ -46,6 +50,14 @@ class InvalidInput(ValueError):
 
 class Unauthorized(PermissionError):
     """An operator endpoint called without the right CASCADE_ADMIN_TOKEN: a 401."""
+
+
+class RateLimited(RuntimeError):
+    """A client over its feedback rate: a 429 with Retry-After."""
+
+    def __init__(self, retry_after_s: int, message: str) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class BodyTooLarge(HTTPException):
@@ -93,6 +105,13 @@ def _unavailable(message: str) -> JSONResponse:
 async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
     return JSONResponse(
         status_code=401, content=ErrorBody(error=f"unauthorized: {exc}").model_dump(), headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+async def _rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
+    return JSONResponse(
+        status_code=429, content=ErrorBody(error=f"too many requests: {exc}").model_dump(),
+        headers={"Retry-After": str(exc.retry_after_s)},
     )
 
 
@@ -167,4 +186,5 @@ def install_error_handlers(app: FastAPI, max_body_bytes: int, path_body_bytes: M
     app.add_exception_handler(BackendUnavailable, _backend_down)
     app.add_exception_handler(BackendTimeout, _backend_down)
     app.add_exception_handler(Unauthorized, _unauthorized)
+    app.add_exception_handler(RateLimited, _rate_limited)
     app.add_middleware(GuardedBody, max_body_bytes=max_body_bytes, path_body_bytes=path_body_bytes)

@@ -1,4 +1,5 @@
-"""POST /v1/feedback: a batch of impressions, clicks and dwells, deduplicated by event id."""
+"""POST /v1/feedback: a batch of impressions, clicks and dwells, deduplicated by event id, within each
+client's rate (a token bucket per client in Redis, `orchestrator.clients.ratelimit`: a 429 beyond)."""
 from __future__ import annotations
 
 import time
@@ -9,8 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from cascade.feedback import Event
-from orchestrator.deps import get_feedback, get_funnel, get_metrics
-from orchestrator.errors import TOO_LARGE, UNAVAILABLE, UNPROCESSABLE, InvalidInput
+from orchestrator.deps import get_feedback, get_feedback_limiter, get_funnel, get_metrics
+from orchestrator.errors import TOO_LARGE, TOO_MANY, UNAVAILABLE, UNPROCESSABLE, InvalidInput, RateLimited
 from orchestrator.schemas import FeedbackRequest, FeedbackResponse, request_body, timestamp_problem
 
 router = APIRouter()
@@ -38,10 +39,21 @@ def refused(body: FeedbackRequest, n_items: int, now: int, past_s: int) -> list[
     return problems
 
 
+async def within_rate(request: Request, client_header: str | None, events: int) -> None:
+    """Spend `events` tokens of the client's bucket, or raise RateLimited (a 429 with Retry-After)."""
+    limiter = get_feedback_limiter(request)
+    if limiter is None:
+        return
+    client = (request.headers.get(client_header) if client_header else None) or (request.client.host if request.client else "?")
+    verdict = await limiter.spend(client, events)
+    if not verdict.allowed:
+        raise RateLimited(verdict.retry_after_s, f"client {client} is over its feedback rate; retry in {verdict.retry_after_s} s")
+
+
 @router.post(
     "/v1/feedback",
     response_model=FeedbackResponse,
-    responses={413: TOO_LARGE, 422: UNPROCESSABLE, 503: UNAVAILABLE},
+    responses={413: TOO_LARGE, 422: UNPROCESSABLE, 429: TOO_MANY, 503: UNAVAILABLE},
     openapi_extra=request_body(FeedbackRequest),
 )
 async def feedback(request: Request) -> FeedbackResponse:
@@ -57,6 +69,7 @@ async def feedback(request: Request) -> FeedbackResponse:
               e.request_id, e.dwell_ms or 0)
         for e in body.events
     ]
+    await within_rate(request, funnel.settings.feedback_client_header, len(events))
     fresh = await store.record(events)
     metrics.count_feedback(Counter((e.type, "accepted" if new else "duplicate") for e, new in zip(events, fresh)))
     accepted = sum(fresh)

@@ -181,3 +181,16 @@ async def test_item_outside_the_catalogue_is_422_naming_it(client, store, export
     assert response.status_code == 422
     assert response.json()["fields"] == ["events.1.item_id", "events.2.item_id"]
     assert await store.exists(LONG_KEY.format(user_id=250)) == 0  # nothing of a refused batch is applied
+
+
+async def test_a_client_over_its_rate_gets_429_with_retry_after_and_nothing_is_written(configure, serve, store, triton) -> None:
+    settings = configure(feedback_rate_per_s=1.0, feedback_burst=5, feedback_client_header="x-client-id")
+    async with serve(settings) as (_, http):
+        first = await http.post("/v1/feedback", json={"events": [event(260, i) for i in range(4)]}, headers={"x-client-id": "a"})
+        assert first.status_code == 200
+        over = await http.post("/v1/feedback", json={"events": [event(261, i) for i in range(3)]}, headers={"x-client-id": "a"})
+        assert over.status_code == 429 and over.headers["retry-after"] == "2"  # 1 token left, 3 wanted, 1/s
+        assert "client a is over its feedback rate" in over.json()["error"]
+        assert await store.exists(LONG_KEY.format(user_id=261)) == 0  # refused before anything was written
+        other = await http.post("/v1/feedback", json={"events": [event(262, 1)]}, headers={"x-client-id": "b"})
+        assert other.status_code == 200  # another client: its own bucket
