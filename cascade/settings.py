@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         "CASCADE_HOST allows (otherwise it must be 32 bytes or more)"
     )
     port: int = Field(8080, ge=1, le=65535)
+    request_id_secret: SecretStr | None = Field(
+        None, description="signs the request ids answers carry, so feedback labels are kept only for answers this "
+        "service gave (cascade.request_ids); every process and replica must share it (the local stack keeps one "
+        "under its run directory); unset: a random one per process",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_file: Path | None = Field(None, description="JSON log lines to this file, rotated; unset: stdout")
     log_max_bytes: int = Field(10 << 20, ge=1 << 16, description="the log file's size before it rotates")
@@ -224,6 +229,12 @@ class Settings(BaseSettings):
                 f"{MIN_ADMIN_TOKEN_BYTES} bytes or more (it is {'unset' if self.admin_token is None else f'{len(token.encode())} bytes'}), "
                 "or bind to 127.0.0.1"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _request_id_secret_long_enough(self) -> "Settings":
+        if self.request_id_secret is not None and len(self.request_id_secret.get_secret_value().encode()) < 16:
+            raise ValueError("CASCADE_REQUEST_ID_SECRET must be 16 bytes or more (or unset: a random one per process)")
         return self
 
     @model_validator(mode="after")

@@ -5,14 +5,15 @@ funnel itself (`orchestrator.funnel`) reads one object and never consults settin
 """
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from cascade.experiments import Experiment, parse_experiments
 from cascade.rerank.base import RerankOperator
 from cascade.rerank.registry import build_chain
+from cascade.request_ids import RequestIds
 from cascade.settings import Settings
 
 NONE = "none"  # the experiment and arm labels (metrics, samples) without experiments
@@ -42,6 +43,8 @@ class ContextFactory:
         self, settings: Settings, active_versions: Mapping[str, int], two_stage: Set[tuple[int, int]] = frozenset(),
     ) -> None:
         self.active = active_versions  # the live mapping a version switch updates (orchestrator.versions)
+        secret = settings.request_id_secret
+        self.ids = RequestIds(secret.get_secret_value().encode() if secret is not None else secrets.token_bytes(32))
         # the live set of (pre-rank, rank) version pairs Triton serves in one call (orchestrator.versions)
         self.two_stage = two_stage if settings.two_stage else frozenset()
         self.chain = tuple(build_chain(settings.rerank_chain))
@@ -60,12 +63,12 @@ class ContextFactory:
         versions = dict(self.active)  # one read per request: a switch mid-request never mixes versions
         if self.experiment is None:
             return RequestContext(
-                uuid.uuid4().hex, user_id, k, ts, versions, self.chain, None, NONE, self._one_call(versions)
+                self.ids.issue(user_id), user_id, k, ts, versions, self.chain, None, NONE, self._one_call(versions)
             )
         arm = self.experiment.assign(user_id)
         versions.update(arm.model_versions or {})
         return RequestContext(
-            uuid.uuid4().hex, user_id, k, ts, versions, self.arm_chains[arm.name], self.experiment.name, arm.name,
+            self.ids.issue(user_id), user_id, k, ts, versions, self.arm_chains[arm.name], self.experiment.name, arm.name,
             self._one_call(versions),
         )
 

@@ -72,6 +72,10 @@ class FunnelService:
     def pinned_versions(self, scorer: str) -> list[int]:
         return self.runner.contexts.pinned_versions(scorer)
 
+    def issued(self, request_id: str, user_id: int) -> bool:
+        """Whether this service gave `user_id` an answer with `request_id` (`cascade.request_ids`)."""
+        return self.runner.contexts.ids.valid(request_id, user_id)
+
     async def recommend(self, user_id: int, k: int, timestamp: int | None, started: float) -> Answer:
         return await self.runner.recommend(user_id, k, timestamp, started)
 

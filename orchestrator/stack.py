@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -59,6 +60,8 @@ def up(settings: Settings) -> None:
         [settings.model_repository, settings.ensemble_repository], settings.run_dir, settings.triton_host,
         settings.triton_http_port, settings.triton_grpc_port, settings.triton_metrics_port,
     ))
+    if settings.request_id_secret is None:  # every worker signs and checks request ids alike, across restarts too
+        env["CASCADE_REQUEST_ID_SECRET"] = request_id_secret(settings.run_dir)
     # One BLAS thread: requests run concurrently already, and OpenBLAS's extra threads spin for more
     # CPU than the exact ANN search's matrix-vector product they split (cascade.recall.exact).
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -75,6 +78,17 @@ def up(settings: Settings) -> None:
     app.wait_ready(lambda: _http("GET", f"http://{settings.host}:{settings.port}/readyz")[0] == 200, 120)
     _record(settings, app)
     print(f"orchestrator ready on http://{settings.host}:{settings.port}")
+
+
+def request_id_secret(run_dir: Path) -> str:
+    """The stack's request-id secret: made once, kept (owner-only) under the run directory, so the
+    answers given before a restart can still be labelled after it."""
+    path = run_dir / "request_id_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def demo(settings: Settings) -> None:

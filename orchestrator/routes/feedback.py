@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,10 +28,16 @@ def parse(raw: bytes) -> FeedbackRequest:
         raise RequestValidationError(err.errors(include_input=False, include_url=False)) from None
 
 
-def refused(body: FeedbackRequest, n_items: int, now: int, past_s: int) -> list[tuple[str, str]]:
-    """What the schema cannot judge: items outside the catalogue, timestamps outside the window."""
+def refused(
+    body: FeedbackRequest, n_items: int, now: int, past_s: int, issued: Callable[[str, int], bool]
+) -> list[tuple[str, str]]:
+    """What the schema cannot judge: items outside the catalogue, timestamps outside the window, and
+    request ids this service did not issue to the event's user (labels are kept only for answers it
+    gave; an empty request id is "unknown": the event counts, no label is kept)."""
     problems = []
     for n, e in enumerate(body.events):
+        if e.request_id and not issued(e.request_id, e.user_id):
+            problems.append((f"events.{n}.request_id", f"not a request id this service issued to user {e.user_id}"))
         if e.item_id >= n_items:
             problems.append((f"events.{n}.item_id", f"item {e.item_id} is not in the catalogue (0..{n_items - 1})"))
         problem = timestamp_problem(e.timestamp, now, past_s) if e.timestamp is not None else None
@@ -61,7 +68,7 @@ async def feedback(request: Request) -> FeedbackResponse:
     body = parse(await request.body())
     funnel, store, metrics = get_funnel(request), get_feedback(request), get_metrics(request)
     now = int(time.time())
-    problems = refused(body, funnel.resources.tables.n_items, now, funnel.settings.label_ttl_s)
+    problems = refused(body, funnel.resources.tables.n_items, now, funnel.settings.label_ttl_s, funnel.issued)
     if problems:
         raise InvalidInput(problems)
     events = [

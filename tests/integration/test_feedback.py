@@ -32,7 +32,7 @@ async def store(serving_settings: Settings, redis_server) -> AsyncIterator[redis
 
 
 def event(user_id: int, item_id: int, kind: str = "impression", **extra) -> dict:
-    return {"event_id": uuid.uuid4().hex, "request_id": "r", "user_id": user_id, "item_id": item_id, "type": kind, **extra}
+    return {"event_id": uuid.uuid4().hex, "request_id": "", "user_id": user_id, "item_id": item_id, "type": kind, **extra}
 
 
 async def feedback(http: httpx.AsyncClient, events: list[dict]) -> dict:

@@ -46,7 +46,7 @@ async def test_metrics_after_requests(client: httpx.AsyncClient, exported: Setti
 
 async def test_feedback_and_reloads_are_counted(configure, triton, redis_server, serve) -> None:
     events = [
-        {"event_id": f"m{n}", "request_id": "r", "user_id": 1, "item_id": n, "type": kind}
+        {"event_id": f"m{n}", "request_id": "", "user_id": 1, "item_id": n, "type": kind}
         for n, kind in enumerate(("impression", "impression", "click"))
     ]
     async with serve(configure()) as (_, http):

@@ -26,7 +26,8 @@ async def test_returns_k_distinct_catalogue_items(client: httpx.AsyncClient, exp
     assert body["model_versions"] == {"prerank": 1, "rank": 1, "user_tower": 1}
     assert set(body["latency_ms"]) >= {"recall", "exposure_filter", "prerank+rank", "rerank", "total"}  # one Triton call
     assert {item["channel"] for item in body["items"]} <= {"ann", "item_to_item", "popular"}
-    assert len(body["request_id"]) == 32
+    nonce, tag = body["request_id"].split(".")  # signed for this user (cascade.request_ids)
+    assert len(nonce) == 24 and len(tag) == 32
 
 
 async def test_second_call_shows_none_of_the_first(client: httpx.AsyncClient) -> None:

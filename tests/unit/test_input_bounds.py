@@ -34,6 +34,9 @@ class CannedFunnel:
         self.settings, self.asked = settings, []
         self.resources = SimpleNamespace(tables=SimpleNamespace(n_items=100))
 
+    def issued(self, request_id: str, user_id: int) -> bool:
+        return request_id == f"issued-to-{user_id}"
+
     async def recommend(self, user_id: int, k: int, timestamp: int | None, started: float) -> Answer:
         self.asked.append((user_id, k, timestamp))
         ctx = RequestContext("r", user_id, k, timestamp or int(time.time()), {"rank": 1}, (), None, "none")
@@ -67,7 +70,7 @@ async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def event(**fields) -> dict:
-    return {"event_id": "e", "request_id": "r", "user_id": 1, "item_id": 2, "type": "impression", **fields}
+    return {"event_id": "e", "request_id": "", "user_id": 1, "item_id": 2, "type": "impression", **fields}
 
 
 async def refused_fields(http: httpx.AsyncClient, path: str, body: dict) -> list[str]:
@@ -210,3 +213,11 @@ def test_every_public_route_documents_503_with_retry_after(app: FastAPI) -> None
     for path in ("/v1/recommend", "/v1/feedback", "/healthz", "/readyz"):
         for operation in paths[path].values():
             assert operation["responses"]["503"]["headers"]["Retry-After"]["required"] is True
+
+
+async def test_a_label_needs_a_request_id_issued_to_the_events_user(http: httpx.AsyncClient) -> None:
+    """Labels are kept only for answers the service gave (signed request ids, cascade.request_ids)."""
+    good = await http.post("/v1/feedback", json={"events": [event(request_id="issued-to-1")]})
+    assert good.status_code == 200
+    for forged in ("r", "issued-to-2"):  # made up, or another user's
+        assert await refused_fields(http, "/v1/feedback", {"events": [event(request_id=forged)]}) == ["events.0.request_id"]

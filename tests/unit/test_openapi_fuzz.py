@@ -93,6 +93,9 @@ class FakeFunnel:
     async def recommend(self, user_id: int, k: int, timestamp: int | None, started: float):
         return await self.runner.recommend(user_id, k, timestamp, started)
 
+    def issued(self, request_id: str, user_id: int) -> bool:
+        return self.runner.contexts.ids.valid(request_id, user_id)
+
 
 @asynccontextmanager
 async def no_servers(_: FastAPI) -> AsyncIterator[None]:
@@ -135,9 +138,12 @@ def tally(request: pytest.FixtureRequest) -> Iterator[Counter]:
 
 def within_rules(body: Any, now: int, past_s: int) -> Any:
     """A valid body kept valid under the rules the document cannot say: timestamps in the window
-    around now (a JSON Schema has no `now`), item ids in the catalogue (known only when serving)."""
+    around now (a JSON Schema has no `now`), item ids in the catalogue (known only when serving),
+    request ids the service issued (signed: none can be generated; "" is "unknown", always valid)."""
     if isinstance(body, dict):
         fixed = {k: within_rules(v, now, past_s) for k, v in body.items()}
+        if isinstance(fixed.get("request_id"), str):
+            fixed["request_id"] = ""
         if isinstance(fixed.get("timestamp"), (int, float)):  # 7.0 is an integer too
             fixed["timestamp"] = now - int(fixed["timestamp"]) % past_s
         if isinstance(fixed.get("item_id"), (int, float)):

@@ -171,3 +171,9 @@ def test_a_reachable_orchestrator_needs_an_admin_token_of_32_bytes(host: str, to
 def test_a_set_but_empty_admin_token_is_refused() -> None:
     with pytest.raises(ValidationError, match="CASCADE_ADMIN_TOKEN is set but empty"):
         Settings(admin_token=" ")
+
+
+def test_a_short_request_id_secret_is_refused() -> None:
+    with pytest.raises(ValidationError, match="CASCADE_REQUEST_ID_SECRET must be 16 bytes or more"):
+        Settings(request_id_secret="REPLACE-ME")
+    assert Settings(request_id_secret="k" * 16).request_id_secret is not None
