@@ -1,9 +1,12 @@
 """Request and response bodies of the public API."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationInfo, field_validator
+from fastapi.exceptions import RequestValidationError
+from pydantic import (
+    BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationError, ValidationInfo, field_validator,
+)
 
 MAX_K = 200
 MAX_FEEDBACK_EVENTS = 500
@@ -17,14 +20,16 @@ Reason = Literal["timeout", "unavailable", "error"]
 TIMESTAMP_DOC = "unix seconds, within CASCADE_LABEL_TTL_S before now and 5 minutes after (422 outside); defaults to now"
 
 
-def _integral(value: Any) -> Any:
+M = TypeVar("M", bound=BaseModel)
+
+def integral(value: Any) -> Any:
     """199.0 as 199: JSON Schema's `integer` includes integer-valued floats, so the API takes them too.
     Anything else goes to the strict int check unchanged (and "7", true, 1.5 are refused there)."""
     return int(value) if type(value) is float and value.is_integer() else value
 
 
 # `Field` before the validator: after it, pydantic writes `ge`/`le` into the schema verbatim.
-Int64 = Annotated[StrictInt, Field(ge=0, le=INPUT_INT_MAX), BeforeValidator(_integral)]
+Int64 = Annotated[StrictInt, Field(ge=0, le=INPUT_INT_MAX), BeforeValidator(integral)]
 
 
 def timestamp_problem(timestamp: int, now: int, past_s: int) -> str | None:
@@ -35,6 +40,17 @@ def timestamp_problem(timestamp: int, now: int, past_s: int) -> str | None:
     if timestamp > now + FUTURE_SLACK_S:
         return f"{timestamp} is more than {FUTURE_SLACK_S} s after now ({now})"
     return None
+
+
+def parse_body(model: type[M], raw: bytes) -> M:
+    """`raw` validated as `model`, or a 422 naming the fields. Parsed by pydantic's own JSON reader,
+    which refuses nesting deeper than 200 levels before building anything and takes any bytes (not
+    UTF-8, not JSON: a 422 too; FastAPI's own body parsing answers those 400, or recurses until a
+    RecursionError)."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as err:
+        raise RequestValidationError(err.errors(include_input=False, include_url=False)) from None
 
 
 def request_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -60,7 +76,7 @@ class Context(BaseModel):
 class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user_id: Int64
-    k: Annotated[StrictInt, Field(ge=1, le=MAX_K), BeforeValidator(_integral)] = 10
+    k: Annotated[StrictInt, Field(ge=1, le=MAX_K), BeforeValidator(integral)] = 10
     context: Context | None = None
 
 
@@ -117,7 +133,7 @@ class FeedbackEvent(BaseModel):
     user_id: Int64
     item_id: Int64
     type: Literal["impression", "click", "dwell"]
-    dwell_ms: Annotated[StrictInt, Field(ge=0, le=MAX_DWELL_MS), BeforeValidator(_integral)] | None = Field(
+    dwell_ms: Annotated[StrictInt, Field(ge=0, le=MAX_DWELL_MS), BeforeValidator(integral)] | None = Field(
         None, validate_default=True, description="milliseconds, at most a day; required for type dwell, only then"
     )
     timestamp: Int64 | None = Field(None, description=TIMESTAMP_DOC)

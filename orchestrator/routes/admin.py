@@ -5,18 +5,18 @@ With CASCADE_ADMIN_TOKEN set, each needs `Authorization: Bearer <token>` (else a
 from __future__ import annotations
 
 import hmac
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from cascade.triton.layout import SCORERS
 from orchestrator.deps import get_funnel, get_metrics
 from orchestrator.errors import UNAVAILABLE, Unauthorized
 from orchestrator.metrics import FunnelMetrics
 from orchestrator.service import FunnelService
-from orchestrator.schemas import ErrorBody
+from orchestrator.schemas import ErrorBody, integral, parse_body, request_body
 from orchestrator.versions import VersionNotServable, servable_versions
 
 def require_admin(request: Request, funnel: FunnelService = Depends(get_funnel)) -> None:
@@ -33,7 +33,9 @@ router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], respo
 
 class Activate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: StrictInt = Field(..., ge=1, description="the scorer version new requests should call")
+    version: Annotated[StrictInt, Field(ge=1, le=2**31 - 1), BeforeValidator(integral)] = Field(
+        ..., description="the scorer version new requests should call"
+    )
 
 
 @router.post("/reload-recall")
@@ -66,15 +68,19 @@ Scorer = Literal["prerank", "rank"]  # cascade.triton.layout.SCORERS, as the Ope
 assert set(get_args(Scorer)) == set(SCORERS)
 
 
-@router.post("/models/{scorer}/activate", responses={409: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+@router.post(
+    "/models/{scorer}/activate", responses={409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    openapi_extra=request_body(Activate),
+)
 async def activate(
-    scorer: Scorer, body: Activate, funnel: FunnelService = Depends(get_funnel), metrics: FunnelMetrics = Depends(get_metrics)
+    scorer: Scorer, request: Request, funnel: FunnelService = Depends(get_funnel), metrics: FunnelMetrics = Depends(get_metrics)
 ) -> JSONResponse:
     """Load `version` through Triton's model-control API, warm it, then move new requests to it.
 
     200 {scorer, version, previous}; 409 if Triton cannot serve that version (nothing changes); 422
     for a scorer that is not one of the enum.
     """
+    body = parse_body(Activate, await request.body())
     try:
         previous = await funnel.versions.activate(funnel.scorer, scorer, body.version, funnel.switch_warm_up(scorer))
     except VersionNotServable as err:

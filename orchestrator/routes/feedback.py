@@ -7,25 +7,13 @@ from collections import Counter
 from collections.abc import Callable
 
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 
 from cascade.feedback import Event
 from orchestrator.deps import get_feedback, get_feedback_limiter, get_funnel, get_metrics
 from orchestrator.errors import TOO_LARGE, TOO_MANY, UNAVAILABLE, UNPROCESSABLE, InvalidInput, RateLimited
-from orchestrator.schemas import FeedbackRequest, FeedbackResponse, request_body, timestamp_problem
+from orchestrator.schemas import FeedbackRequest, FeedbackResponse, parse_body, request_body, timestamp_problem
 
 router = APIRouter()
-
-
-def parse(raw: bytes) -> FeedbackRequest:
-    """The validated batch, or a 422 naming the fields. Parsed by pydantic's own JSON reader, which
-    refuses nesting deeper than 200 levels before building anything (FastAPI's `json.loads` would
-    recurse until a RecursionError, answered 400)."""
-    try:
-        return FeedbackRequest.model_validate_json(raw)
-    except ValidationError as err:
-        raise RequestValidationError(err.errors(include_input=False, include_url=False)) from None
 
 
 def refused(
@@ -65,7 +53,7 @@ async def within_rate(request: Request, client_header: str | None, events: int) 
 )
 async def feedback(request: Request) -> FeedbackResponse:
     """Input is judged before readiness, as on /v1/recommend: a bad batch is a 422 even while not ready."""
-    body = parse(await request.body())
+    body = parse_body(FeedbackRequest, await request.body())
     funnel, store, metrics = get_funnel(request), get_feedback(request), get_metrics(request)
     now = int(time.time())
     problems = refused(body, funnel.resources.tables.n_items, now, funnel.settings.label_ttl_s, funnel.issued)

@@ -3,9 +3,9 @@ whose lifespan never ran but whose funnel and feedback store are in-memory fakes
 over fake recall and scorers): every answer must be documented and match its schema, valid input must
 be accepted, invalid input refused, and no 5xx.
 
-The /admin routes are left out: they drive Triton's model control and the shared operator board,
-which these fakes do not stand in for (their scorer is an enum and their 503 documented all the same;
-tests/integration/test_admin_served.py covers them against real servers).
+The /admin routes are fuzzed too, over fakes of the scorer versions (every version servable) and the
+recall reload; tests/integration/test_admin_served.py and test_version_switch_served.py cover what
+they drive (Triton's model control, the shared operator board) against real servers.
 """
 from __future__ import annotations
 
@@ -50,6 +50,24 @@ class FakeScorer:
     async def ready(self, pipelines: list[str]) -> dict[str, bool]:
         return dict.fromkeys(pipelines, True)
 
+    async def loaded(self) -> list[tuple[str, int, str]]:
+        """Triton's repository index: the pinned pipelines of version 1, ready."""
+        return [("prerank_pipeline_v1", 1, "READY"), ("rank_pipeline_v1", 1, "READY")]
+
+
+class FakeVersions:
+    """The scorer versions an operator switches (`orchestrator.versions.ScorerVersions`): every version servable."""
+
+    def __init__(self) -> None:
+        self.active = {"prerank": 1, "rank": 1}
+
+    def pipelines(self) -> list[str]:
+        return [f"{s}_pipeline_v{v}" for s, v in self.active.items()]
+
+    async def activate(self, scorer_client, scorer: str, version: int, warm_up) -> int:
+        previous, self.active[scorer] = self.active[scorer], version
+        return previous
+
 
 class MemoryExposure(MemoryUserStore):
     async def ping(self) -> bool:
@@ -86,7 +104,7 @@ class FakeFunnel:
     def __init__(self, settings: Settings, tables: FeatureTables, app: FastAPI) -> None:
         self.settings, self.scorer, self.exposure = settings, FakeScorer(), MemoryExposure()
         self.resources = SimpleNamespace(tables=tables, ann=SimpleNamespace(index=SimpleNamespace(ntotal=N_ITEMS)))
-        self.versions = SimpleNamespace(pipelines=lambda: ["prerank_pipeline_v1", "rank_pipeline_v1"])
+        self.versions = FakeVersions()
         ports = FunnelPorts(FakeRecall(), self.scorer, self.exposure, Catalogue(tables), 3, 2, True)
         self.runner = FunnelRunner(settings, ports, {"prerank": 1, "rank": 1}, app.state.metrics)
 
@@ -95,6 +113,19 @@ class FakeFunnel:
 
     def issued(self, request_id: str, user_id: int) -> bool:
         return self.runner.contexts.ids.valid(request_id, user_id)
+
+    # --- what /admin uses ---
+    def pinned_versions(self, scorer: str) -> list[int]:
+        return []
+
+    def switch_warm_up(self, scorer: str):
+        return None
+
+    def reload_recall(self) -> dict:
+        return {"source": "config/recall.toml", "channels": [{"name": "ann", "quota": 1000}]}
+
+    async def share_recall_reload(self) -> None:
+        pass
 
 
 @asynccontextmanager
@@ -118,7 +149,7 @@ def public_operations() -> list[tuple[str, str, GenerationMode]]:
     document = build_app(Settings(artifacts_dir=Path("none"))).openapi()
     return [
         (path, method.upper(), mode)
-        for path, ops in document["paths"].items() if not path.startswith("/admin")
+        for path, ops in document["paths"].items()
         for method, op in ops.items()
         for mode in GenerationMode if mode.is_positive or "requestBody" in op or op.get("parameters")
     ]
