@@ -16,7 +16,7 @@ from orchestrator.clients.kserve_http import HttpInference
 from orchestrator.clients.triton import TritonScorer
 from orchestrator.clients.operator_board import RedisOperatorBoard
 from orchestrator.clients.ratelimit import RateLimiter
-from orchestrator.errors import install_error_handlers
+from orchestrator.errors import RETRY_AFTER_S, install_error_handlers
 from orchestrator.logs import AdminAudit, configure_logging
 from orchestrator.metrics import FunnelMetrics, RequestMetrics, multiprocess_mode
 from orchestrator.service import FunnelService
@@ -77,7 +77,7 @@ def build_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # counts the error handlers' answers too
     app.add_middleware(AdminAudit)  # every operator call, refused ones too, as a log line
     app.add_middleware(  # outermost: sheds before any other layer runs (it counts its own answers)
-        AdmissionGate, door=app.state.admission, metrics=app.state.metrics, path="/v1/recommend", retry_after_s=1,
+        AdmissionGate, door=app.state.admission, metrics=app.state.metrics, path="/v1/recommend", retry_after_s=RETRY_AFTER_S,
     )
     app.include_router(recommend.router)
     app.include_router(feedback.router)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestrator.asgi import StatusNoted
 from orchestrator.clients.errors import BackendTimeout, BackendUnavailable
 from orchestrator.schemas import ErrorBody
 
@@ -148,7 +150,7 @@ class GuardedBody:
             await _too_large(BodyTooLarge(limit))(scope, receive, send)
             return
         received = 0
-        started = False
+        noted = StatusNoted(send)
 
         async def receive_counted() -> Message:
             nonlocal received
@@ -158,20 +160,15 @@ class GuardedBody:
                 raise BodyTooLarge(limit)
             return message
 
-        async def send_noting_start(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, receive_counted, send_noting_start)
+            await self.app(scope, receive_counted, noted)
         except BodyTooLarge as err:  # read where no exception handler runs (a middleware)
-            if started:
+            if noted.status is not None:
                 raise
             await _too_large(err)(scope, receive, send)
         except Exception as err:  # no stage could answer: say so, log the cause, never a bare 500
             log.exception("no answer for %s %s", scope["method"], scope["path"])
-            if started:
+            if noted.status is not None:
                 raise
             answer = _unavailable(f"no answer could be produced ({type(err).__name__}); the orchestrator log has the cause")
             await answer(scope, receive, send)

@@ -15,7 +15,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from orchestrator.asgi import StatusNoted
 
 log = logging.getLogger("cascade.orchestrator")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}  # attributes every record has
@@ -73,19 +75,12 @@ class AdminAudit:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
             await self.app(scope, receive, send)
             return
-        started, status = time.perf_counter(), 500
-
-        async def noting_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        started, noted = time.perf_counter(), StatusNoted(send)
         try:
-            await self.app(scope, receive, noting_status)
+            await self.app(scope, receive, noted)
         finally:
             client = scope.get("client") or ("?", 0)
             log.info("admin call", extra={
-                "event": "admin", "method": scope["method"], "path": scope["path"], "status": status,
+                "event": "admin", "method": scope["method"], "path": scope["path"], "status": noted.status or 500,
                 "client": f"{client[0]}:{client[1]}", "ms": round((time.perf_counter() - started) * 1e3, 3),
             })

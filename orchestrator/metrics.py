@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from orchestrator.asgi import StatusNoted
 
 if TYPE_CHECKING:
     from orchestrator.admission import Admission
@@ -261,17 +263,11 @@ class RequestMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started, status = scope.get(ARRIVED) or time.perf_counter(), 500  # from arrival: a wait at the door counts
-
-        async def send_and_note_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        started = scope.get(ARRIVED) or time.perf_counter()  # from arrival: a wait at the door counts
+        noted = StatusNoted(send)
         try:
-            await self.app(scope, receive, send_and_note_status)
+            await self.app(scope, receive, noted)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe_request(path, status, time.perf_counter() - started)
+            self.metrics.observe_request(path, noted.status or 500, time.perf_counter() - started)

@@ -67,22 +67,13 @@ def environment(overrides: dict[str, object]) -> dict[str, str]:
     return {**os.environ, **{f"CASCADE_{name.upper()}": str(value) for name, value in overrides.items()}}
 
 
-def p50_ms(call, repeats: int = 50) -> float:
-    call()  # warm-up (CUDA context, kernels)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times))
-
-
 def scorer_checks(settings: Settings, rows_cap: int, device: str) -> dict:
     """Each scorer on CUDA (FP32, FP16) against the CPU profile's ONNX on the same held-out rows."""
     from export.eval_scorers import OnnxModel, score_rows
     from export.onnx_export import row_graph_path
     from export.tensorrt import HeldOut, compare_auc
     from cascade.triton.torch_rows import TorchRowScorer
+    from perf.bench_gpu_scorers import timed_ms
 
     paths = ArtifactPaths(settings.artifacts_dir)
     held = HeldOut(settings, rows_cap)
@@ -101,8 +92,9 @@ def scorer_checks(settings: Settings, rows_cap: int, device: str) -> dict:
             "fp32_max_abs_diff": float(np.max(np.abs(scores["gpu_fp32"] - scores["cpu"]))),
             "fp16_kendall_tau": float(kendall_tau(scores["cpu"], scores["gpu_fp16"])),
             "fp16": fp16.entry(),
-            f"p50_ms_batch_{BATCH}": {"cpu_onnxruntime": p50_ms(lambda: cpu(batch)), "gpu_fp32": p50_ms(lambda: gpu32(batch)),
-                                      "gpu_fp16": p50_ms(lambda: gpu16(batch))},
+            f"p50_ms_batch_{BATCH}": {"cpu_onnxruntime": timed_ms(lambda: cpu(batch), 50)[0],
+                                      "gpu_fp32": timed_ms(lambda: gpu32(batch), 50)[0],
+                                      "gpu_fp16": timed_ms(lambda: gpu16(batch), 50)[0]},
         }
         out[name]["passed"] = bool(out[name]["fp32_max_abs_diff"] <= FP32_TOLERANCE
                                    and out[name]["fp16_kendall_tau"] >= FP16_TAU and fp16.within_bar)

@@ -57,8 +57,8 @@ def check_rows(tensors: dict[str, np.ndarray], names: list[str]) -> dict[str, np
     return tensors
 
 
-def concat_rows(requests: list[dict[str, np.ndarray]], names: list[str], scalar: set[str]) -> tuple[dict[str, np.ndarray], list[int]]:
-    """The requests' rows one after another, and each request's row count."""
+def concat_rows(requests: list[dict[str, np.ndarray]], names: list[str]) -> tuple[dict[str, np.ndarray], list[int]]:
+    """The requests' rows one after another (as they came: a scalar per row stays [n] or [n, 1]), and
+    each request's row count."""
     counts = [len(r[names[0]]) for r in requests]
-    batch = {n: np.concatenate([r[n].reshape(-1) if n in scalar else r[n] for r in requests]) for n in names}
-    return batch, counts
+    return {n: np.concatenate([r[n] for r in requests]) for n in names}, counts

@@ -33,8 +33,8 @@ class TritonPythonModel:
     def execute(self, requests: list) -> list:
         good, responses = parse_each(requests, self.input_names, lambda t: check_rows(t, self.input_names))
         if good:
-            batch, counts = concat_rows(list(good.values()), self.input_names, self.scalar)
-            scores = self.scorer(batch)
+            batch, counts = concat_rows(list(good.values()), self.input_names)
+            scores = self.scorer(batch, self.scalar)
             for i, part in zip(good, np.split(scores, np.cumsum(counts)[:-1])):
                 responses[i] = response({self.output_name: part.reshape(-1, 1)})
         return responses

@@ -95,8 +95,7 @@ def test_rows_hand_over_equals_each_request_assembled_alone(tiny_tables: Feature
     for answer, p in zip(answers, parsed):
         assert all(t.ndim == 2 and len(t) == len(p.item_ids) for t in answer.values())
     names = sorted(answers[0])
-    scalar = {n for n in names if answers[0][n].shape[1] == 1 and n in ("item_id", "item_cat")}
-    batch, counts = concat_rows([check_rows(a, names) for a in answers], names, scalar)
+    batch, counts = concat_rows([check_rows(a, names) for a in answers], names)
     assert counts == [2, 0, 5]
     bounds = np.cumsum([0, *counts])
     for (lo, hi), p in zip(zip(bounds[:-1], bounds[1:]), parsed):
