@@ -5,8 +5,8 @@ Every event marks its item exposed for the user (long-term buffer) and adds to t
 trending popularity. A dwell is a label only (it follows the click that opened the item).
 
 The orchestrator's store (`orchestrator.clients.feedback`) checks a batch (`event_problems`),
-keeps each event id's first occurrence (`first_occurrences`), and applies the effects of the new
-ones, grouped per Redis key here, in one atomic step that also claims their ids.
+keeps each event id's first occurrence per user (`first_occurrences`), and applies the effects of
+the new ones, grouped per Redis key here, in atomic steps that also claim their ids.
 """
 from __future__ import annotations
 
@@ -89,15 +89,16 @@ def event_problems(events: list[Event]) -> list[tuple[str, str]]:
 
 
 def first_occurrences(events: list[Event]) -> list[bool]:
-    """Per event, whether it is the first in the batch with its id (a repeat is a duplicate)."""
-    seen: set[str] = set()
+    """Per event, whether it is the first in the batch with its user and id (a repeat is a duplicate;
+    event ids are unique per user, as the store claims them, `orchestrator.clients.keys`)."""
+    seen: set[tuple[int, str]] = set()
     out = []
     for e in events:
-        out.append(e.event_id not in seen)
-        seen.add(e.event_id)
+        out.append((e.user_id, e.event_id) not in seen)
+        seen.add((e.user_id, e.event_id))
     return out
 
 
 def first_kept(events: list[Event]) -> list[Event]:
-    """The events that are the first of their id in the batch, in batch order."""
+    """The events that are the first of their user and id in the batch, in batch order."""
     return [e for e, first in zip(events, first_occurrences(events)) if first]

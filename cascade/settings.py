@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     triton_metrics_port: int = Field(8002, ge=1, le=65535)
     redis_url: str | None = None
     redis_port: int = Field(6379, ge=1, le=65535)
+    redis_cluster: bool = Field(
+        False, description="CASCADE_REDIS_URL names one node of a Redis Cluster: clients route each key to its node "
+        "(a user's keys share one hash tag, orchestrator/clients/keys.py)",
+    )
     host: str = "127.0.0.1"
     admin_token: SecretStr | None = Field(
         None, description="bearer token the /admin endpoints require; unset: they are open, which only a loopback "

@@ -44,6 +44,7 @@ def build_app(settings: Settings) -> FastAPI:
         exposure = ExposureStore(
             settings.effective_redis_url, settings.exposure_ttl_s, settings.exposure_max_items,
             settings.long_exposure_ttl_s, settings.history_len, settings.sample_log_max_len, settings.sample_log_max_bytes,
+            settings.redis_cluster,
         )
         app.state.feedback = FeedbackStore(exposure.redis, FeedbackLimits(
             settings.feedback_dedup_ttl_s, settings.long_exposure_ttl_s, settings.long_exposure_max_items,

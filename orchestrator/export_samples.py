@@ -21,26 +21,27 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
+from redis.cluster import RedisCluster
 from tqdm import tqdm
 
 from cascade.samples import FEATURE_PREFIX, ServedSample, decode_sample, parse_labels, sample_rows
 from cascade.settings import Settings, settings_or_report
-from orchestrator.clients.exposure import LABELS_KEY, SAMPLES_KEY
+from orchestrator.clients import keys
 
 CHUNK = 500
 
 
-def stream_samples(client: redis.Redis, after: str, chunk: int = CHUNK) -> Iterator[tuple[str, ServedSample, dict]]:
+def stream_samples(client: redis.Redis | RedisCluster, after: str, chunk: int = CHUNK) -> Iterator[tuple[str, ServedSample, dict]]:
     """(stream id, sample, labels by item) for every entry after `after`, oldest first."""
     cursor = f"({after}" if after != "-" else "-"
     while True:
-        entries = client.xrange(SAMPLES_KEY, min=cursor, max="+", count=chunk)
+        entries = client.xrange(keys.SAMPLES, min=cursor, max="+", count=chunk)
         if not entries:
             return
         samples = [(entry_id.decode(), decode_sample(fields)) for entry_id, fields in entries]
         with client.pipeline(transaction=False) as pipe:
             for _, sample in samples:
-                pipe.hgetall(LABELS_KEY.format(request_id=sample.request_id))
+                pipe.hgetall(keys.labels(sample.user_id, sample.request_id))
             labels = pipe.execute()
         for (entry_id, sample), raw in zip(samples, labels):
             yield entry_id, sample, parse_labels(raw)
@@ -61,8 +62,8 @@ def to_table(rows: list[dict]) -> pa.Table:
 
 def export_samples(settings: Settings, out: Path, after: str = "-", impressed_only: bool = True) -> dict:
     """Write the joined rows to `out`; return counts and the last stream id read."""
-    client = redis.Redis.from_url(settings.effective_redis_url, socket_timeout=10)
-    total = client.xlen(SAMPLES_KEY)
+    client = (RedisCluster if settings.redis_cluster else redis.Redis).from_url(settings.effective_redis_url, socket_timeout=10)
+    total = client.xlen(keys.SAMPLES)
     rows: list[dict] = []
     samples, last = 0, after
     with tqdm(total=total, desc="samples", unit="answer", mininterval=1.0, disable=None) as bar:

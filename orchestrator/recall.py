@@ -30,9 +30,11 @@ from cascade.recall.ann import AnnRecall, single_threaded_faiss
 from cascade.recall.channels import EXPLORE, ChannelSpec, RecallConfig, load_recall_config
 from cascade.recall.item_to_item import ItemToItemIndex, item_to_item_candidates
 from cascade.recall.merge import Candidates, merge_channels
-from cascade.recall.popular import DECAY_EPOCH, POPULAR_EPOCH_KEY, POPULAR_KEY, explore_new_items, trending_with_fallback
+from cascade.recall.popular import DECAY_EPOCH, explore_new_items, trending_with_fallback
 from cascade.settings import Settings
 from orchestrator.ann_batcher import AnnBatcher
+from orchestrator.clients import keys
+from orchestrator.clients.redis_client import Client, connect
 
 log = logging.getLogger("cascade.orchestrator")
 
@@ -81,7 +83,7 @@ class RecallChannels:
             "ann": settings.recall_ann_k, "popular": settings.recall_popular_k, "item_to_item": settings.recall_i2i_k,
         }
         self.snapshot = self._snapshot_of(load_recall_config(settings.recall_config))
-        self._redis: redis.Redis | None = None
+        self._redis: Client | None = None
         self._refreshed_at = float("-inf")
         self._refreshing: asyncio.Task | None = None
         self._pool = ThreadPoolExecutor(
@@ -158,14 +160,16 @@ class RecallChannels:
             pass
 
     async def refresh_trending(self) -> None:
-        """Read the top of `POPULAR_KEY` and top it up with the offline list; Redis down: the list stands."""
+        """Read the top of trending (`keys.POPULAR`) and top it up with the offline list; Redis down: the list stands."""
         self._refreshed_at = time.monotonic()
         k = len(self.offline_popular[0])
         if self._redis is None:
-            self._redis = redis.from_url(self.settings.effective_redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            self._redis = connect(
+                self.settings.effective_redis_url, self.settings.redis_cluster, socket_timeout=0.5, socket_connect_timeout=0.5,
+            )
         try:  # the list and the epoch its scores are relative to, read together (the writer rolls both at once)
             async with self._redis.pipeline(transaction=True) as pipe:
-                rows, epoch = await pipe.zrevrange(POPULAR_KEY, 0, k - 1, withscores=True).get(POPULAR_EPOCH_KEY).execute()
+                rows, epoch = await pipe.zrevrange(keys.POPULAR, 0, k - 1, withscores=True).get(keys.POPULAR_EPOCH).execute()
         except (redis.RedisError, OSError) as err:
             log.warning("trending list not refreshed (%s); the popular channel keeps its previous list", err)
             return

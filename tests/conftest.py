@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cascade.servers.process import ManagedProcess, free_port
-from cascade.servers.redis import start_redis
+from cascade.servers.redis import cluster_ports, start_redis, start_redis_cluster
 from cascade.servers.triton import start_triton
 from cascade.settings import Settings
 
@@ -53,6 +53,18 @@ def redis_server(settings: Settings) -> Iterator[ManagedProcess]:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real 3-node Redis Cluster (a master per node, every slot served); yields a URL naming one node."""
+    ports = cluster_ports(3)
+    nodes = start_redis_cluster(ports, tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield f"redis://127.0.0.1:{ports[0]}/0"
+    finally:
+        for node in nodes:
+            node.stop()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -1,7 +1,7 @@
 """The popular-items channel (and the cold-start fallback): training positives, and trending clicks.
 
-Trending lives in the Redis sorted set `POPULAR_KEY` (member = item id), relative to an epoch
-stored in `POPULAR_EPOCH_KEY` (unix seconds; absent: `DECAY_EPOCH`). A click at time t adds
+Trending lives in a Redis sorted set (member = item id; `orchestrator.clients.keys.POPULAR`),
+relative to an epoch stored beside it (unix seconds; absent: `DECAY_EPOCH`). A click at time t adds
 `decayed_increment(t, tau, epoch)` = exp((t - epoch) / tau) to its item, so a score read at `now`
 is worth score * exp(-(now - epoch) / tau) "clicks of now" and every click's weight halves every
 tau * ln 2 seconds. Multiplying by one factor keeps the order, so ZREVRANGE is already the decayed
@@ -22,8 +22,6 @@ from collections.abc import Iterable
 
 import numpy as np
 
-POPULAR_KEY = "cascade:popular"
-POPULAR_EPOCH_KEY = "cascade:popular:epoch"  # the epoch scores are relative to (unix seconds, a float)
 DECAY_EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z: the epoch until the first roll
 MAX_EXPONENT = 600.0  # exp(600) ~ 3.8e260: the epoch rolls before an increment passes it
 
@@ -35,7 +33,7 @@ def popular_items(positives: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray
 
 
 def decayed_increment(ts: float, tau_s: float, epoch: float = DECAY_EPOCH) -> float:
-    """What one click at unix time `ts` adds to its item's score in `POPULAR_KEY` under `epoch`
+    """What one click at unix time `ts` adds to its item's trending score under `epoch`
     (overflows for ts past epoch + ~709 tau: the writer rolls the epoch long before)."""
     return math.exp((ts - epoch) / tau_s)
 
@@ -61,7 +59,7 @@ def trending_with_fallback(
     """Trending items (best first, as ZREVRANGE gives them), topped up to k by the offline popular list.
 
     Trending scores become log(score) - (now - epoch) / tau (the log of the decayed value; `epoch`
-    as read from `POPULAR_EPOCH_KEY` with the scores, `DECAY_EPOCH` when absent); the fallback keeps its own scores. Items listed by both come once,
+    as read with the scores, `DECAY_EPOCH` when absent); the fallback keeps its own scores. Items listed by both come once,
     from trending.
     """
     ids = np.asarray(trending_ids, np.int64)

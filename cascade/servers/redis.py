@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import shutil
+import time
 from importlib.util import find_spec
 from pathlib import Path
 
-from cascade.servers.process import ManagedProcess, ServerError, port_open
+import redis
+
+from cascade.servers.process import ManagedProcess, ServerError, free_port, port_open
 
 
 def redis_binary() -> Path:
@@ -23,6 +26,7 @@ def redis_binary() -> Path:
 def start_redis(
     port: int, work_dir: Path, timeout_s: float = 20.0, unix_socket: Path | None = None, *,
     appendfsync: str | None = "everysec", maxmemory: str = "1gb", maxmemory_policy: str = "volatile-lru",
+    cluster: bool = False,
 ) -> ManagedProcess:
     """A redis-server on 127.0.0.1:`port` with its data in `work_dir`, and on `unix_socket` too when
     given (owner only), ready on return.
@@ -41,6 +45,9 @@ def start_redis(
     at once. Should the TTL'd keys alone fill memory, writes are refused (OOM) like `noeviction`:
     feedback answers 503 and applies nothing, since its script checks before its first write.
     Size `maxmemory` for the samples stream at its MAXLEN plus the TTL'd working set.
+
+    `cluster`: a node of a Redis Cluster (`cluster-enabled`, its node table in `work_dir`), which
+    serves nothing until `form_cluster` gave it slots.
     """
     if port_open("127.0.0.1", port):
         raise ServerError(f"port {port} is taken: set CASCADE_REDIS_PORT, or CASCADE_REDIS_URL to use that server")
@@ -49,11 +56,70 @@ def start_redis(
         "--maxmemory", maxmemory, "--maxmemory-policy", maxmemory_policy,
         *(["--appendonly", "yes", "--appendfsync", appendfsync] if appendfsync else ["--appendonly", "no"]),
     ]
+    if cluster:
+        argv += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"]
     if unix_socket is not None:
         argv += ["--unixsocket", str(unix_socket.resolve()), "--unixsocketperm", "700"]
     process = ManagedProcess("redis-server", argv, work_dir / "redis.log")
     process.wait_ready(lambda: _pong(port), timeout_s)
     return process
+
+
+CLUSTER_BUS_OFFSET = 10_000  # a cluster node also listens on its port + 10,000 (the cluster bus)
+
+
+def cluster_ports(n: int) -> list[int]:
+    """`n` ports free now, each with its cluster-bus port (+10,000) free too."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET <= 65_535 and port not in ports and not port_open("127.0.0.1", port + CLUSTER_BUS_OFFSET):
+            ports.append(port)
+    return ports
+
+
+def start_redis_cluster(ports: list[int], work_dir: Path, timeout_s: float = 30.0) -> list[ManagedProcess]:
+    """A Redis Cluster of one master per port (no replicas), each with its data in
+    `work_dir/node-<port>`, every slot served on return. Its URL for clients is any node's."""
+    nodes: list[ManagedProcess] = []
+    try:
+        for port in ports:
+            (work_dir / f"node-{port}").mkdir(parents=True, exist_ok=True)
+            nodes.append(start_redis(port, work_dir / f"node-{port}", timeout_s, cluster=True))
+        form_cluster(ports, timeout_s)
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return nodes
+
+
+def form_cluster(ports: list[int], timeout_s: float) -> None:
+    """Give the nodes on `ports` (127.0.0.1) equal ranges of the 16,384 slots, introduce them to
+    each other, and wait until every node sees every slot served (cluster_state:ok)."""
+    clients = [redis.Redis(port=port, socket_timeout=5) for port in ports]
+    try:
+        bounds = [CLUSTER_SLOTS * n // len(ports) for n in range(len(ports) + 1)]
+        for client, start, end in zip(clients, bounds, bounds[1:]):
+            client.execute_command("CLUSTER ADDSLOTS", *range(start, end))
+        for port in ports[1:]:
+            clients[0].execute_command("CLUSTER MEET", "127.0.0.1", port)
+        deadline = time.monotonic() + timeout_s
+        while not all(_cluster_ok(client, len(ports)) for client in clients):
+            if time.monotonic() > deadline:
+                raise ServerError(f"redis cluster on ports {ports} not formed within {timeout_s:.0f} s")
+            time.sleep(0.1)
+    finally:
+        for client in clients:
+            client.close()
+
+
+CLUSTER_SLOTS = 16_384
+
+
+def _cluster_ok(client: redis.Redis, n_nodes: int) -> bool:
+    info = client.cluster("INFO")  # redis-py parses it into a dict
+    return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == n_nodes
 
 
 def unix_socket_url(path: Path) -> str | None:

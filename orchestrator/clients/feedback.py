@@ -1,23 +1,27 @@
-"""Feedback events into Redis: each event applied exactly once, a batch all or nothing.
+"""Feedback events into Redis: each event applied exactly once, each user's events all or nothing.
 
 A batch is checked first (`cascade.feedback.event_problems`: a refused batch is an `InvalidInput`,
-422, with nothing written), then applied by one Lua script (`APPLY_LUA`, EVALSHA), which Redis runs
-atomically and writes to its AOF as one transaction. The script
-1. reads the batch's event ids: any id claimed by another call makes it return those ids and write
-   nothing (the store drops them as duplicates and runs the rest again); ids claimed by this very
-   call (its token) mean an earlier attempt of the call was applied and its reply lost;
-2. checks what the writes would meet (key types, label counters' int64 headroom) and refuses the
-   batch, still writing nothing, where a write would fail: Redis does not roll a script back;
-3. claims the ids (`SET id token EX ttl`) and writes the effects (`cascade.feedback`): the long-term
-   exposure buffer per user, the live clicks sequence per user, the labels of each served sample
-   (one hash per request id), and the clicks' trending weight (`cascade.recall.popular`: rolling
-   the epoch first when due).
-So a call that fails (503) left either nothing or the whole batch with its ids claimed, and the
-client's retry applies each event once. The keys are named in the script's argument (one Redis,
-not a cluster).
+422, with nothing written), then applied in steps, each one Lua script (`APPLY_LUA`, EVALSHA) that
+Redis runs atomically and writes to its AOF as one transaction: one step per user (the user's
+long-term exposure buffer, live clicks sequence and answer labels) and one for trending (the clicks'
+time-decayed weights). A step's keys share one hash tag (`orchestrator.clients.keys`), so on a Redis
+Cluster each step runs on one node, and the steps of a batch run side by side. Each step
+1. reads its events' claims: any claimed by another call makes it return those and write nothing
+   (the store drops them as duplicates and runs the rest again); claims held by this very call (its
+   token) mean an earlier attempt of the step was applied and its reply lost;
+2. checks what the writes would meet (key types, label counters' int64 headroom) and refuses,
+   still writing nothing, where a write would fail: Redis does not roll a script back;
+3. claims its events (`SET claim token EX ttl`) and writes their effects (`cascade.feedback`;
+   trending rolls its epoch first when due, `cascade.recall.popular`).
+The user steps and the trending step claim under different keys, so each effect is applied once
+whichever steps a failed call completed: a call that fails (503) left each step either untouched or
+applied with its claims, and the client's retry applies the rest, each event once. A user whose
+labels would overflow refuses the batch (422) while other users' steps may have been applied; their
+claims make a resent batch count those as duplicates.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -27,17 +31,16 @@ from dataclasses import dataclass
 import redis.asyncio as redis
 
 from cascade.feedback import Event, effects_of, event_problems, first_kept, first_occurrences
-from cascade.recall.popular import (
-    DECAY_EPOCH, MAX_EXPONENT, POPULAR_EPOCH_KEY, batch_reference, relative_increment,
-)
-from orchestrator.clients.exposure import LABELS_KEY, LONG_KEY, POPULAR_KEY, SEQUENCE_KEY
+from cascade.recall.popular import DECAY_EPOCH, MAX_EXPONENT, batch_reference, relative_increment
+from orchestrator.clients import keys
+from orchestrator.clients.redis_client import Client
 from orchestrator.clients.resp import redis_errors
 from orchestrator.errors import InvalidInput
 
-DEDUP_KEY = "cascade:feedback:event:{event_id}"
 RANGE_ERROR = "CASCADE_RANGE"
 
 APPLY_LUA = """
+-- KEYS[1]: a key of the step's slot (routes it on a cluster); ARGV[1]: the step (a ScriptCall's argument)
 local p = cjson.decode(ARGV[1])
 
 local taken, ours = {}, false
@@ -117,73 +120,112 @@ class FeedbackLimits:
     label_ttl_s: int
 
 
-def apply_payload(events: list[Event], lim: FeedbackLimits, token: str, now: float) -> str:
-    """The script's argument for new events (first of their ids): the ids to claim and the effects,
-    numbers as text where they must stay exact (Lua numbers are doubles)."""
-    tau = lim.popular_decay_tau_s
-    reference = batch_reference((e.timestamp for e in events if e.type == "click"), now)
-    effects = effects_of(events, lambda ts: relative_increment(ts, reference, now, tau))
-    payload: dict = {
-        "ids": [DEDUP_KEY.format(event_id=e.event_id) for e in events],
-        "token": token, "id_ttl": lim.dedup_ttl_s, "range_error": RANGE_ERROR,
+@dataclass(frozen=True)
+class ScriptCall:
+    key: str  # a key in the step's slot (its first claim): routes the script on a cluster
+    argument: str  # APPLY_LUA's ARGV[1]
+
+
+def user_payload(events: list[Event], lim: FeedbackLimits, token: str) -> ScriptCall:
+    """The script's argument for one user's new events (first of their ids): the claims and the
+    user's effects, numbers as text where they must stay exact (Lua numbers are doubles)."""
+    (user,) = {e.user_id for e in events}
+    effects = effects_of(events)
+    return _payload([keys.event_claim(user, e.event_id) for e in events], lim, token, {
         "exposures": [
-            [LONG_KEY.format(user_id=user), lim.long_ttl_s, lim.long_max_items,
-             [x for item, ts in items.items() for x in (str(ts), str(item))]]
-            for user, items in effects.exposures.items()
+            [keys.long_exposure(user), lim.long_ttl_s, lim.long_max_items,
+             [x for item, ts in effects.exposures[user].items() for x in (str(ts), str(item))]]
         ],
         "clicks": [  # oldest pushed first: the head is the latest click
-            [SEQUENCE_KEY.format(user_id=user), lim.sequence_ttl_s, lim.history_len, [str(i) for i in items]]
-            for user, items in effects.clicks.items()
-        ],
+            [keys.sequence(user), lim.sequence_ttl_s, lim.history_len, [str(i) for i in effects.clicks[user]]]
+        ] if user in effects.clicks else [],
         "labels": [
-            [LABELS_KEY.format(request_id=request_id), lim.label_ttl_s,
-             [x for field, n in increments.items() for x in (field, str(n))]]
+            [keys.labels(user, request_id), lim.label_ttl_s, [x for field, n in increments.items() for x in (field, str(n))]]
             for request_id, increments in effects.labels.items()
         ],
-    }
-    if effects.popularity:
-        payload["trending"] = {
-            "key": POPULAR_KEY, "epoch_key": POPULAR_EPOCH_KEY, "default_epoch": repr(float(DECAY_EPOCH)),
+    })
+
+
+def trending_payload(clicks: list[Event], lim: FeedbackLimits, token: str, now: float) -> ScriptCall:
+    """The script's argument for new clicks' trending weights: relative to the batch's latest click,
+    rolling the epoch first when due (`cascade.recall.popular`)."""
+    tau = lim.popular_decay_tau_s
+    reference = batch_reference((e.timestamp for e in clicks), now)
+    effects = effects_of(clicks, lambda ts: relative_increment(ts, reference, now, tau))
+    return _payload([keys.trending_claim(e.user_id, e.event_id) for e in clicks], lim, token, {
+        "exposures": [], "clicks": [], "labels": [],
+        "trending": {
+            "key": keys.POPULAR, "epoch_key": keys.POPULAR_EPOCH, "default_epoch": repr(float(DECAY_EPOCH)),
             "reference": repr(reference), "tau": repr(float(tau)), "max_exponent": repr(MAX_EXPONENT),
             "items": [x for item, weight in effects.popularity.items() for x in (str(item), repr(weight))],
-        }
-    return json.dumps(payload, separators=(",", ":"))
+        },
+    })
+
+
+def _payload(claims: list[str], lim: FeedbackLimits, token: str, writes: dict) -> ScriptCall:
+    return ScriptCall(claims[0], json.dumps(
+        {"ids": claims, "token": token, "id_ttl": lim.dedup_ttl_s, "range_error": RANGE_ERROR, **writes},
+        separators=(",", ":"),
+    ))
+
+
+Payload = Callable[[list[Event], str], ScriptCall]  # (a step's new events, the call's token) -> its script call
 
 
 class FeedbackStore:
-    def __init__(self, client: redis.Redis, limits: FeedbackLimits, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: Client, limits: FeedbackLimits, clock: Callable[[], float] = time.time) -> None:
         self.redis, self.limits, self.clock = client, limits, clock
         self._apply = client.register_script(APPLY_LUA)
 
-    async def _apply_unless_taken(self, events: list[Event], token: str) -> set[int]:
-        """Apply `events` and claim their ids, unless some id is claimed by another call: then
-        nothing is written and the positions of those events come back."""
-        payload = apply_payload(events, self.limits, token, self.clock())
-        try:
-            async with redis_errors():
-                return set(await self._apply(args=[payload]))
-        except redis.ResponseError as err:
-            if str(err).startswith(RANGE_ERROR):
-                raise InvalidInput([("events", str(err)[len(RANGE_ERROR) + 1:])]) from err
-            raise
+    async def _step(self, events: list[Event], payload: Payload, token: str) -> list[Event]:
+        """Apply one step's events and claim them, dropping those another call claimed; return the
+        events this call applied. Raises InvalidInput (nothing of the step written) where a write
+        would fail."""
+        pending = events
+        while pending:  # each pass drops at least one event claimed by another call
+            call = payload(pending, token)
+            try:
+                async with redis_errors():
+                    taken = set(await self._apply(keys=[call.key], args=[call.argument]))
+            except redis.ResponseError as err:
+                if str(err).startswith(RANGE_ERROR):
+                    raise InvalidInput([("events", str(err)[len(RANGE_ERROR) + 1:])]) from err
+                raise
+            if not taken:
+                break
+            pending = [e for n, e in enumerate(pending) if n not in taken]
+        return pending
 
     async def record(self, events: list[Event]) -> list[bool]:
-        """Per event, whether it was new (and is now applied): an event id seen before, in this batch
-        or within the dedup TTL, is a duplicate. Returns once Redis has applied the batch; raises
-        InvalidInput (nothing written) for a batch whose writes would fail, and BackendUnavailable /
-        BackendTimeout when Redis cannot answer: then either all of the new events were applied and
-        their ids claimed, or none, so a retry counts each event once."""
+        """Per event, whether it was new (and is now applied): an event id the user sent before, in
+        this batch or within the dedup TTL, is a duplicate. Returns once Redis has applied every step;
+        raises InvalidInput for a batch whose writes would fail (nothing written where any value is
+        out of range; a user's step whose label would overflow writes nothing of that user), and
+        BackendUnavailable / BackendTimeout when Redis cannot answer: then each step was applied whole
+        or not at all, so a retry counts each event once."""
         if not events:
             return []
         problems = event_problems(events)
         if problems:
             raise InvalidInput(problems)
         token = uuid.uuid4().hex  # marks this call's claims: a resent attempt finds its own
-        pending = first_kept(events)
-        while pending:  # each pass drops at least one id taken by another call
-            taken = await self._apply_unless_taken(pending, token)
-            if not taken:
-                break
-            pending = [e for n, e in enumerate(pending) if n not in taken]
-        applied = {e.event_id for e in pending}
-        return [first and e.event_id in applied for e, first in zip(events, first_occurrences(events))]
+        kept = first_kept(events)
+        by_user: dict[int, list[Event]] = {}
+        for e in kept:
+            by_user.setdefault(e.user_id, []).append(e)
+        steps = [self._step(user_events, self._user_payload, token) for user_events in by_user.values()]
+        clicks = [e for e in kept if e.type == "click"]
+        if clicks:
+            steps.append(self._step(clicks, self._trending_payload, token))
+        outcomes = await asyncio.gather(*steps, return_exceptions=True)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed:
+            raise failed[0]
+        applied = {(e.user_id, e.event_id) for step in outcomes[:len(by_user)] for e in step}
+        return [first and (e.user_id, e.event_id) in applied for e, first in zip(events, first_occurrences(events))]
+
+    def _user_payload(self, events: list[Event], token: str) -> ScriptCall:
+        return user_payload(events, self.limits, token)
+
+    def _trending_payload(self, clicks: list[Event], token: str) -> ScriptCall:
+        return trending_payload(clicks, self.limits, token, self.clock())

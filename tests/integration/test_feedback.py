@@ -14,9 +14,9 @@ import redis.asyncio as redis
 from cascade.artifacts import ArtifactPaths
 from cascade.features import FeatureTables
 from cascade.recall.item_to_item import ItemToItemIndex
-from cascade.recall.popular import DECAY_EPOCH, POPULAR_EPOCH_KEY, decayed_increment
+from cascade.recall.popular import DECAY_EPOCH, decayed_increment
 from cascade.settings import Settings
-from orchestrator.clients.exposure import KEY, LONG_KEY, POPULAR_KEY, SEQUENCE_KEY
+from orchestrator.clients import keys
 
 pytestmark = pytest.mark.integration
 TS = int(time.time())  # one request time for the session (within the accepted window): recommendations are reproducible
@@ -49,8 +49,8 @@ async def shown(http: httpx.AsyncClient, user_id: int, k: int) -> list[dict]:
 
 
 async def user_keys(store: redis.Redis, user_id: int) -> tuple:
-    long = await store.zrange(LONG_KEY.format(user_id=user_id), 0, -1, withscores=True)
-    return long, await store.lrange(SEQUENCE_KEY.format(user_id=user_id), 0, -1)
+    long = await store.zrange(keys.long_exposure(user_id), 0, -1, withscores=True)
+    return long, await store.lrange(keys.sequence(user_id), 0, -1)
 
 
 async def test_counts_accepted_and_duplicates_and_a_replay_changes_nothing(client, store, exported: Settings) -> None:
@@ -58,30 +58,30 @@ async def test_counts_accepted_and_duplicates_and_a_replay_changes_nothing(clien
     clicked_at = int(time.time())
     batch = [event(user, 5, "impression"), event(user, 6, "click", timestamp=clicked_at), event(user, 7, "dwell", dwell_ms=1200)]
     batch.append(dict(batch[1]))  # the same event twice in one batch
-    clicks_before = await store.zscore(POPULAR_KEY, "6") or 0.0
+    clicks_before = await store.zscore(keys.POPULAR, "6") or 0.0
     assert await feedback(client, batch) == {"accepted": 3, "duplicates": 1}
     long, sequence = await user_keys(store, user)
     assert {m for m, _ in long} == {"5", "6", "7"} and sequence == ["6"]  # every event exposes, clicks extend
     # one click adds the popular channel's time-decayed increment, once
-    epoch = await store.get(POPULAR_EPOCH_KEY)  # absent until the writer first rolls it
+    epoch = await store.get(keys.POPULAR_EPOCH)  # absent until the writer first rolls it
     one_click = decayed_increment(clicked_at, exported.popular_decay_tau_s, float(epoch) if epoch else DECAY_EPOCH)
-    assert await store.zscore(POPULAR_KEY, "6") == pytest.approx(clicks_before + one_click)
-    assert 0 < await store.ttl(LONG_KEY.format(user_id=user)) <= 7 * 86_400
+    assert await store.zscore(keys.POPULAR, "6") == pytest.approx(clicks_before + one_click)
+    assert 0 < await store.ttl(keys.long_exposure(user)) <= 7 * 86_400
 
     assert await feedback(client, batch) == {"accepted": 0, "duplicates": 4}
     assert await user_keys(store, user) == (long, sequence)
-    assert await store.zscore(POPULAR_KEY, "6") == pytest.approx(clicks_before + one_click)
+    assert await store.zscore(keys.POPULAR, "6") == pytest.approx(clicks_before + one_click)
 
 
 async def test_an_impression_stays_filtered_after_the_short_buffer_is_gone(client, store) -> None:
     user, k = 202, 10
     first = [i["item_id"] for i in await shown(client, user, k)]
-    await store.delete(KEY.format(user_id=user))
+    await store.delete(keys.short_exposure(user))
     again = [i["item_id"] for i in await shown(client, user, k)]
     # Nothing exposed: the answer comes back (all of it, unless the trending list was re-read between
     # the two calls: other tests' clicks move it), so the first items would come back again.
     assert len(set(again) & set(first)) >= k // 2
-    await store.delete(KEY.format(user_id=user))
+    await store.delete(keys.short_exposure(user))
 
     seen = again[:5]
     assert (await feedback(client, [event(user, i, timestamp=int(time.time())) for i in seen]))["accepted"] == 5
@@ -93,11 +93,11 @@ async def test_long_term_exposure_expires_after_its_ttl(configure, serve, store,
     user, k = 203, 8
     async with serve(configure(long_exposure_ttl_s=1)) as (_, http):
         first = [i["item_id"] for i in await shown(http, user, k)]
-        await store.delete(KEY.format(user_id=user))
+        await store.delete(keys.short_exposure(user))
         await feedback(http, [event(user, first[0])])
-        assert await store.ttl(LONG_KEY.format(user_id=user)) in (0, 1)
+        assert await store.ttl(keys.long_exposure(user)) in (0, 1)
         deadline = time.monotonic() + 10
-        while await store.exists(LONG_KEY.format(user_id=user)):
+        while await store.exists(keys.long_exposure(user)):
             assert time.monotonic() < deadline, "the long-term exposure key outlived its 1 s TTL by 10 s"
             await asyncio.sleep(0.1)
         assert first[0] in [i["item_id"] for i in await shown(http, user, k)]
@@ -107,13 +107,13 @@ async def test_clicks_on_one_category_bring_more_of_it(client, store, exported: 
     user, k = 204, 30
     category = FeatureTables.load(ArtifactPaths(exported.artifacts_dir).tables).item_category
     before = await shown(client, user, k)
-    await store.delete(KEY.format(user_id=user))
+    await store.delete(keys.short_exposure(user))
     counts = np.bincount([i["category"] for i in before], minlength=exported.n_categories)
     target = int(np.argmin(counts))  # the category this user is shown least of
     clicked = np.flatnonzero(category == target)[: exported.history_len]
     now = int(time.time())
     await feedback(client, [event(user, int(i), "click", timestamp=now - len(clicked) + n) for n, i in enumerate(clicked)])
-    sequence = await store.lrange(SEQUENCE_KEY.format(user_id=user), 0, -1)
+    sequence = await store.lrange(keys.sequence(user), 0, -1)
     assert sequence[::-1] == [str(i) for i in clicked[-exported.history_len:]]
     after = await shown(client, user, k)
     n_after = sum(i["category"] == target for i in after)
@@ -180,7 +180,7 @@ async def test_item_outside_the_catalogue_is_422_naming_it(client, store, export
     response = await client.post("/v1/feedback", json={"events": events})
     assert response.status_code == 422
     assert response.json()["fields"] == ["events.1.item_id", "events.2.item_id"]
-    assert await store.exists(LONG_KEY.format(user_id=250)) == 0  # nothing of a refused batch is applied
+    assert await store.exists(keys.long_exposure(250)) == 0  # nothing of a refused batch is applied
 
 
 async def test_a_client_over_its_rate_gets_429_with_retry_after_and_nothing_is_written(configure, serve, store, triton) -> None:
@@ -191,6 +191,6 @@ async def test_a_client_over_its_rate_gets_429_with_retry_after_and_nothing_is_w
         over = await http.post("/v1/feedback", json={"events": [event(261, i) for i in range(3)]}, headers={"x-client-id": "a"})
         assert over.status_code == 429 and over.headers["retry-after"] == "2"  # 1 token left, 3 wanted, 1/s
         assert "client a is over its feedback rate" in over.json()["error"]
-        assert await store.exists(LONG_KEY.format(user_id=261)) == 0  # refused before anything was written
+        assert await store.exists(keys.long_exposure(261)) == 0  # refused before anything was written
         other = await http.post("/v1/feedback", json={"events": [event(262, 1)]}, headers={"x-client-id": "b"})
         assert other.status_code == 200  # another client: its own bucket

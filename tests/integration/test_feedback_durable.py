@@ -16,7 +16,7 @@ from redis.retry import Retry
 from cascade.feedback import Event
 from cascade.servers.process import ManagedProcess, free_port
 from cascade.servers.redis import start_redis
-from orchestrator.clients.exposure import LABELS_KEY, SEQUENCE_KEY
+from orchestrator.clients import keys
 from orchestrator.clients.feedback import FeedbackLimits, FeedbackStore
 from orchestrator.errors import BackendTimeout, BackendUnavailable
 
@@ -50,7 +50,7 @@ async def test_a_restarted_server_loads_its_append_only_file(tmp_path: Path) -> 
         await client.aclose()
         client = app_client(port)
         store = FeedbackStore(client, LIMITS)
-        assert await client.lrange(SEQUENCE_KEY.format(user_id=1), 0, -1) == [b"42"]
+        assert await client.lrange(keys.sequence(1), 0, -1) == [b"42"]
         assert await store.record([Event("kept", 1, 42, "click", int(time.time()), "r")]) == [False]
     finally:
         await client.aclose()
@@ -87,9 +87,9 @@ async def applied_counts(client: redis.Redis, events: list[Event]) -> tuple[Coun
     """Times each event was applied, by two witnesses: its item in its user's sequence, its label."""
     in_sequences: Counter = Counter()
     for user in range(USERS):
-        in_sequences.update(int(i) for i in await client.lrange(SEQUENCE_KEY.format(user_id=user), 0, -1))
+        in_sequences.update(int(i) for i in await client.lrange(keys.sequence(user), 0, -1))
     in_labels = Counter({
-        e.item_id: int(await client.hget(LABELS_KEY.format(request_id=e.request_id), f"clicks:{e.item_id}") or 0)
+        e.item_id: int(await client.hget(keys.labels(e.user_id, e.request_id), f"clicks:{e.item_id}") or 0)
         for e in events
     })
     return in_sequences, in_labels

@@ -13,11 +13,11 @@ import pytest
 import redis.asyncio as redis
 
 from cascade.feedback import Event
-from cascade.recall.popular import DECAY_EPOCH, POPULAR_EPOCH_KEY, POPULAR_KEY, trending_with_fallback
+from cascade.recall.popular import DECAY_EPOCH, trending_with_fallback
 from cascade.servers.process import free_port
 from cascade.servers.redis import start_redis
-from orchestrator.clients.exposure import LABELS_KEY, LONG_KEY, SEQUENCE_KEY
-from orchestrator.clients.feedback import APPLY_LUA, DEDUP_KEY, FeedbackLimits, FeedbackStore, apply_payload
+from orchestrator.clients import keys
+from orchestrator.clients.feedback import APPLY_LUA, FeedbackLimits, FeedbackStore, trending_payload, user_payload
 from orchestrator.errors import InvalidInput
 
 pytestmark = pytest.mark.integration
@@ -46,10 +46,10 @@ def click(n: int, user: int = 1, item: int = 7, ts: float = NOW, request_id: str
 async def state(client: redis.Redis, users: range = range(1, 4), requests: tuple[str, ...] = ("r",)) -> tuple:
     """Everything feedback writes, for before/after comparisons."""
     return (
-        [await client.zrange(LONG_KEY.format(user_id=u), 0, -1, withscores=True) for u in users],
-        [await client.lrange(SEQUENCE_KEY.format(user_id=u), 0, -1) for u in users],
-        [await client.hgetall(LABELS_KEY.format(request_id=r)) for r in requests],
-        await client.zrange(POPULAR_KEY, 0, -1, withscores=True),
+        [await client.zrange(keys.long_exposure(u), 0, -1, withscores=True) for u in users],
+        [await client.lrange(keys.sequence(u), 0, -1) for u in users],
+        [await client.hgetall(keys.labels(u, r)) for u in users for r in requests],
+        await client.zrange(keys.POPULAR, 0, -1, withscores=True),
     )
 
 
@@ -59,23 +59,28 @@ async def test_a_batch_is_applied_once_and_its_replay_is_all_duplicates(client: 
              click(1)]
     assert await store.record(batch) == [True, True, True, False]
     applied = await state(client)
-    assert applied[1] == [["7"], [], []] and applied[2] == [{"clicks:7": "1", "impressions:8": "1", "dwell_ms:8": "1500"}]
+    assert applied[1] == [["7"], [], []] and applied[2] == [{"clicks:7": "1"}, {"impressions:8": "1", "dwell_ms:8": "1500"}, {}]
     assert await store.record(batch + [click(2, user=3, request_id="s")]) == [False, False, False, False, True]
     assert (await state(client))[2] == applied[2] and (await state(client))[1] == [["7"], [], ["7"]]
 
 
-async def test_a_batch_that_would_overflow_a_counter_writes_nothing_and_claims_no_id(client: redis.Redis) -> None:
-    """The issue's trigger: HINCRBY past int64 failed halfway through a pipeline, after the first writes."""
+async def test_a_user_whose_counter_would_overflow_gets_nothing_written_and_no_id_claimed(client: redis.Redis) -> None:
+    """The issue's trigger: HINCRBY past int64 failed halfway through a pipeline, after the first writes.
+    Now that user's step writes nothing; another user's step in the batch is applied, once."""
     store = FeedbackStore(client, LIMITS)
-    await client.hset(LABELS_KEY.format(request_id="r"), "dwell_ms:9", 2**63 - 1_000)
+    await client.hset(keys.labels(2, "r"), "dwell_ms:9", 2**63 - 1_000)
     before = await state(client)
-    batch = [click(1), Event("d1", 2, 9, "dwell", int(NOW), "r", 5_000)]
-    for _ in range(2):  # a retry is refused the same way, and still writes nothing
-        with pytest.raises(InvalidInput, match="dwell_ms:9 would pass int64"):
-            await store.record(batch)
-        assert await state(client) == before
-        assert not await client.exists(*(DEDUP_KEY.format(event_id=e.event_id) for e in batch))
-    assert await store.record(batch[:1]) == [True]  # the rest of the batch goes through once sent alone
+    batch = [click(1), Event("d1", 2, 9, "dwell", int(NOW), "r", 5_000), Event("i1", 2, 9, "impression", int(NOW), "r")]
+    with pytest.raises(InvalidInput, match="dwell_ms:9 would pass int64"):
+        await store.record(batch)
+    after = await state(client)
+    assert after[0][1:] == before[0][1:] and after[2][1] == before[2][1]  # nothing of user 2
+    assert not await client.exists(*(keys.event_claim(2, e.event_id) for e in batch[1:]))
+    assert after[1][0] == ["7"]  # user 1's click went through
+    with pytest.raises(InvalidInput):  # a resent batch: refused the same way, user 1's click not counted again
+        await store.record(batch)
+    assert (await state(client))[1][0] == ["7"]
+    assert await store.record(batch[::2]) == [False, True]  # user 2's impression alone goes through
 
 
 async def test_the_issues_dwell_of_2_62_is_refused_before_redis(client: redis.Redis) -> None:
@@ -89,11 +94,13 @@ async def test_the_issues_dwell_of_2_62_is_refused_before_redis(client: redis.Re
 async def test_a_resent_attempt_of_the_same_call_finds_its_own_claims(client: redis.Redis) -> None:
     """redis-py resends a command once on a dropped connection: if the first attempt ran, the second
     must report it applied, and apply nothing again."""
-    payload = apply_payload([click(1)], LIMITS, "token-a", NOW)
-    assert await client.eval(APPLY_LUA, 0, payload) == []
-    assert await client.eval(APPLY_LUA, 0, payload) == []  # its own claim: applied, not taken
-    assert await client.eval(APPLY_LUA, 0, apply_payload([click(1)], LIMITS, "token-b", NOW)) == [0]  # another call's
-    assert await client.lrange(SEQUENCE_KEY.format(user_id=1), 0, -1) == ["7"]
+    for step in (user_payload([click(1)], LIMITS, "token-a"), trending_payload([click(1)], LIMITS, "token-a", NOW)):
+        assert await client.eval(APPLY_LUA, 1, step.key, step.argument) == []
+        assert await client.eval(APPLY_LUA, 1, step.key, step.argument) == []  # its own claim: applied, not taken
+    other = user_payload([click(1)], LIMITS, "token-b")
+    assert await client.eval(APPLY_LUA, 1, other.key, other.argument) == [0]  # another call's
+    assert await client.lrange(keys.sequence(1), 0, -1) == ["7"]
+    assert await client.zcard(keys.POPULAR) == 1
 
 
 async def test_concurrent_overlapping_batches_apply_each_event_once(client: redis.Redis) -> None:
@@ -101,13 +108,13 @@ async def test_concurrent_overlapping_batches_apply_each_event_once(client: redi
     batches = [[click(n, user=1 + n % 3, item=n) for n in range(start, start + 20)] for start in range(0, 100, 10)]
     results = await asyncio.gather(*(store.record(b) for b in batches))
     assert sum(sum(r) for r in results) == 110  # ids 0..109, each accepted by exactly one call
-    sequences = [await client.lrange(SEQUENCE_KEY.format(user_id=u), 0, -1) for u in (1, 2, 3)]
+    sequences = [await client.lrange(keys.sequence(u), 0, -1) for u in (1, 2, 3)]
     assert sorted(int(i) for s in sequences for i in s) == list(range(110))
 
 
 async def trending(client: redis.Redis, now: float) -> tuple[list[int], list[float], float]:
-    rows = await client.zrevrange(POPULAR_KEY, 0, -1, withscores=True)
-    epoch = float(await client.get(POPULAR_EPOCH_KEY) or DECAY_EPOCH)
+    rows = await client.zrevrange(keys.POPULAR, 0, -1, withscores=True)
+    epoch = float(await client.get(keys.POPULAR_EPOCH) or DECAY_EPOCH)
     ids, scores = trending_with_fallback(
         np.array([int(m) for m, _ in rows]), np.array([s for _, s in rows]), now, DAY,
         np.array([], np.int64), np.array([], np.float32), k=10, epoch=epoch,

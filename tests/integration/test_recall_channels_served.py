@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import redis.asyncio as redis
 
-from cascade.recall.popular import POPULAR_KEY
+from orchestrator.clients import keys
 
 pytestmark = pytest.mark.integration
 
@@ -120,8 +120,8 @@ async def test_trending_from_redis_leads_the_popular_channel(configure, serve, r
     settings = configure(recall_config=recall_config)
     client = redis.from_url(settings.effective_redis_url)
     try:
-        await client.delete(POPULAR_KEY)
-        await client.zadd(POPULAR_KEY, {"1999": 5.0, "1500": 9.0, "1234": 1.0})
+        await client.delete(keys.POPULAR)
+        await client.zadd(keys.POPULAR, {"1999": 5.0, "1500": 9.0, "1234": 1.0})
         async with serve(settings) as (app, _):
             channels = app.state.funnel.resources.channels
             await channels.refresh_trending()
@@ -129,5 +129,5 @@ async def test_trending_from_redis_leads_the_popular_channel(configure, serve, r
             popular = cands.item_ids[cands.channels == cands.channel_names.index("popular")]
             assert popular[:3].tolist() == [1500, 1999, 1234] and len(popular) == 10  # topped up offline
     finally:
-        await client.delete(POPULAR_KEY)
+        await client.delete(keys.POPULAR)
         await client.aclose()

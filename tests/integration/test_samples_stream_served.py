@@ -13,7 +13,8 @@ from cascade.samples import encode_sample
 from cascade.servers.process import free_port
 from cascade.servers.redis import start_redis
 from cascade.settings import Settings
-from orchestrator.clients.exposure import SAMPLES_KEY, ExposureStore
+from orchestrator.clients import keys
+from orchestrator.clients.exposure import ExposureStore
 from tests.unit.test_samples import served
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,7 @@ async def test_the_samples_stream_stays_within_its_bytes(exported: Settings, tmp
         store = ExposureStore(f"redis://127.0.0.1:{port}/0", 60, 10, samples_max_len=100_000, samples_max_bytes=100 * entry)
         for _ in range(600):
             await store.record_served(1, np.array([0, 1], np.int64), sample)
-        length = await store.redis.xlen(SAMPLES_KEY)
+        length = await store.redis.xlen(keys.SAMPLES)
         assert 100 <= length <= 200  # MAXLEN ~ trims whole stream nodes (100 entries each)
         await store.close()
     finally:

@@ -7,12 +7,13 @@ import math
 
 import numpy as np
 import pytest
+from redis.crc import key_slot
 
 from cascade.feedback import EXACT_END, Event, event_problems, first_kept, first_occurrences
 from cascade.recall.popular import (
     DECAY_EPOCH, MAX_EXPONENT, batch_reference, decayed_increment, relative_increment, trending_with_fallback,
 )
-from orchestrator.clients.feedback import FeedbackLimits, apply_payload
+from orchestrator.clients.feedback import FeedbackLimits, trending_payload, user_payload
 
 NOW = 1_796_000_000.0  # 2026-11-29
 DAY = 86_400.0
@@ -47,27 +48,42 @@ def test_a_label_the_batch_would_take_past_2_53_is_named_and_a_repeat_does_not_c
     assert [f for f, _ in problems] == ["labels.r.dwell_ms:7"]
 
 
-def test_the_first_event_of_each_id_is_kept_in_batch_order() -> None:
-    events = [ev(1), ev(2), ev(1), ev(3), ev(2)]
-    assert first_occurrences(events) == [True, True, False, True, False]
-    assert [e.event_id for e in first_kept(events)] == ["e1", "e2", "e3"]
+def test_the_first_event_of_each_user_and_id_is_kept_in_batch_order() -> None:
+    other_user = Event("e1", 2, 7, "click", int(NOW), "r")  # ids are unique per user, as the store claims them
+    events = [ev(1), ev(2), ev(1), other_user, ev(3), ev(2)]
+    assert first_occurrences(events) == [True, True, False, True, True, False]
+    assert [(e.user_id, e.event_id) for e in first_kept(events)] == [(1, "e1"), (1, "e2"), (2, "e1"), (1, "e3")]
 
 
-def test_the_payload_keeps_big_numbers_exact_and_names_every_id() -> None:
+def test_a_users_step_keeps_big_numbers_exact_and_claims_every_id_in_the_users_slot() -> None:
     big = EXACT_END - 1
-    payload = json.loads(apply_payload([ev(1, "dwell", dwell_ms=big), ev(2, "impression", item=8)], LIMITS, "tok", NOW))
-    assert payload["ids"] == ["cascade:feedback:event:e1", "cascade:feedback:event:e2"] and payload["token"] == "tok"
-    assert payload["labels"] == [["cascade:labels:r", 400, ["dwell_ms:7", str(big), "impressions:8", "1"]]]
-    assert payload["exposures"][0][:3] == ["cascade:exposure:long:1", 200, 10]
-    assert "trending" not in payload and payload["clicks"] == []  # no click: trending untouched
+    step = user_payload([ev(1, "dwell", dwell_ms=big), ev(2, "impression", item=8)], LIMITS, "tok")
+    payload = json.loads(step.argument)
+    assert payload["ids"] == ["cascade:feedback:event:{u1}:e1", "cascade:feedback:event:{u1}:e2"] and payload["token"] == "tok"
+    assert step.key == payload["ids"][0]
+    assert payload["labels"] == [["cascade:labels:{u1}:r", 400, ["dwell_ms:7", str(big), "impressions:8", "1"]]]
+    assert payload["exposures"][0][:3] == ["cascade:exposure:long:{u1}", 200, 10]
+    assert "trending" not in payload and payload["clicks"] == []  # no click: no sequence, no trending
+    assert {key_slot(k.encode()) for k in [*payload["ids"], payload["labels"][0][0], payload["exposures"][0][0]]} == {
+        key_slot(b"{u1}")
+    }
 
 
-def test_the_payloads_trending_weights_are_relative_to_the_latest_clamped_click() -> None:
+def test_a_user_step_holds_one_user() -> None:
+    with pytest.raises(ValueError):
+        user_payload([ev(1), Event("e2", 2, 7, "click", int(NOW))], LIMITS, "tok")
+
+
+def test_the_trending_steps_weights_are_relative_to_the_latest_clamped_click() -> None:
     events = [ev(1, ts=int(NOW - DAY)), ev(2, ts=int(NOW + YEAR), item=8), ev(3, ts=int(NOW), item=8)]
-    trending = json.loads(apply_payload(events, LIMITS, "tok", NOW))["trending"]
+    step = trending_payload(events, LIMITS, "tok", NOW)
+    payload = json.loads(step.argument)
+    trending = payload["trending"]
     assert float(trending["reference"]) == NOW
     weights = dict(zip(trending["items"][::2], map(float, trending["items"][1::2])))
     assert weights == pytest.approx({"7": math.exp(-1), "8": 2.0})  # the future click counts as one now
+    slots = {key_slot(k.encode()) for k in [*payload["ids"], trending["key"], trending["epoch_key"]]}
+    assert slots == {key_slot(b"{trending}")} and payload["exposures"] == payload["clicks"] == payload["labels"] == []
 
 
 @pytest.mark.parametrize("ahead_s", [YEAR, 10 * YEAR])
