@@ -25,7 +25,7 @@ def redis_binary() -> Path:
 
 def start_redis(
     port: int, work_dir: Path, timeout_s: float = 20.0, unix_socket: Path | None = None, *,
-    appendfsync: str | None = "everysec", maxmemory: str = "1gb", maxmemory_policy: str = "volatile-lru",
+    appendfsync: str | None = "everysec", maxmemory: str = "1gb", maxmemory_policy: str = "noeviction",
     cluster: bool = False,
 ) -> ManagedProcess:
     """A redis-server on 127.0.0.1:`port` with its data in `work_dir`, and on `unix_socket` too when
@@ -35,16 +35,17 @@ def start_redis(
     the machine loses at most ~1 s of writes, a SIGTERM nothing; "always": per write; None: no AOF,
     memory only); a server started again on the same `work_dir` loads it back. No RDB snapshots.
 
-    Memory: at `maxmemory`, `volatile-lru` evicts the least recently used key that has a TTL. Every
-    key that grows with traffic has one (feedback dedup ids, both exposure buffers, live sequences,
-    label hashes) and is rewritten or read while in use, so the keys that go first are the ids of
-    old events (a client's retry comes within minutes, not days) and the buffers of users gone
-    quiet, never the ids of fresh events nor an active user's exposure. Keys without a TTL are
-    never evicted: they are bounded already (the samples stream by XADD MAXLEN, trending by the
-    catalogue) and dropping them would lose a whole stream of training samples or the trending list
-    at once. Should the TTL'd keys alone fill memory, writes are refused (OOM) like `noeviction`:
-    feedback answers 503 and applies nothing, since its script checks before its first write.
-    Size `maxmemory` for the samples stream at its MAXLEN plus the TTL'd working set.
+    Memory: `noeviction`: at `maxmemory` Redis refuses writes and evicts nothing, so no feedback
+    dedup id and no active user's exposure is ever dropped to make room. Everything that grows with
+    traffic is bounded before that: the samples stream by its own cap (XADD MAXLEN from
+    CASCADE_SAMPLE_LOG_MAX_LEN and _MAX_BYTES, 256 MiB: the samples go first, trimmed oldest first
+    on every write), the per-user keys and dedup ids by their TTLs, trending by the catalogue. An
+    eviction policy could not keep that order: `volatile-*` evicts only keys with a TTL (dedup ids,
+    exposure) and never the stream; `allkeys-lru` would evict the stream, which every answer touches,
+    last. Should the TTL'd working set alone still reach `maxmemory`, feedback answers 503 with
+    Retry-After and applies nothing (its script writes nothing when refused), answers are flagged
+    degraded at `exposure_write`, and both recover as TTLs free memory. Size `maxmemory` for the
+    stream's byte cap plus the TTL'd working set (the 10-minute soak: 329 MB in all at 245/s).
 
     `cluster`: a node of a Redis Cluster (`cluster-enabled`, its node table in `work_dir`), which
     serves nothing until `form_cluster` gave it slots.

@@ -26,16 +26,23 @@ import redis.asyncio as redis
 from orchestrator.clients.errors import BackendTimeout, BackendUnavailable
 
 Command = Sequence[str | bytes | int | float]
+OOM_REFUSAL = "OOM command not allowed"  # a write refused at maxmemory (noeviction)
 
 
 @asynccontextmanager
 async def redis_errors() -> AsyncIterator[None]:
-    """redis-py's errors as BackendTimeout / BackendUnavailable."""
+    """redis-py's errors as BackendTimeout / BackendUnavailable; a write refused at maxmemory
+    (`noeviction`, `cascade.servers.redis.start_redis`) is the backend unavailable too: nothing was
+    written, and a retry succeeds once TTLs free memory."""
     try:
         yield
     except (redis.TimeoutError, TimeoutError) as err:
         raise BackendTimeout(f"redis: {err}") from err
     except (redis.ConnectionError, OSError) as err:
+        raise BackendUnavailable(f"redis: {err}") from err
+    except redis.ResponseError as err:  # OOM comes as its own reply, or inside a script's error
+        if OOM_REFUSAL not in str(err):
+            raise
         raise BackendUnavailable(f"redis: {err}") from err
 
 
@@ -155,7 +162,7 @@ class RespBatches:
             timer.cancel()
         refused = _refusal(replies)
         if refused is not None:
-            raise RuntimeError(f"redis refused a command: {refused}")
+            raise (BackendUnavailable if OOM_REFUSAL in str(refused) else RuntimeError)(f"redis refused a command: {refused}")
         return replies
 
     def _expire(self, pending: asyncio.Future[list[Any]]) -> None:

@@ -42,7 +42,7 @@ async def test_a_restarted_server_loads_its_append_only_file(tmp_path: Path) -> 
     try:
         config = await client.config_get("*")
         assert (config["appendonly"], config["appendfsync"]) == ("yes", "everysec")
-        assert (config["maxmemory"], config["maxmemory-policy"]) == (str(2**30), "volatile-lru")
+        assert (config["maxmemory"], config["maxmemory-policy"]) == (str(2**30), "noeviction")
         store = FeedbackStore(client, LIMITS)
         assert await store.record([Event("kept", 1, 42, "click", int(time.time()), "r")]) == [True]
         await asyncio.to_thread(process.stop)  # SIGTERM

@@ -18,7 +18,7 @@ from cascade.servers.process import free_port
 from cascade.servers.redis import start_redis
 from orchestrator.clients import keys
 from orchestrator.clients.feedback import APPLY_LUA, FeedbackLimits, FeedbackStore, trending_payload, user_payload
-from orchestrator.errors import InvalidInput
+from orchestrator.errors import BackendUnavailable, InvalidInput
 
 pytestmark = pytest.mark.integration
 DAY = 86_400.0
@@ -145,3 +145,25 @@ async def test_a_click_dated_a_year_ahead_counts_as_one_click_now(client: redis.
     await store.record([click(1, item=1), click(2, item=1), click(3, item=2, ts=NOW + 370 * DAY)])
     ids, scores, _ = await trending(client, NOW)
     assert ids == [1, 2] and scores == pytest.approx([math.log(2), 0.0], abs=1e-4)
+
+
+async def test_at_maxmemory_feedback_is_refused_whole_and_nothing_is_evicted(client: redis.Redis) -> None:
+    """`noeviction` (`start_redis`): a full Redis drops no dedup id to make room; the refused batch
+    is a 503 with nothing applied, and goes through once, when memory is freed."""
+    store = FeedbackStore(client, LIMITS)
+    assert (await client.config_get("maxmemory-policy"))["maxmemory-policy"] == "noeviction"
+    assert await store.record([click(1)]) == [True]
+    used = int((await client.info("memory"))["used_memory"])
+    await client.config_set("maxmemory", used + 200_000)
+    with pytest.raises(redis.OutOfMemoryError):
+        for n in range(1_000):  # the working set grows to the limit
+            await client.set(f"filler:{n}", "x" * 10_000, ex=3_600)
+    before = await state(client)
+    batch = [click(1), click(2, user=2, item=8), Event("i1", 3, 9, "impression", int(NOW), "s")]
+    with pytest.raises(BackendUnavailable, match="OOM"):
+        await store.record(batch)
+    assert await state(client) == before
+    assert await client.exists(keys.event_claim(1, "c1")) == 1  # the earlier claim is still there
+    await client.delete(*[f"filler:{n}" for n in range(1_000)])  # TTLs free memory
+    assert await store.record(batch) == [False, True, True]
+    assert (await state(client))[1] == [["7"], ["8"], []]
