@@ -8,6 +8,7 @@ experiments with different names split users independently of each other.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from cascade.rerank.registry import build_chain
 EXPERIMENT_KEYS = {"name", "arms"}
 ARM_KEYS = {"name", "weight", "rerank_chain", "model_versions"}
 PINNABLE = ("prerank", "rank")
+MAX_WEIGHT = 2**31 - 1  # the arms' total weight is taken modulo in uint64: any number of such weights fits
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,8 @@ def _parse_arm(where: str, raw: Any) -> Arm:
     name = _named_object(where, raw, ARM_KEYS, "an arm")
     where = f"{where} {name!r}"
     weight = raw.get("weight")
-    if isinstance(weight, bool) or not isinstance(weight, int) or weight <= 0:
-        raise ValueError(f"{where}: weight must be an integer > 0, got {weight!r}")
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 0 < weight <= MAX_WEIGHT:
+        raise ValueError(f"{where}: weight must be an integer > 0 and <= {MAX_WEIGHT}, got {weight!r}")
     chain = raw.get("rerank_chain")
     if chain is not None:
         if not isinstance(chain, list) or not all(isinstance(op, dict) for op in chain):
@@ -114,3 +116,13 @@ def parse_experiments(raw: Any) -> list[Experiment]:
             raise ValueError(f"{where}: duplicate arm name(s) {duplicates}")
         experiments.append(Experiment(name, arms))
     return experiments
+
+
+def experiments_json(experiments: Sequence[Experiment]) -> list[dict[str, Any]]:
+    """The JSON form `parse_experiments` reads back into `experiments`; an arm's unset chain or
+    versions are left out."""
+    def arm_json(arm: Arm) -> dict[str, Any]:
+        optional = {"rerank_chain": arm.rerank_chain, "model_versions": arm.model_versions}
+        return {"name": arm.name, "weight": arm.weight} | {k: v for k, v in optional.items() if v is not None}
+
+    return [{"name": e.name, "arms": [arm_json(arm) for arm in e.arms]} for e in experiments]

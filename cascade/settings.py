@@ -134,7 +134,9 @@ class Settings(BaseSettings):
     experiments: list[dict[str, Any]] = Field(
         default_factory=list,
         description='A/B experiments, JSON in CASCADE_EXPERIMENTS: [{"name", "arms": [{"name", "weight", '
-        '"rerank_chain"?, "model_versions"?}]}]; the first one is in force',
+        '"rerank_chain"?, "model_versions"?}]}]; the first one is in force. PUT /admin/experiments '
+        'replaces them while serving: kept in Redis (cascade:experiments), taken over this variable at start, and '
+        'followed by every process within versions_poll_s',
     )
     exposure_ttl_s: int = Field(1_800, ge=1)
     exposure_max_items: int = Field(2_000, ge=1)
@@ -180,8 +182,8 @@ class Settings(BaseSettings):
     )
 
     versions_poll_s: float = Field(
-        0.5, gt=0.0, description="how often each orchestrator process reads the shared active scorer versions "
-        "(Redis) and follows a switch another process made",
+        0.5, gt=0.0, description="how often each orchestrator process reads the shared active scorer versions, "
+        "experiments and recall reloads (Redis) and follows a change another process made",
     )
 
     # --- admission -----------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """In-process `UserStore` and `OperatorBoard`: the exposure and live clicks of each user, and the shared
-active versions, in dictionaries.
+active versions and experiments, in dictionaries and a string.
 
 For one process with nothing to share: the funnel's unit tests and `perf/floor.py`. Same contract as
 the Redis store (`orchestrator.clients.exposure`): served items enter the user's exposure, samples are
@@ -34,11 +34,12 @@ class MemoryUserStore:
 
 
 class MemoryOperatorBoard:
-    """An in-process `OperatorBoard`: what several `ScorerVersions` of one test share."""
+    """An in-process `OperatorBoard`: what several `ScorerVersions` or `SharedExperiments` of one test share."""
 
     def __init__(self) -> None:
         self.versions: dict[str, int] = {}
         self.reloads = 0
+        self.experiments_text: str | None = None  # None: never written
 
     async def read(self) -> dict[str, int]:
         return dict(self.versions)
@@ -52,3 +53,9 @@ class MemoryOperatorBoard:
     async def count_recall_reload(self) -> int:
         self.reloads += 1
         return self.reloads
+
+    async def experiments(self) -> str | None:
+        return self.experiments_text
+
+    async def write_experiments(self, text: str) -> None:
+        self.experiments_text = text

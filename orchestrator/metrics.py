@@ -148,6 +148,10 @@ class FunnelMetrics:
             "cascade_model_version_switches", "Requests to move traffic to a scorer version, by outcome (ok, refused)",
             ["scorer", "outcome"], registry=r,
         )
+        self.experiment_changes = Counter(
+            "cascade_experiment_changes", "Requests to change the experiments in force (PUT /admin/experiments), "
+            "by outcome (ok, refused)", ["outcome"], registry=r,
+        )
         self.active_version = Gauge(
             "cascade_model_active_version", "The scorer version new requests call (arms may pin others)", ["scorer"],
             registry=r, multiprocess_mode="liveall",
@@ -233,6 +237,9 @@ class FunnelMetrics:
 
     def count_version_switch(self, scorer: str, ok: bool) -> None:
         self.version_switches.labels(scorer, "ok" if ok else "refused").inc()
+
+    def count_experiments_change(self, ok: bool) -> None:
+        self.experiment_changes.labels("ok" if ok else "refused").inc()
 
     def set_active_versions(self, active: Mapping[str, int]) -> None:
         for scorer, version in active.items():

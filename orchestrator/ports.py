@@ -70,8 +70,9 @@ class Catalogue(Protocol):
 
 class OperatorBoard(Protocol):
     """What every orchestrator process must agree on: the active scorer versions (`orchestrator.versions`:
-    a switch writes its scorer's version here, every process follows) and the count of recall-config
-    reloads asked for (every process re-reads the file when it grows)."""
+    a switch writes its scorer's version here, every process follows), the count of recall-config
+    reloads asked for (every process re-reads the file when it grows), and the A/B experiments in
+    force (`orchestrator.experiments`: a change writes them here, every process follows)."""
 
     async def read(self) -> dict[str, int]:
         """The versions written so far, by scorer ({} before any switch)."""
@@ -87,4 +88,13 @@ class OperatorBoard(Protocol):
 
     async def count_recall_reload(self) -> int:
         """One more reload asked for; returns the new count."""
+        ...
+
+    async def experiments(self) -> str | None:
+        """The experiments in force as written: the JSON text of CASCADE_EXPERIMENTS' list, unchecked
+        (the reader validates it); None while none were written: the environment's stand."""
+        ...
+
+    async def write_experiments(self, text: str) -> None:
+        """The experiments in force are now `text` (valid JSON of CASCADE_EXPERIMENTS' list; "[]": none)."""
         ...

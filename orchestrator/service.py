@@ -21,6 +21,7 @@ from orchestrator.clients.exposure import ExposureStore
 from orchestrator.clients.triton import TritonScorer
 from orchestrator.context import ContextFactory
 from orchestrator.deadlines import DeadlinePlan
+from orchestrator.experiments import SharedExperiments
 from orchestrator.funnel import Answer, FunnelPorts, run_funnel
 from orchestrator.logs import log_degraded
 from orchestrator.metrics import FunnelMetrics
@@ -68,6 +69,7 @@ class FunnelService:
             resources.channels, scorer, exposure, resources, settings.prerank_keep, settings.rank_keep, settings.sample_log,
         )
         self.runner = FunnelRunner(settings, ports, self.versions.active, metrics, self.versions.two_stage)
+        self.experiments = SharedExperiments(self.runner.contexts, board)
 
     def pinned_versions(self, scorer: str) -> list[int]:
         return self.runner.contexts.pinned_versions(scorer)
@@ -110,8 +112,10 @@ class FunnelService:
 
     async def follow_shared(self) -> None:
         """Forever: every CASCADE_VERSIONS_POLL_S, move to the scorer versions another process switched
-        to (`ScorerVersions.follow`), and re-read the recall config when another process was told to.
-        A failed poll (Redis or Triton down) is logged and retried; what is in force stays."""
+        to (`ScorerVersions.follow`), serve under the experiments another process set
+        (`SharedExperiments.follow`), and re-read the recall config when another process was told to.
+        Each is followed on its own: a failure (Redis or Triton down) is logged and retried at the next
+        poll, and what is in force stays."""
         if self.board is None:
             return
         warnings = ThrottledLog(interval_s=60.0)
@@ -119,14 +123,21 @@ class FunnelService:
             self._recall_reloads = await self.board.recall_reloads()  # this process read the file at start
         except Exception as err:  # noqa: BLE001 - Redis down: later reloads are caught up with when it is back
             log.warning("recall reloads not read from the board: %s", err)
+        followers = {  # the experiments first: a version switch waits for its warm-up
+            "experiments": self.experiments.follow, "scorer versions": self._follow_versions,
+            "recall reloads": self._follow_recall_reloads,
+        }
         while True:
             await asyncio.sleep(self.settings.versions_poll_s)
-            try:
-                if await self.versions.follow(self.scorer, self.switch_warm_up):
-                    self.metrics.set_active_versions(self.versions.active)
-                await self._follow_recall_reloads()
-            except Exception as err:  # noqa: BLE001 - the next poll tries again
-                warnings.warn(("follow", type(err).__name__), f"shared operator state not followed: {err}", time.monotonic())
+            for what, follow in followers.items():
+                try:
+                    await follow()
+                except Exception as err:  # noqa: BLE001 - the next poll tries again
+                    warnings.warn((what, type(err).__name__), f"shared {what} not followed: {err}", time.monotonic())
+
+    async def _follow_versions(self) -> None:
+        if await self.versions.follow(self.scorer, self.switch_warm_up):
+            self.metrics.set_active_versions(self.versions.active)
 
     async def _follow_recall_reloads(self) -> None:
         asked = await self.board.recall_reloads()
@@ -141,10 +152,11 @@ class FunnelService:
                 log.warning("recall config not re-read (the previous one stays): %s", err)
 
     async def warm_up(self) -> None:
-        """Read the servable scorer versions, then one full-size request's worth of work (ANN recall,
-        then both scorers at the sizes they will see, and the two-stage model where the active pair has
-        one), so the first user request pays no lazy initialisation or allocation."""
+        """Read the servable scorer versions and the shared experiments, then one full-size request's
+        worth of work (ANN recall, then both scorers at the sizes they will see, and the two-stage model
+        where the active pair has one), so the first user request pays no lazy initialisation or allocation."""
         await self.versions.discover(self.scorer)
+        await self.experiments.discover()
         r, s = self.resources, self.settings
         now = int(time.time())
         history = r.history_of(0)

@@ -1,6 +1,8 @@
 """What every orchestrator process must agree on, in Redis (`orchestrator.ports.OperatorBoard`): the
 active scorer versions (one hash, a field per scorer, so switches of the two scorers made at once in
-two processes never overwrite each other) and how many recall-config reloads were asked for."""
+two processes never overwrite each other), how many recall-config reloads were asked for, and the
+experiments in force (one string key holding the whole JSON list: a single-key write, so a change is
+never seen half made, on Redis Cluster too)."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +14,7 @@ from cascade.triton.layout import SCORERS
 log = logging.getLogger("cascade.orchestrator")
 ACTIVE_VERSIONS_KEY = "cascade:versions:active"
 RECALL_RELOADS_KEY = "cascade:recall:reloads"
+EXPERIMENTS_KEY = "cascade:experiments"
 
 
 class RedisOperatorBoard:
@@ -38,3 +41,12 @@ class RedisOperatorBoard:
 
     async def count_recall_reload(self) -> int:
         return int(await self.redis.incr(RECALL_RELOADS_KEY))
+
+    async def experiments(self) -> str | None:
+        """The key's text; bytes that are not UTF-8 come back with replacement characters, which the
+        reader then refuses as JSON like any other malformed value."""
+        raw = await self.redis.get(EXPERIMENTS_KEY)
+        return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+
+    async def write_experiments(self, text: str) -> None:
+        await self.redis.set(EXPERIMENTS_KEY, text)

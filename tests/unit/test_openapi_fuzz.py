@@ -4,7 +4,8 @@ over fake recall and scorers): every answer must be documented and match its sch
 be accepted, invalid input refused, and no 5xx.
 
 The /admin routes are fuzzed too, over fakes of the scorer versions (every version servable) and the
-recall reload; tests/integration/test_admin_served.py and test_version_switch_served.py cover what
+recall reload, and the real shared experiments over an in-memory board; tests/integration/
+test_admin_served.py, test_version_switch_served.py and test_shared_experiments_served.py cover what
 they drive (Triton's model control, the shared operator board) against real servers.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
+from schemathesis.config import SchemathesisConfig
 from schemathesis.generation.modes import GenerationMode
 
 from cascade.feedback import Event, effects_of
@@ -30,11 +32,16 @@ from cascade.recall.merge import Candidates
 from cascade.settings import Settings
 from orchestrator.app import build_app
 from orchestrator.funnel import FunnelPorts
-from orchestrator.memory_store import MemoryUserStore
+from orchestrator.experiments import SharedExperiments
+from orchestrator.memory_store import MemoryOperatorBoard, MemoryUserStore
 from orchestrator.service import FunnelRunner
 
 N_ITEMS = 4  # the tiny tables' catalogue
 EXAMPLES = 300  # per operation and generation mode
+# Invalid input is refused with a 4xx; a 413 refuses it too: an invalid body of nested lists (PUT
+# /admin/experiments, extra properties with any JSON in them) outgrows CASCADE_MAX_BODY_BYTES.
+REFUSALS = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
+CONFIG = SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {"expected-statuses": REFUSALS}}})
 
 
 class FakeRecall:
@@ -107,6 +114,7 @@ class FakeFunnel:
         self.versions = FakeVersions()
         ports = FunnelPorts(FakeRecall(), self.scorer, self.exposure, Catalogue(tables), 3, 2, True)
         self.runner = FunnelRunner(settings, ports, {"prerank": 1, "rank": 1}, app.state.metrics)
+        self.experiments = SharedExperiments(self.runner.contexts, MemoryOperatorBoard())
 
     async def recommend(self, user_id: int, k: int, timestamp: int | None, started: float):
         return await self.runner.recommend(user_id, k, timestamp, started)
@@ -170,7 +178,9 @@ def tally(request: pytest.FixtureRequest) -> Iterator[Counter]:
 def within_rules(body: Any, now: int, past_s: int) -> Any:
     """A valid body kept valid under the rules the document cannot say: timestamps in the window
     around now (a JSON Schema has no `now`), item ids in the catalogue (known only when serving),
-    request ids the service issued (signed: none can be generated; "" is "unknown", always valid)."""
+    request ids the service issued (signed: none can be generated; "" is "unknown", always valid),
+    names unique within a list (experiments, arms), rerank chains of known operators with valid
+    parameters (a free-form list of objects in the document)."""
     if isinstance(body, dict):
         fixed = {k: within_rules(v, now, past_s) for k, v in body.items()}
         if isinstance(fixed.get("request_id"), str):
@@ -179,8 +189,14 @@ def within_rules(body: Any, now: int, past_s: int) -> Any:
             fixed["timestamp"] = now - int(fixed["timestamp"]) % past_s
         if isinstance(fixed.get("item_id"), (int, float)):
             fixed["item_id"] = int(fixed["item_id"]) % N_ITEMS
+        if isinstance(fixed.get("rerank_chain"), list):
+            fixed["rerank_chain"] = [{"name": "truncate"}]
         return fixed
-    return [within_rules(v, now, past_s) for v in body] if isinstance(body, list) else body
+    if isinstance(body, list):
+        fixed = [within_rules(v, now, past_s) for v in body]
+        return [{**v, "name": f"{i}:{v['name']}"} if isinstance(v, dict) and isinstance(v.get("name"), str) else v
+                for i, v in enumerate(fixed)]
+    return body
 
 
 @pytest.mark.parametrize(("path", "method", "mode"), public_operations())
@@ -189,7 +205,7 @@ def test_api_answers_as_documented(
 ) -> None:
     """Each case runs schemathesis's checks (status and content type documented, body and headers as
     documented, valid data accepted, invalid refused); and no 5xx."""
-    operation = schemathesis.openapi.from_asgi("/openapi.json", fuzzed_app(tiny_tables, tmp_path))[path][method]
+    operation = schemathesis.openapi.from_asgi("/openapi.json", fuzzed_app(tiny_tables, tmp_path), config=CONFIG)[path][method]
     past_s = Settings().label_ttl_s
 
     @given(case=operation.as_strategy(generation_mode=mode))
