@@ -1,11 +1,11 @@
-"""Feedback events into Redis: each event applied exactly once, each user's events all or nothing.
+"""Feedback events into Redis: each event applied exactly once, whatever fails and is retried.
 
 A batch is checked first (`cascade.feedback.event_problems`: a refused batch is an `InvalidInput`,
 422, with nothing written), then applied in steps, each one Lua script (`APPLY_LUA`, EVALSHA) that
-Redis runs atomically and writes to its AOF as one transaction: one step per user (the user's
-long-term exposure buffer, live clicks sequence and answer labels) and one for trending (the clicks'
-time-decayed weights). A step's keys share one hash tag (`orchestrator.clients.keys`), so on a Redis
-Cluster each step runs on one node, and the steps of a batch run side by side. Each step
+Redis runs atomically and writes to its AOF as one transaction: the users' step (long-term exposure
+buffers, live clicks sequences, answer labels), then trending's (the clicks' time-decayed weights).
+On a Redis Cluster the users' step is one per hash slot of the batch's users (a user's keys share a
+hash tag, `orchestrator.clients.keys`), run side by side, each on its node. Each step
 1. reads its events' claims: any claimed by another call makes it return those and write nothing
    (the store drops them as duplicates and runs the rest again); claims held by this very call (its
    token) mean an earlier attempt of the step was applied and its reply lost;
@@ -13,11 +13,9 @@ Cluster each step runs on one node, and the steps of a batch run side by side. E
    still writing nothing, where a write would fail: Redis does not roll a script back;
 3. claims its events (`SET claim token EX ttl`) and writes their effects (`cascade.feedback`;
    trending rolls its epoch first when due, `cascade.recall.popular`).
-The user steps and the trending step claim under different keys, so each effect is applied once
-whichever steps a failed call completed: a call that fails (503) left each step either untouched or
-applied with its claims, and the client's retry applies the rest, each event once. A user whose
-labels would overflow refuses the batch (422) while other users' steps may have been applied; their
-claims make a resent batch count those as duplicates.
+The users' and trending's steps claim under different keys, so each effect is applied once whichever
+steps a failed call completed: a call that fails (503) left each step either untouched or applied
+with its claims, and the client's retry applies the rest, each event once.
 """
 from __future__ import annotations
 
@@ -29,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
 from cascade.feedback import Event, effects_of, event_problems, first_kept, first_occurrences
 from cascade.recall.popular import DECAY_EPOCH, MAX_EXPONENT, batch_reference, relative_increment
@@ -126,24 +126,27 @@ class ScriptCall:
     argument: str  # APPLY_LUA's ARGV[1]
 
 
-def user_payload(events: list[Event], lim: FeedbackLimits, token: str) -> ScriptCall:
-    """The script's argument for one user's new events (first of their ids): the claims and the
-    user's effects, numbers as text where they must stay exact (Lua numbers are doubles)."""
-    (user,) = {e.user_id for e in events}
-    effects = effects_of(events)
-    return _payload([keys.event_claim(user, e.event_id) for e in events], lim, token, {
-        "exposures": [
-            [keys.long_exposure(user), lim.long_ttl_s, lim.long_max_items,
-             [x for item, ts in effects.exposures[user].items() for x in (str(ts), str(item))]]
-        ],
-        "clicks": [  # oldest pushed first: the head is the latest click
-            [keys.sequence(user), lim.sequence_ttl_s, lim.history_len, [str(i) for i in effects.clicks[user]]]
-        ] if user in effects.clicks else [],
-        "labels": [
+def users_payload(events: list[Event], lim: FeedbackLimits, token: str) -> ScriptCall:
+    """The script's argument for new events (first of their ids) of users whose keys share a slot
+    (on one Redis, any users): the claims and each user's effects, numbers as text where they must
+    stay exact (Lua numbers are doubles)."""
+    by_user: dict[int, list[Event]] = {}
+    for e in events:
+        by_user.setdefault(e.user_id, []).append(e)
+    writes: dict[str, list] = {"exposures": [], "clicks": [], "labels": []}
+    for user, own in by_user.items():
+        effects = effects_of(own)
+        writes["exposures"].append([
+            keys.long_exposure(user), lim.long_ttl_s, lim.long_max_items,
+            [x for item, ts in effects.exposures[user].items() for x in (str(ts), str(item))],
+        ])
+        if user in effects.clicks:  # oldest pushed first: the head is the latest click
+            writes["clicks"].append([keys.sequence(user), lim.sequence_ttl_s, lim.history_len, [str(i) for i in effects.clicks[user]]])
+        writes["labels"] += [
             [keys.labels(user, request_id), lim.label_ttl_s, [x for field, n in increments.items() for x in (field, str(n))]]
             for request_id, increments in effects.labels.items()
-        ],
-    })
+        ]
+    return _payload([keys.event_claim(e.user_id, e.event_id) for e in events], lim, token, writes)
 
 
 def trending_payload(clicks: list[Event], lim: FeedbackLimits, token: str, now: float) -> ScriptCall:
@@ -176,6 +179,7 @@ class FeedbackStore:
     def __init__(self, client: Client, limits: FeedbackLimits, clock: Callable[[], float] = time.time) -> None:
         self.redis, self.limits, self.clock = client, limits, clock
         self._apply = client.register_script(APPLY_LUA)
+        self._cluster = isinstance(client, RedisCluster)
 
     async def _step(self, events: list[Event], payload: Payload, token: str) -> list[Event]:
         """Apply one step's events and claim them, dropping those another call claimed; return the
@@ -196,13 +200,18 @@ class FeedbackStore:
             pending = [e for n, e in enumerate(pending) if n not in taken]
         return pending
 
+    def _slot(self, user_id: int) -> int:
+        """The hash slot of the user's keys on a cluster; one Redis takes every user in one step."""
+        return key_slot(keys.user_tag(user_id).encode()) if self._cluster else 0
+
     async def record(self, events: list[Event]) -> list[bool]:
         """Per event, whether it was new (and is now applied): an event id the user sent before, in
-        this batch or within the dedup TTL, is a duplicate. Returns once Redis has applied every step;
-        raises InvalidInput for a batch whose writes would fail (nothing written where any value is
-        out of range; a user's step whose label would overflow writes nothing of that user), and
-        BackendUnavailable / BackendTimeout when Redis cannot answer: then each step was applied whole
-        or not at all, so a retry counts each event once."""
+        this batch or within the dedup TTL, is a duplicate. Returns once Redis has applied every step.
+        Raises InvalidInput for a batch whose writes would fail, and BackendUnavailable /
+        BackendTimeout when Redis cannot answer: then each step was applied whole or not at all, so a
+        retry counts each event once. The users' steps go first, side by side, and trending's only
+        once they all succeeded: on one Redis a refused batch writes nothing; on a cluster a slot
+        whose label would overflow writes nothing of its users while other slots' may be applied."""
         if not events:
             return []
         problems = event_problems(events)
@@ -210,22 +219,23 @@ class FeedbackStore:
             raise InvalidInput(problems)
         token = uuid.uuid4().hex  # marks this call's claims: a resent attempt finds its own
         kept = first_kept(events)
-        by_user: dict[int, list[Event]] = {}
+        by_slot: dict[int, list[Event]] = {}
         for e in kept:
-            by_user.setdefault(e.user_id, []).append(e)
-        steps = [self._step(user_events, self._user_payload, token) for user_events in by_user.values()]
-        clicks = [e for e in kept if e.type == "click"]
-        if clicks:
-            steps.append(self._step(clicks, self._trending_payload, token))
-        outcomes = await asyncio.gather(*steps, return_exceptions=True)
+            by_slot.setdefault(self._slot(e.user_id), []).append(e)
+        outcomes = await asyncio.gather(
+            *(self._step(group, self._users_payload, token) for group in by_slot.values()), return_exceptions=True
+        )
         failed = [o for o in outcomes if isinstance(o, BaseException)]
         if failed:
             raise failed[0]
-        applied = {(e.user_id, e.event_id) for step in outcomes[:len(by_user)] for e in step}
+        clicks = [e for e in kept if e.type == "click"]
+        if clicks:
+            await self._step(clicks, self._trending_payload, token)
+        applied = {(e.user_id, e.event_id) for step in outcomes for e in step}
         return [first and (e.user_id, e.event_id) in applied for e, first in zip(events, first_occurrences(events))]
 
-    def _user_payload(self, events: list[Event], token: str) -> ScriptCall:
-        return user_payload(events, self.limits, token)
+    def _users_payload(self, events: list[Event], token: str) -> ScriptCall:
+        return users_payload(events, self.limits, token)
 
     def _trending_payload(self, clicks: list[Event], token: str) -> ScriptCall:
         return trending_payload(clicks, self.limits, token, self.clock())

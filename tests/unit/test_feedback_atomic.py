@@ -13,7 +13,7 @@ from cascade.feedback import EXACT_END, Event, event_problems, first_kept, first
 from cascade.recall.popular import (
     DECAY_EPOCH, MAX_EXPONENT, batch_reference, decayed_increment, relative_increment, trending_with_fallback,
 )
-from orchestrator.clients.feedback import FeedbackLimits, trending_payload, user_payload
+from orchestrator.clients.feedback import FeedbackLimits, trending_payload, users_payload
 
 NOW = 1_796_000_000.0  # 2026-11-29
 DAY = 86_400.0
@@ -57,7 +57,7 @@ def test_the_first_event_of_each_user_and_id_is_kept_in_batch_order() -> None:
 
 def test_a_users_step_keeps_big_numbers_exact_and_claims_every_id_in_the_users_slot() -> None:
     big = EXACT_END - 1
-    step = user_payload([ev(1, "dwell", dwell_ms=big), ev(2, "impression", item=8)], LIMITS, "tok")
+    step = users_payload([ev(1, "dwell", dwell_ms=big), ev(2, "impression", item=8)], LIMITS, "tok")
     payload = json.loads(step.argument)
     assert payload["ids"] == ["cascade:feedback:event:{u1}:e1", "cascade:feedback:event:{u1}:e2"] and payload["token"] == "tok"
     assert step.key == payload["ids"][0]
@@ -69,9 +69,15 @@ def test_a_users_step_keeps_big_numbers_exact_and_claims_every_id_in_the_users_s
     }
 
 
-def test_a_user_step_holds_one_user() -> None:
-    with pytest.raises(ValueError):
-        user_payload([ev(1), Event("e2", 2, 7, "click", int(NOW))], LIMITS, "tok")
+def test_a_step_of_several_users_writes_each_users_own_keys() -> None:
+    events = [ev(1), Event("e1", 2, 8, "click", int(NOW), "s"), Event("e2", 2, 9, "impression", int(NOW), "s")]
+    payload = json.loads(users_payload(events, LIMITS, "tok").argument)
+    assert payload["ids"] == ["cascade:feedback:event:{u1}:e1", "cascade:feedback:event:{u2}:e1", "cascade:feedback:event:{u2}:e2"]
+    assert [e[0] for e in payload["exposures"]] == ["cascade:exposure:long:{u1}", "cascade:exposure:long:{u2}"]
+    assert [c[0] for c in payload["clicks"]] == ["cascade:seq:{u1}", "cascade:seq:{u2}"]
+    assert [(h[0], h[2]) for h in payload["labels"]] == [
+        ("cascade:labels:{u1}:r", ["clicks:7", "1"]), ("cascade:labels:{u2}:s", ["clicks:8", "1", "impressions:9", "1"]),
+    ]
 
 
 def test_the_trending_steps_weights_are_relative_to_the_latest_clamped_click() -> None:
