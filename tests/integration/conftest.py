@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 
 import httpx
 import pytest
+import redis
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
@@ -31,6 +32,19 @@ def with_overrides(settings: Settings, **overrides) -> Settings:
     if "stage_budgets_ms" in overrides:
         overrides["stage_budgets_ms"] = {**settings.stage_budgets_ms, **overrides["stage_budgets_ms"]}
     return Settings(**{**settings.model_dump(), **overrides})
+
+
+@contextmanager
+def cleared(settings: Settings, key: str) -> Iterator[None]:
+    """`key` deleted from the settings' Redis before and after: what a test writes to the shared
+    operator board stays its own."""
+    client = redis.Redis.from_url(settings.effective_redis_url)
+    client.delete(key)
+    try:
+        yield
+    finally:
+        client.delete(key)
+        client.close()
 
 
 @asynccontextmanager

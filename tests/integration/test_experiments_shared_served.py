@@ -10,11 +10,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from cascade.settings import Settings
 from orchestrator.clients.operator_board import EXPERIMENTS_KEY
+from tests.integration.conftest import cleared
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +29,8 @@ USERS = range(300, 316)
 @pytest.fixture
 def clean_board(configure, triton, redis_server) -> Iterator[Settings]:
     settings = configure(experiments=ENV)
-    board = redis.Redis.from_url(settings.effective_redis_url)
-    board.delete(EXPERIMENTS_KEY)
-    try:
+    with cleared(settings, EXPERIMENTS_KEY):
         yield settings
-    finally:
-        board.delete(EXPERIMENTS_KEY)
-        board.close()
 
 
 async def arms(http: httpx.AsyncClient) -> set[tuple[str, str]]:

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from cascade.artifacts import ArtifactPaths
@@ -24,6 +23,7 @@ from cascade.servers.triton import start_triton
 from cascade.settings import Settings
 from export.publish import publish
 from orchestrator.clients.operator_board import ACTIVE_VERSIONS_KEY
+from tests.integration.conftest import cleared
 
 pytestmark = pytest.mark.integration
 CLIENTS = 4
@@ -42,13 +42,10 @@ async def switchable(configure, exported: Settings, redis_server, tmp_path) -> A
         start_triton, [models, ensembles], settings.run_dir, settings.triton_host,
         settings.triton_http_port, settings.triton_grpc_port, settings.triton_metrics_port,
     )
-    board = redis.Redis.from_url(settings.effective_redis_url)
-    board.delete(ACTIVE_VERSIONS_KEY)
     try:
-        yield settings
+        with cleared(settings, ACTIVE_VERSIONS_KEY):
+            yield settings
     finally:
-        board.delete(ACTIVE_VERSIONS_KEY)
-        board.close()
         await asyncio.to_thread(process.stop)
 
 
