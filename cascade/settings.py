@@ -43,7 +43,10 @@ class Settings(BaseSettings):
     n_interactions: int = Field(500_000, ge=1_000)
     n_categories: int = Field(40, ge=2)
     history_len: int = Field(50, ge=1, le=512)
-    holdout_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    holdout_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="the latest rows held out for test (a global time cut)")
+    valid_fraction: float = Field(
+        0.1, gt=0.0, lt=0.5, description="the rows before the test cut held out for validation (early stopping)",
+    )
     epochs: int = Field(2, ge=1, description="teacher epochs")
     distill_epochs: int = Field(6, ge=1, description="student and pre-ranker epochs")
     retrieval_epochs: int = Field(10, ge=1, description="two-tower epochs")

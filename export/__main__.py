@@ -11,10 +11,9 @@ import numpy as np
 from cascade.artifacts import ArtifactPaths, Manifest, sha256_file
 from cascade.features import FeatureConfig, build_tables
 from cascade.history import latest_histories
-from cascade.schema import time_split
 from cascade.settings import Settings, settings_or_report
 from cascade.specs import prerank_spec, rank_spec, teacher_spec, user_tower_spec
-from export.datasets import load_dataset
+from export.datasets import load_dataset, split_log
 from export.faiss_index import build_index, item_embeddings, write_index
 from export.item_to_item import write_item_to_item
 from export.model_cost import onnx_cost
@@ -35,7 +34,7 @@ ROLES = {
 }
 TRAINING_FIELDS = {
     "data_source", "seed", "n_users", "n_items", "n_interactions", "n_categories", "history_len",
-    "holdout_fraction", "epochs", "distill_epochs", "retrieval_epochs", "batch_size", "distill_temperature", "distill_label_weight", "distill_hint_weight",
+    "holdout_fraction", "valid_fraction", "epochs", "distill_epochs", "retrieval_epochs", "batch_size", "distill_temperature", "distill_label_weight", "distill_hint_weight",
 }
 
 
@@ -53,7 +52,8 @@ def run_export(settings: Settings) -> Manifest:
     paths.root.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(settings)
     log = dataset.interactions
-    train_mask, _ = time_split(log, settings.holdout_fraction)
+    split = split_log(log, settings)
+    train_mask = split.train
     train_log = log.take(np.flatnonzero(train_mask))
     tables = build_tables(dataset, train_log, FeatureConfig(history_len=settings.history_len))
     tables.save(paths.tables)

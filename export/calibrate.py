@@ -17,9 +17,10 @@ import numpy as np
 
 from cascade.artifacts import ArtifactPaths, Manifest, sha256_file
 from cascade.features import FeatureTables
-from cascade.schema import Interactions, time_split
+from cascade.schema import Interactions
 from cascade.settings import Settings
 from cascade.specs import feature_tensors
+from export.datasets import split_log
 from export.train import RowFeatures
 
 DEFAULT_ROWS = 2048
@@ -91,5 +92,5 @@ def calibration_from_settings(settings: Settings, n: int = DEFAULT_ROWS, seed: i
     expected = (manifest.dataset, manifest.n_users, manifest.n_items)
     if seen != expected:
         raise ValueError(f"settings give dataset {seen}, the export at {paths.root} used {expected}: set the same CASCADE_* variables")
-    train_mask, _ = time_split(dataset.interactions, settings.holdout_fraction)
+    train_mask = split_log(dataset.interactions, settings).train
     return calibration_features(FeatureTables.load(paths.tables), dataset.interactions, train_mask, n, seed)

@@ -1,7 +1,7 @@
 """Pick the data source named by settings; both produce the one schema in cascade.schema."""
 from __future__ import annotations
 
-from cascade.schema import Dataset
+from cascade.schema import Dataset, Interactions, Split, time_split
 from cascade.settings import Settings
 
 
@@ -13,3 +13,8 @@ def load_dataset(settings: Settings) -> Dataset:
     from export.synthetic import generate
 
     return generate(settings.n_users, settings.n_items, settings.n_interactions, settings.n_categories, settings.seed)
+
+
+def split_log(log: Interactions, settings: Settings) -> Split:
+    """The export's train / validation / test split of `log` (a global time split)."""
+    return time_split(log, settings.valid_fraction, settings.holdout_fraction)

@@ -1,6 +1,6 @@
 """`python -m export.evaluate`: score what the export wrote, through ONNX Runtime, on the held-out split.
 
-The dataset is rebuilt and split exactly as the export did (`load_dataset`, `time_split`), features
+The dataset is rebuilt and split exactly as the export did (`load_dataset`, `split_log`), features
 come from the training code (`RowFeatures`) and the serving code (`assemble_requests`), so the
 numbers are those of the files Triton serves. Three parts:
   scorers    AUC / GAUC / LogLoss of every teacher/rank/prerank variant on held-out rows;
@@ -24,11 +24,11 @@ import numpy as np
 from cascade.artifacts import ArtifactPaths
 from cascade.features import FeatureTables
 from cascade.recall.ann import load_index
-from cascade.schema import Dataset, time_split
+from cascade.schema import Dataset
 from cascade.settings import Settings, settings_or_report
 from cascade.specs import USER_EMBEDDING
 from export.bars import LATENCY_FILE, judge, model_costs, read_latency
-from export.datasets import load_dataset
+from export.datasets import load_dataset, split_log
 from export.eval_funnel import FunnelModels, evaluate_funnel
 from export.eval_retrieval import (
     RECALL_KS,
@@ -103,7 +103,8 @@ def evaluate(settings: Settings, options: EvalOptions | None = None) -> Evaluati
     tables = FeatureTables.load(paths.tables)
     dataset = load_dataset(settings)
     log = dataset.interactions
-    train_mask, test_mask = time_split(log, settings.holdout_fraction)
+    split = split_log(log, settings)
+    train_mask, test_mask = split.train, split.test
     _check_same_data(paths, tables, dataset, train_mask)
     histories = np.load(paths.user_history, allow_pickle=False)
     timings["data"] = time.perf_counter() - started

@@ -543,8 +543,7 @@ class HeldOut:
 
     def __init__(self, settings: Settings, cap: int) -> None:
         from cascade.features import FeatureTables
-        from cascade.schema import time_split
-        from export.datasets import load_dataset
+        from export.datasets import load_dataset, split_log
         from export.eval_scorers import held_out_rows
         from export.train import RowFeatures
 
@@ -556,7 +555,7 @@ class HeldOut:
                 f"{paths.root} used {manifest.dataset!r} ({manifest.n_users}, {manifest.n_items}): set its CASCADE_* variables"
             )
         log = dataset.interactions
-        _, test_mask = time_split(log, settings.holdout_fraction)
+        test_mask = split_log(log, settings).test
         self.rows = held_out_rows(test_mask, cap, settings.seed)
         self.labels = log.label[self.rows]
         self.features = RowFeatures(FeatureTables.load(paths.tables), log)

@@ -149,9 +149,8 @@ def test_served_rank_is_the_distilled_student_and_scores_as_evaluated(exported: 
     """Triton's `rank_pipeline` serves the student's ONNX (same bytes), and scores held-out rows exactly
     as the offline evaluation does."""
     from cascade.artifacts import Manifest
-    from cascade.schema import time_split
     from cascade.artifacts import sha256_file
-    from export.datasets import load_dataset
+    from export.datasets import load_dataset, split_log
     from export.eval_scorers import OnnxModel
     from export.train import RowFeatures
 
@@ -162,7 +161,7 @@ def test_served_rank_is_the_distilled_student_and_scores_as_evaluated(exported: 
     assert manifest.models["teacher"]["flops_per_item"] > 5 * manifest.models["rank"]["flops_per_item"]
 
     log = load_dataset(exported).interactions
-    _, test = time_split(log, exported.holdout_fraction)
+    test = split_log(log, exported).test
     rows = np.flatnonzero(test)[:300]
     row_features = RowFeatures(FeatureTables.load(paths.tables), log)
     features = {k: v.numpy() for k, v in row_features(rows).items()}

@@ -13,10 +13,9 @@ import pytest
 
 from cascade.artifacts import ArtifactPaths
 from cascade.features import FeatureTables, as_rows
-from cascade.schema import time_split
 from cascade.settings import Settings
 from export.bars import judge
-from export.datasets import load_dataset
+from export.datasets import load_dataset, split_log
 from export.evaluate import ArtifactMismatch, EvalOptions, Evaluation, evaluate
 from export.report import PLOTS, markdown
 from export.train import RowFeatures
@@ -104,7 +103,7 @@ def test_rank_scores_are_the_rank_onnx_on_row_features(exported: Settings, evalu
     direct = session.run(["score"], as_rows(features, [i.name for i in session.get_inputs()]))[0]
     got = evaluation.scores["rank"][np.searchsorted(evaluation.rows, rows)]
     assert np.max(np.abs(got - direct)) < 1e-6
-    _, test = time_split(log, exported.holdout_fraction)
+    test = split_log(log, exported).test
     assert test[evaluation.rows].all()
 
 

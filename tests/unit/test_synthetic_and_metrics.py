@@ -58,29 +58,23 @@ def test_generate_gives_every_user_at_least_five_interactions_even_beyond_the_re
     assert len(small.interactions) == 150
 
 
-def test_time_split_on_a_hand_log() -> None:
-    # user 0: 10 rows, user 1: 4 rows, user 2: 1 row (given out of order)
-    user = np.array([1, 0, 2, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0])
-    ts = np.array([40, 9, 5, 10, 1, 2, 3, 4, 30, 5, 6, 7, 20, 8, 10])
-    log = Interactions.sorted(user, np.zeros(15), ts, np.zeros(15))
-    train, test = time_split(log, 0.25)
-    assert (train ^ test).all()
-    # floor(10 * .25) = 2 held out for user 0, floor(4 * .25) = 1 for user 1, 0 for user 2.
-    assert log.ts[test & (log.user == 0)].tolist() == [9, 10]
-    assert log.ts[test & (log.user == 1)].tolist() == [40]
-    assert not test[log.user == 2].any()
+def test_time_split_cuts_by_timestamp_and_keeps_a_seconds_events_together() -> None:
+    user = np.array([1, 0, 2, 1, 0, 0, 0, 0, 1, 0])
+    ts = np.array([40, 9, 5, 10, 1, 2, 3, 4, 30, 9])  # two events at second 9 (user 0)
+    log = Interactions.sorted(user, np.zeros(10), ts, np.zeros(10))
+    split = time_split(log, 0.2, 0.3)
+    assert (split.train.astype(int) + split.valid + split.test == 1).all()
+    # sorted ts 1 2 3 4 5 9 9 10 30 40: train before ts[5] = 9, test from ts[7] = 10
+    assert sorted(log.ts[split.train].tolist()) == [1, 2, 3, 4, 5]
+    assert sorted(log.ts[split.valid].tolist()) == [9, 9]
+    assert sorted(log.ts[split.test].tolist()) == [10, 30, 40]
 
 
-def test_time_split_holds_out_each_users_latest_interactions(synthetic: Dataset) -> None:
+def test_no_training_row_is_dated_after_a_held_out_one(synthetic: Dataset) -> None:
     log = synthetic.interactions
-    train, test = time_split(log, 0.2)
-    assert (train ^ test).all()
-    for u in range(synthetic.n_users):
-        mine = log.user == u
-        n = int(mine.sum())
-        assert int((test & mine).sum()) == math.floor(n * 0.2)
-        if (test & mine).any():
-            assert log.ts[test & mine].min() >= log.ts[train & mine].max()
+    split = time_split(log, 0.1, 0.2)
+    assert log.ts[split.train].max() < log.ts[split.valid].min() <= log.ts[split.valid].max() < log.ts[split.test].min()
+    assert abs(split.test.mean() - 0.2) < 0.01 and abs(split.valid.mean() - 0.1) < 0.01
 
 
 @pytest.mark.parametrize(
