@@ -5,8 +5,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+LOG_LOSS_EPS = 1e-7  # log_loss clips probabilities to [eps, 1 - eps]
 
-def _group_aucs(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+
+def group_aucs(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-group AUC (rank-sum formula, ties sharing their average rank) and each group's row count.
 
     Groups are numbered 0..G-1 in ascending order of their id; a group with one class gets NaN.
@@ -36,7 +38,7 @@ def _group_aucs(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> t
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve by the rank-sum formula, ties sharing their average rank (NaN with one class)."""
-    auc, _ = _group_aucs(np.zeros(len(labels), np.int64), labels, scores)
+    auc, _ = group_aucs(np.zeros(len(labels), np.int64), labels, scores)
     return float(auc[0]) if len(auc) else float("nan")
 
 
@@ -45,14 +47,14 @@ def gauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
 
     Users whose impressions are all positive or all negative are skipped; NaN when none is left.
     """
-    auc, n = _group_aucs(users, labels, scores)
+    auc, n = group_aucs(users, labels, scores)
     valid = ~np.isnan(auc)
     if not valid.any():
         return float("nan")
     return float(np.sum(auc[valid] * n[valid]) / np.sum(n[valid]))
 
 
-def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
+def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = LOG_LOSS_EPS) -> float:
     """Mean binary cross-entropy of probabilities (clipped to [eps, 1 - eps]) against 0/1 labels."""
     y = (np.asarray(labels) > 0.5).astype(np.float64)
     p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1.0 - eps)
