@@ -9,7 +9,7 @@ not their time order.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -28,16 +28,25 @@ class Known:
     item_events: np.ndarray  # int64
     item_positives: np.ndarray  # int64
 
+    def take(self, index: np.ndarray) -> "Known":
+        return Known(*(getattr(self, f.name)[index] for f in fields(self)))
+
+
+def earlier_rows(keys: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows sorted by (key, ts): per row, the first row of its key and the first row of its
+    (key, ts) run. The rows in [start, first) are the same key's events strictly earlier."""
+    n = len(keys)
+    if n == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    group_start = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    run_start = np.flatnonzero(np.r_[True, (keys[1:] != keys[:-1]) | (ts[1:] != ts[:-1])])
+    return np.repeat(group_start, np.diff(np.r_[group_start, n])), np.repeat(run_start, np.diff(np.r_[run_start, n]))
+
 
 def _before(keys: np.ndarray, ts: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For rows sorted by (key, ts): per row, the same key's events strictly earlier, their positives,
     and the row index of the latest of them (-1 when none)."""
-    n = len(keys)
-    group_start = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if n else np.empty(0, np.int64)
-    start = np.repeat(group_start, np.diff(np.r_[group_start, n]))
-    # first row of each (key, ts) run: the rows before it in the group are the strictly earlier ones
-    run_start = np.flatnonzero(np.r_[True, (keys[1:] != keys[:-1]) | (ts[1:] != ts[:-1])]) if n else np.empty(0, np.int64)
-    first = np.repeat(run_start, np.diff(np.r_[run_start, n]))
+    start, first = earlier_rows(keys, ts)
     positives = np.r_[0, np.cumsum(label > 0.5)]
     events = first - start
     return events.astype(np.int64), (positives[first] - positives[start]).astype(np.int64), np.where(events > 0, first - 1, -1)

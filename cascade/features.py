@@ -15,14 +15,24 @@ from pathlib import Path
 
 import numpy as np
 
+from cascade.causal import NO_EVENT, Known, Totals
 from cascade.hashing import hash_bucket
-from cascade.history import PAD_ITEM, pad_history
+from cascade.history import decode_events, pad_history
 from cascade.schema import USER_FIELDS, Dataset, Interactions
-from cascade.specs import USER_ROW
+from cascade.specs import ITEM_NUM_DIM, USER_CAT_COLUMNS, USER_NUM_DIM, USER_ROW
 
 ITEM_SALT = 101
 CATEGORY_SALT = 102
+NEGATIVE_CATEGORY_SALT = 103  # a history's non-positive event's category: its own buckets
+USER_ID_SALT = 104
 USER_FIELD_SALT = 200  # field f uses USER_FIELD_SALT + f
+USER_ID_COLUMN = len(USER_FIELDS)  # user_cat's last column: the hashed user id (0: unknown)
+RATE_PRIOR = 5.0  # a rate's pseudo-events at the global rate: a user or item with few events stays near it
+NO_RECENCY_HOURS = 24.0 * 365  # the recency of a user without earlier events
+# Counts and hours enter as log1p(x) / LOG_SCALE, so every number a model reads stays within about
+# [-1, 1.5]: wider inputs cost static INT8 its ranking (Kendall tau 0.80 instead of >= 0.9 in
+# tests/unit/test_quantize.py, through the teacher's multiplicative cross layers).
+LOG_SCALE = 6.0
 
 
 @dataclass(frozen=True)
@@ -31,25 +41,34 @@ class FeatureConfig:
     item_buckets: int = 100_003
     category_buckets: int = 1_009
     user_field_buckets: int = 1_009
+    user_id_buckets: int = 100_003
     hours: int = 24
     weekdays: int = 7
 
 
 @dataclass(frozen=True)
 class FeatureTables:
-    """Everything assembly needs to know about users and items, fitted on the training split."""
+    """Everything assembly needs to know about users and items, fitted on the training split: what
+    serving knows (`cascade.causal.Totals`); training rows read the same statistics as of their time."""
 
     config: FeatureConfig
     user_fields: np.ndarray  # int64 [U, F]
-    user_activity: np.ndarray  # float32 [U]: log1p(training interactions)
     item_category: np.ndarray  # int64 [I]
     item_numeric: np.ndarray  # float32 [I]: standardised log of the price-like value
-    item_popularity: np.ndarray  # float32 [I]: standardised log1p(training positives)
+    user_events: np.ndarray  # int64 [U]: training events
+    user_positives: np.ndarray  # int64 [U]
+    user_last_ts: np.ndarray  # int64 [U]: the latest training event (NO_EVENT: none)
+    item_events: np.ndarray  # int64 [I]
     item_positives: np.ndarray  # int64 [I]: training positives (popular channel, logQ)
+    global_rate: float  # the training positive rate: where rates start from
 
     @property
     def n_users(self) -> int:
         return int(self.user_fields.shape[0])
+
+    @property
+    def totals(self) -> Totals:
+        return Totals(self.user_events, self.user_positives, self.user_last_ts, self.item_events, self.item_positives)
 
     # Hashed ids, computed once per table instead of per request: every id hashed in a request is a
     # known item or user field, so a lookup gives exactly what `hash_bucket` gives (a unit test checks).
@@ -62,16 +81,21 @@ class FeatureTables:
         return hash_bucket(self.item_category, CATEGORY_SALT, self.config.category_buckets)
 
     @cached_property
+    def item_negative_cat_buckets(self) -> np.ndarray:
+        return hash_bucket(self.item_category, NEGATIVE_CATEGORY_SALT, self.config.category_buckets)
+
+    @cached_property
     def item_num_rows(self) -> np.ndarray:
-        return np.stack([self.item_numeric, self.item_popularity], axis=1)
+        """What serving knows of each item (its item_num row)."""
+        everyone = np.arange(self.n_items)
+        return item_numbers(self, everyone, self.item_events, self.item_positives)
 
     @cached_property
     def user_cat_buckets(self) -> np.ndarray:
         cfg = self.config
-        return np.stack(
-            [hash_bucket(self.user_fields[:, f], USER_FIELD_SALT + f, cfg.user_field_buckets) for f in range(len(USER_FIELDS))],
-            axis=1,
-        )
+        fields = [hash_bucket(self.user_fields[:, f], USER_FIELD_SALT + f, cfg.user_field_buckets) for f in range(len(USER_FIELDS))]
+        user_id = hash_bucket(np.arange(self.n_users, dtype=np.int64), USER_ID_SALT, cfg.user_id_buckets)
+        return np.stack([*fields, user_id], axis=1)
 
     @property
     def n_items(self) -> int:
@@ -85,7 +109,9 @@ class FeatureTables:
     def load(path: Path) -> "FeatureTables":
         with np.load(path, allow_pickle=False) as z:
             config = FeatureConfig(**json.loads(str(z["config"])))
-            return FeatureTables(config, **{k: z[k] for k in z.files if k != "config"})
+            arrays = {k: z[k] for k in z.files if k != "config"}
+        global_rate = float(arrays.pop("global_rate"))
+        return FeatureTables(config, **arrays, global_rate=global_rate)
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:
@@ -93,17 +119,40 @@ def _standardise(x: np.ndarray) -> np.ndarray:
 
 
 def build_tables(dataset: Dataset, train: Interactions, config: FeatureConfig) -> FeatureTables:
-    activity = np.bincount(train.user, minlength=dataset.n_users)
-    positives = np.bincount(train.item, weights=train.label, minlength=dataset.n_items).astype(np.int64)
+    totals = Totals.of(train, dataset.n_users, dataset.n_items)
     return FeatureTables(
         config=config,
         user_fields=dataset.user_fields.astype(np.int64),
-        user_activity=np.log1p(activity).astype(np.float32),
         item_category=dataset.item_category.astype(np.int64),
         item_numeric=_standardise(np.log(dataset.item_numeric)),
-        item_popularity=_standardise(np.log1p(positives)),
-        item_positives=positives,
+        user_events=totals.user_events, user_positives=totals.user_positives, user_last_ts=totals.user_last_ts,
+        item_events=totals.item_events, item_positives=totals.item_positives,
+        global_rate=float(train.label.mean()) if len(train) else 0.0,
     )
+
+
+def _rate(positives: np.ndarray, events: np.ndarray, global_rate: float) -> np.ndarray:
+    """The positive rate, pulled toward the global one by RATE_PRIOR pseudo-events, less the global rate."""
+    return ((positives + RATE_PRIOR * global_rate) / (events + RATE_PRIOR) - global_rate).astype(np.float32)
+
+
+def item_numbers(tables: FeatureTables, item_ids: np.ndarray, events: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """item_num rows: [standardised log value, log1p(positives) / LOG_SCALE, the item's positive rate]
+    given what is known of each item (its training totals in serving, its earlier events for a
+    training row)."""
+    return np.stack([
+        tables.item_numeric[item_ids], np.log1p(positives) / LOG_SCALE, _rate(positives, events, tables.global_rate),
+    ], axis=1).astype(np.float32)
+
+
+def user_numbers(tables: FeatureTables, known: Known, timestamps: np.ndarray) -> np.ndarray:
+    """user_num rows: [log1p(events), the user's positive rate, log1p(hours since the last event)],
+    the logs over LOG_SCALE."""
+    hours = np.where(known.user_last_ts == NO_EVENT, NO_RECENCY_HOURS, np.maximum(timestamps - known.user_last_ts, 0) / 3600.0)
+    return np.stack([
+        np.log1p(known.user_events) / LOG_SCALE, _rate(known.user_positives, known.user_events, tables.global_rate),
+        np.log1p(hours) / LOG_SCALE,
+    ], axis=1).astype(np.float32)
 
 
 def check_items(tables: FeatureTables, item_ids: np.ndarray, what: str) -> None:
@@ -112,35 +161,38 @@ def check_items(tables: FeatureTables, item_ids: np.ndarray, what: str) -> None:
         raise ValueError(f"{what} holds {int(item_ids[bad][0])}, outside the catalogue [0, {tables.n_items})")
 
 
-def assemble_items(tables: FeatureTables, item_ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Item-side tensors (cacheable: they depend on the item alone)."""
+def assemble_items(tables: FeatureTables, item_ids: np.ndarray, known: Known | None = None) -> dict[str, np.ndarray]:
+    """Item-side tensors: what serving knows of each item (cacheable), or, for training rows, what
+    `known` says was known at the row's time."""
     item_ids = np.asarray(item_ids, dtype=np.int64)
     check_items(tables, item_ids, "item_ids")
-    return {
-        "item_id": tables.item_id_buckets[item_ids],
-        "item_cat": tables.item_cat_buckets[item_ids],
-        "item_num": tables.item_num_rows[item_ids],
-    }
+    numbers = tables.item_num_rows[item_ids] if known is None else item_numbers(
+        tables, item_ids, known.item_events, known.item_positives,
+    )
+    return {"item_id": tables.item_id_buckets[item_ids], "item_cat": tables.item_cat_buckets[item_ids], "item_num": numbers}
 
 
 def assemble_users(
-    tables: FeatureTables, user_ids: np.ndarray, histories: np.ndarray, timestamps: np.ndarray
+    tables: FeatureTables, user_ids: np.ndarray, histories: np.ndarray, timestamps: np.ndarray, known: Known | None = None,
 ) -> dict[str, np.ndarray]:
-    """User-side tensors. Unknown users (outside the table) get the 0 'unknown' buckets."""
+    """User-side tensors: from what serving knows of each user (the training totals), or from `known`
+    (a training row's time). Unknown users (outside the table) get the 0 'unknown' buckets and no events.
+    A history's non-positive events take their category's negative bucket (`cascade.history`)."""
     cfg = tables.config
     user_ids = np.asarray(user_ids, dtype=np.int64)
-    histories = np.asarray(histories, dtype=np.int64).reshape(len(user_ids), cfg.history_len)
-    known = (user_ids >= 0) & (user_ids < tables.n_users)
-    safe = np.where(known, user_ids, 0)
-    padded = histories == PAD_ITEM
-    check_items(tables, histories[~padded], "history")
-    hist_safe = np.where(padded, 0, histories)
+    items, positive, padded = decode_events(np.asarray(histories, dtype=np.int64).reshape(len(user_ids), cfg.history_len))
+    check_items(tables, items[~padded], "history")
+    known_user = (user_ids >= 0) & (user_ids < tables.n_users)
+    safe = np.where(known_user, user_ids, 0)
     ts = np.asarray(timestamps, dtype=np.int64)
+    if known is None:
+        known = tables.totals.known(user_ids, np.zeros(len(user_ids), np.int64))
+    category = np.where(positive, tables.item_cat_buckets[items], tables.item_negative_cat_buckets[items])
     return {  # unknown users' fields and the padding hash to bucket 0
-        "user_cat": np.where(known[:, None], tables.user_cat_buckets[safe], 0),
-        "user_num": np.where(known, tables.user_activity[safe], 0.0).astype(np.float32)[:, None],
-        "hist_item": np.where(padded, 0, tables.item_id_buckets[hist_safe]),
-        "hist_cat": np.where(padded, 0, tables.item_cat_buckets[hist_safe]),
+        "user_cat": np.where(known_user[:, None], tables.user_cat_buckets[safe], 0),
+        "user_num": user_numbers(tables, known, ts),
+        "hist_item": np.where(padded, 0, tables.item_id_buckets[items]),
+        "hist_cat": np.where(padded, 0, category),
         "ctx": np.stack([(ts // 3600) % cfg.hours, (ts // 86400 + 3) % cfg.weekdays], axis=1),
     }
 
@@ -151,9 +203,11 @@ def assemble(
     item_ids: np.ndarray,
     histories: np.ndarray,
     timestamps: np.ndarray,
+    known: Known | None = None,
 ) -> dict[str, np.ndarray]:
-    """One row per (user, item) pair: the tensors every model reads (see cascade.specs)."""
-    return {**assemble_users(tables, user_ids, histories, timestamps), **assemble_items(tables, item_ids)}
+    """One row per (user, item) pair: the tensors every model reads (see cascade.specs); `known`: what
+    was known at each row's time (training rows, `cascade.causal.as_of_rows`), else serving's totals."""
+    return {**assemble_users(tables, user_ids, histories, timestamps, known), **assemble_items(tables, item_ids, known)}
 
 
 def assemble_request_sides(
@@ -208,6 +262,22 @@ def assemble_request_feed(
     (request i's candidates name row i of the user side). Returns it and each request's count."""
     users, items, counts = assemble_request_sides(tables, requests, names)
     return {**users, **items, USER_ROW.name: user_rows(counts)}, counts
+
+
+def random_rows(cfg: FeatureConfig, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """`n` rows of every feature tensor (`cascade.specs.feature_tensors`) with random values inside
+    their ranges, no padding: inputs for exporting and benchmarking models without data."""
+    L = cfg.history_len
+    fields = rng.integers(1, cfg.user_field_buckets, (n, USER_CAT_COLUMNS - 1))
+    hist = rng.integers(1, cfg.item_buckets, (n, L))
+    return {
+        "user_cat": np.concatenate([fields, rng.integers(1, cfg.user_id_buckets, (n, 1))], axis=1),
+        "user_num": rng.random((n, USER_NUM_DIM), np.float32),
+        "item_id": rng.integers(1, cfg.item_buckets, n), "item_cat": rng.integers(1, cfg.category_buckets, n),
+        "item_num": rng.random((n, ITEM_NUM_DIM), np.float32),
+        "hist_item": hist, "hist_cat": hist % (cfg.category_buckets - 1) + 1,
+        "ctx": np.stack([rng.integers(0, cfg.hours, n), rng.integers(0, cfg.weekdays, n)], axis=1),
+    }
 
 
 def user_rows(counts: list[int]) -> np.ndarray:

@@ -1,7 +1,12 @@
-"""Behaviour sequences: each row's last L positive items strictly before it, most recent last.
+"""Behaviour sequences: each row's last L events strictly before it in time, most recent last.
+
+A sequence holds every event, not only positives: a positive as its item id, any other event
+(an impression not clicked, a rating below 4) as `NEGATIVE_BASE - item` (-2 - item), padding as
+`PAD_ITEM` (-1), so one int64 array carries both through the request path unchanged
+(`decode_events` splits them). Events in the row's own second are not before it.
 
 Training asks for the history of arbitrary rows of the log; serving asks for each user's latest
-history. Both read the same index, so the sequence a model trains on is the one it is served.
+history. Both read the same encoding, so the sequence a model trains on is the one it is served.
 """
 from __future__ import annotations
 
@@ -9,47 +14,63 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cascade.causal import earlier_rows
 from cascade.schema import Interactions
 
 PAD_ITEM = -1
+NEGATIVE_BASE = -2  # a non-positive event of item i is NEGATIVE_BASE - i
+
+
+def encode_events(items: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    items = np.asarray(items, np.int64)
+    return np.where(positive, items, NEGATIVE_BASE - items)
+
+
+def decode_events(history: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(items, positive, padded) of an encoded history; a padded slot's item is 0."""
+    history = np.asarray(history, np.int64)
+    padded = history == PAD_ITEM
+    negative = history <= NEGATIVE_BASE
+    items = np.where(negative, NEGATIVE_BASE - history, np.where(padded, 0, history))
+    return items, ~negative & ~padded, padded
+
+
+def positives_of(history: np.ndarray) -> np.ndarray:
+    """The positive items of an encoded history, in order."""
+    history = np.asarray(history, np.int64)
+    return history[history >= 0]
 
 
 @dataclass(frozen=True)
 class HistoryIndex:
-    positives: np.ndarray  # int64 [P]: positive items, grouped by user, in time order
-    start: np.ndarray  # int64 [N]: offset in `positives` of the row's user's first positive
-    before: np.ndarray  # int64 [N]: the user's positives strictly before this row
+    events: np.ndarray  # int64 [N]: every row's event, encoded, in log order (grouped by user, in time order)
+    start: np.ndarray  # int64 [N]: the row of the row's user's first event
+    first: np.ndarray  # int64 [N]: the first row of the row's (user, second): the events before it are earlier
 
     @staticmethod
     def build(log: Interactions) -> "HistoryIndex":
         """`log` must be sorted by (user, ts), as `Interactions.sorted` leaves it."""
-        is_pos = log.label > 0.5
-        cum = np.cumsum(is_pos) - is_pos  # positives strictly before each row, over the whole log
-        new_user = np.r_[True, log.user[1:] != log.user[:-1]]
-        user_first_row = np.maximum.accumulate(np.where(new_user, np.arange(len(log)), 0))
-        start = cum[user_first_row]
-        return HistoryIndex(log.item[is_pos].astype(np.int64), start, cum - start)
+        start, first = earlier_rows(log.user, log.ts)
+        return HistoryIndex(encode_events(log.item, log.label > 0.5), start, first)
 
     def rows(self, index: np.ndarray, length: int) -> np.ndarray:
         """Histories of the given rows, int64 [len(index), length], left-padded with PAD_ITEM."""
-        offset = self.before[index, None] - length + np.arange(length)[None, :]
-        valid = offset >= 0
-        flat = np.where(valid, self.start[index, None] + offset, 0)
-        return np.where(valid, self.positives[flat] if len(self.positives) else PAD_ITEM, PAD_ITEM)
+        offset = self.first[index, None] - length + np.arange(length)[None, :]
+        valid = offset >= self.start[index, None]
+        return np.where(valid, self.events[np.maximum(offset, 0)] if len(self.events) else PAD_ITEM, PAD_ITEM)
 
 
 def latest_histories(log: Interactions, n_users: int, length: int) -> np.ndarray:
-    """Each user's last `length` positives over the whole log, int64 [n_users, length]."""
+    """Each user's last `length` events over the whole log, encoded, int64 [n_users, length]."""
     out = np.full((n_users, length), PAD_ITEM, dtype=np.int64)
-    pos = log.label > 0.5
-    users, items = log.user[pos], log.item[pos]
-    if len(users) == 0:
+    if len(log) == 0:
         return out
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    ends = np.r_[starts[1:], len(users)]
+    events = encode_events(log.item, log.label > 0.5)
+    starts = np.flatnonzero(np.r_[True, log.user[1:] != log.user[:-1]])
+    ends = np.r_[starts[1:], len(log)]
     for s, e in zip(starts, ends):
-        tail = items[max(s, e - length) : e]
-        out[users[s], length - len(tail) :] = tail
+        tail = events[max(s, e - length) : e]
+        out[log.user[s], length - len(tail) :] = tail
     return out
 
 

@@ -47,8 +47,9 @@ class Settings(BaseSettings):
     valid_fraction: float = Field(
         0.1, gt=0.0, lt=0.5, description="the rows before the test cut held out for validation (early stopping)",
     )
-    epochs: int = Field(2, ge=1, description="teacher epochs")
-    distill_epochs: int = Field(6, ge=1, description="student and pre-ranker epochs")
+    epochs: int = Field(20, ge=1, description="teacher epochs at most: training stops once validation AUC has not risen for `patience` epochs")
+    distill_epochs: int = Field(20, ge=1, description="student and pre-ranker epochs at most, stopped the same way")
+    patience: int = Field(2, ge=1, description="epochs without a better validation AUC before a ranker's training stops (it keeps its best epoch)")
     retrieval_epochs: int = Field(10, ge=1, description="two-tower epochs")
     batch_size: int = Field(1024, ge=16)
     distill_temperature: float = Field(2.0, gt=0.0)

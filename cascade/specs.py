@@ -32,14 +32,19 @@ class ModelSpec:
         return [t.name for t in self.outputs]
 
 
-def feature_tensors(history_len: int, n_user_fields: int = 3) -> dict[str, TensorSpec]:
+USER_CAT_COLUMNS = 4  # the three user fields (cascade.schema.USER_FIELDS), then the hashed user id
+USER_NUM_DIM = 3  # events, positive rate, recency (cascade.features.user_numbers)
+ITEM_NUM_DIM = 3  # value, positives, positive rate (cascade.features.item_numbers)
+
+
+def feature_tensors(history_len: int) -> dict[str, TensorSpec]:
     """Every tensor feature assembly produces, one row per candidate item."""
     specs = (
-        TensorSpec("user_cat", np.int64, (n_user_fields,)),
-        TensorSpec("user_num", np.float32, (1,)),
+        TensorSpec("user_cat", np.int64, (USER_CAT_COLUMNS,)),
+        TensorSpec("user_num", np.float32, (USER_NUM_DIM,)),
         TensorSpec("item_id", np.int64, ()),
         TensorSpec("item_cat", np.int64, ()),
-        TensorSpec("item_num", np.float32, (2,)),
+        TensorSpec("item_num", np.float32, (ITEM_NUM_DIM,)),
         TensorSpec("hist_item", np.int64, (history_len,)),
         TensorSpec("hist_cat", np.int64, (history_len,)),
         TensorSpec("ctx", np.int64, (2,)),

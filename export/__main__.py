@@ -34,7 +34,7 @@ ROLES = {
 }
 TRAINING_FIELDS = {
     "data_source", "seed", "n_users", "n_items", "n_interactions", "n_categories", "history_len",
-    "holdout_fraction", "valid_fraction", "epochs", "distill_epochs", "retrieval_epochs", "batch_size", "distill_temperature", "distill_label_weight", "distill_hint_weight",
+    "holdout_fraction", "valid_fraction", "epochs", "patience", "distill_epochs", "retrieval_epochs", "batch_size", "distill_temperature", "distill_label_weight", "distill_hint_weight",
 }
 
 
@@ -64,13 +64,13 @@ def run_export(settings: Settings) -> Manifest:
     run_config = settings.model_dump(include=TRAINING_FIELDS) | {"dataset": dataset.name}
     checkpoints = Checkpoints(paths.checkpoints, run_config)
     schedules = {
-        name: Schedule(epochs, settings.batch_size, settings.seed, checkpoints)
+        name: Schedule(epochs, settings.batch_size, settings.seed, checkpoints, settings.patience)
         for name, epochs in (("teacher", settings.epochs), ("student", settings.distill_epochs),
                              ("prerank", settings.distill_epochs), ("two_tower", settings.retrieval_epochs))
     }
     weights = DistillWeights(settings.distill_temperature, settings.distill_label_weight, settings.distill_hint_weight)
-    trained = train_all(tables, log, train_mask, schedules, weights)
-    sample_rows = np.flatnonzero(~train_mask)[:512]
+    trained = train_all(tables, log, split, schedules, weights)
+    sample_rows = np.flatnonzero(split.test)[:512]
     sample = {k: v.numpy() for k, v in RowFeatures(tables, log)(sample_rows).items()}
     L = settings.history_len
     models = {

@@ -2,6 +2,7 @@
 student -> two-tower retrieval. Seeded, resumable per epoch, with progress bars."""
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,13 +11,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cascade.causal import as_of_rows
 from cascade.features import FeatureTables, assemble
 from cascade.history import HistoryIndex
 from cascade.metrics import roc_auc
 from cascade.models.scorers import PreRanker, StudentRanker
 from cascade.models.teacher import TeacherRanker
 from cascade.models.two_tower import TwoTower
-from cascade.schema import Interactions
+from cascade.schema import Interactions, Split
 from cascade.specs import PRERANK_FEATURES, RANK_FEATURES, USER_TOWER_FEATURES
 from export.checkpoints import Checkpoints
 from export.distill import DistillWeights, distillation_loss
@@ -35,16 +37,18 @@ class Trained:
 
 
 class RowFeatures:
-    """Assembles feature tensors for rows of the (user, ts)-sorted log, with their histories."""
+    """Assembles feature tensors for rows of the (user, ts)-sorted log, each as of its time: its
+    history and what was known of its user and item strictly before it (`cascade.causal`)."""
 
     def __init__(self, tables: FeatureTables, log: Interactions) -> None:
         self.tables, self.log = tables, log
         self.history = HistoryIndex.build(log)
+        self.known = as_of_rows(log)
 
     def __call__(self, rows: np.ndarray) -> Batch:
         log = self.log
         hist = self.history.rows(rows, self.tables.config.history_len)
-        arrays = assemble(self.tables, log.user[rows], log.item[rows], hist, log.ts[rows])
+        arrays = assemble(self.tables, log.user[rows], log.item[rows], hist, log.ts[rows], self.known.take(rows))
         return {k: torch.from_numpy(v) for k, v in arrays.items()}
 
 
@@ -55,26 +59,36 @@ def _batches(rows: np.ndarray, batch_size: int, rng: np.random.Generator | None)
 
 @dataclass(frozen=True)
 class Schedule:
-    epochs: int
+    epochs: int  # at most; fewer when validation stops improving
     batch_size: int
     seed: int
     checkpoints: Checkpoints
+    patience: int = 2  # epochs without a better validation score before training stops
+
+
+Validate = Callable[[], float]  # the model's validation score now (higher is better)
 
 
 def fit(name: str, model: torch.nn.Module, loss_fn: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray,
-        schedule: Schedule, lr: float = 3e-3, extra: tuple[torch.nn.Module, ...] = ()) -> float:
+        schedule: Schedule, lr: float = 3e-3, extra: tuple[torch.nn.Module, ...] = (),
+        validate: Validate | None = None) -> FitResult:
     """Adam over shuffled mini-batches of `rows` with a progress bar; resumes from the last
     finished epoch of this run. `extra` modules (e.g. a hint regressor) train alongside.
-    Each epoch's shuffle is seeded by (seed, epoch), so a resumed run sees the same batches."""
+    Each epoch's shuffle is seeded by (seed, epoch), so a resumed run sees the same batches.
+
+    With `validate`, each epoch ends with a validation score: training stops once `patience` epochs
+    brought no better one, and the model keeps the weights of its best epoch (early stopping)."""
     params = [p for m in (model, *extra) for p in m.parameters()]
     opt = torch.optim.Adam(params, lr=lr)
     holder = torch.nn.ModuleList([model, *extra])
-    done = schedule.checkpoints.restore(name, holder, opt)
-    if done:
-        print(f"{name}: resumed after epoch {done}/{schedule.epochs}")
+    progress = schedule.checkpoints.restore(name, holder, opt)
+    if progress.epochs_done:
+        print(f"{name}: resumed after epoch {progress.epochs_done}/{schedule.epochs}")
     start = time.perf_counter()
-    holder.train()
-    for epoch in range(done, schedule.epochs):
+    for epoch in range(progress.epochs_done, schedule.epochs):
+        if progress.stopped:
+            break
+        holder.train()
         rng = np.random.default_rng([schedule.seed, epoch])
         bar = tqdm(_batches(rows, schedule.batch_size, rng), desc=f"{name} epoch {epoch + 1}/{schedule.epochs}",
                    unit="batch", leave=False, mininterval=1.0)
@@ -84,9 +98,29 @@ def fit(name: str, model: torch.nn.Module, loss_fn: Callable[[np.ndarray], torch
             loss.backward()
             opt.step()
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        schedule.checkpoints.save(name, holder, opt, epoch + 1)
+        progress.epochs_done = epoch + 1
+        if validate is not None:
+            holder.eval()
+            score = validate()
+            if progress.best is None or score > progress.best["score"]:
+                progress.best = {"epoch": epoch + 1, "score": score, "state": copy.deepcopy(model.state_dict())}
+            progress.stopped = epoch + 1 - progress.best["epoch"] >= schedule.patience
+            print(f"{name} epoch {epoch + 1}: validation {score:.4f} (best {progress.best['score']:.4f} "
+                  f"at epoch {progress.best['epoch']}){'; stopping' if progress.stopped else ''}")
+        schedule.checkpoints.save(name, holder, opt, progress)
+    if progress.best is not None:
+        model.load_state_dict(progress.best["state"])
     holder.eval()
-    return time.perf_counter() - start
+    best = progress.best or {}
+    return FitResult(time.perf_counter() - start, progress.epochs_done, best.get("epoch"), best.get("score"))
+
+
+@dataclass(frozen=True)
+class FitResult:
+    seconds: float
+    epochs: int  # trained in all
+    best_epoch: int | None  # the epoch whose weights the model keeps (None: no validation, the last)
+    best_score: float | None
 
 
 @torch.no_grad()
@@ -96,31 +130,55 @@ def predict_logits(model: torch.nn.Module, names: tuple[str, ...], features: Row
     return np.concatenate(out) if out else np.empty(0, np.float32)
 
 
-def train_all(tables: FeatureTables, log: Interactions, train_mask: np.ndarray, schedules: dict[str, Schedule],
+HIDDEN_USER_IDS = 0.1  # the share of training rows whose user id is hidden (bucket 0: how a cold user looks)
+VALIDATION_ROWS = 50_000  # at most this many validation rows score each epoch
+
+
+def hide_user_ids(batch: Batch, fraction: float) -> Batch:
+    """`batch` with the user id of about `fraction` of its rows replaced by the unknown bucket, so the
+    models learn what to make of a user the export never saw (torch's seeded generator)."""
+    user_cat = batch["user_cat"].clone()
+    user_cat[torch.rand(len(user_cat)) < fraction, -1] = 0
+    return {**batch, "user_cat": user_cat}
+
+
+def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules: dict[str, Schedule],
               weights: DistillWeights) -> Trained:
-    """`schedules` names one Schedule per model: teacher, student, prerank, two_tower."""
+    """`schedules` names one Schedule per model: teacher, student, prerank, two_tower. The rankers
+    train on `split.train` until their AUC on (up to VALIDATION_ROWS of) `split.valid` stops rising;
+    the metrics are AUCs on `split.test`."""
     cfg = tables.config
     features = RowFeatures(tables, log)
-    train_rows, test_rows = np.flatnonzero(train_mask), np.flatnonzero(~train_mask)
+    train_rows, test_rows = np.flatnonzero(split.train), np.flatnonzero(split.test)
+    valid_rows = np.flatnonzero(split.valid)
+    if len(valid_rows) > VALIDATION_ROWS:
+        valid_rows = np.sort(np.random.default_rng(schedules["teacher"].seed).choice(valid_rows, VALIDATION_ROWS, replace=False))
     labels = torch.from_numpy(log.label)
     bce = torch.nn.functional.binary_cross_entropy_with_logits
-    seconds: dict[str, float] = {}
+    fits: dict[str, FitResult] = {}
+
+    def training(rows: np.ndarray) -> Batch:
+        return hide_user_ids(features(rows), HIDDEN_USER_IDS)
+
+    def validation(model: torch.nn.Module, names: tuple[str, ...]) -> Validate:
+        return lambda: roc_auc(log.label[valid_rows], predict_logits(model, names, features, valid_rows))
 
     torch.manual_seed(schedules["teacher"].seed)
     teacher = TeacherRanker(cfg)
 
     def teacher_loss(rows: np.ndarray) -> torch.Tensor:
-        f = features(rows)
+        f = training(rows)
         return bce(teacher.logits(*[f[n] for n in RANK_FEATURES]), labels[rows])
 
-    seconds["teacher"] = fit("teacher", teacher, teacher_loss, train_rows, schedules["teacher"], lr=2e-3)
+    fits["teacher"] = fit("teacher", teacher, teacher_loss, train_rows, schedules["teacher"], lr=2e-3,
+                          validate=validation(teacher, RANK_FEATURES))
 
     torch.manual_seed(schedules["student"].seed + 1)
     student = StudentRanker(cfg)
     regressor = torch.nn.Linear(student.hint_dim, teacher.hint_dim)  # training only, never exported
 
     def student_loss(rows: np.ndarray) -> torch.Tensor:
-        f = features(rows)
+        f = training(rows)
         x = [f[n] for n in RANK_FEATURES]
         with torch.no_grad():
             t_hidden = teacher.hidden(*x)
@@ -129,34 +187,40 @@ def train_all(tables: FeatureTables, log: Interactions, train_mask: np.ndarray, 
         s_logits = student.out(s_hidden).squeeze(1)
         return distillation_loss(s_logits, t_logits, labels[rows], weights, regressor(s_hidden), t_hidden)
 
-    seconds["rank"] = fit("student", student, student_loss, train_rows, schedules["student"], extra=(regressor,))
+    fits["rank"] = fit("student", student, student_loss, train_rows, schedules["student"], extra=(regressor,),
+                       validate=validation(student, RANK_FEATURES))
 
     torch.manual_seed(schedules["prerank"].seed + 2)
     prerank = PreRanker(cfg)
     prerank_weights = DistillWeights(weights.temperature, weights.label, hint=0.0)
 
     def prerank_loss(rows: np.ndarray) -> torch.Tensor:
-        f = features(rows)
+        f = training(rows)
         with torch.no_grad():
             s_logits = student.logits(*[f[n] for n in RANK_FEATURES])
         return distillation_loss(prerank.logits(*[f[n] for n in PRERANK_FEATURES]), s_logits, labels[rows], prerank_weights)
 
-    seconds["prerank"] = fit("prerank", prerank, prerank_loss, train_rows, schedules["prerank"])
+    fits["prerank"] = fit("prerank", prerank, prerank_loss, train_rows, schedules["prerank"],
+                          validate=validation(prerank, PRERANK_FEATURES))
 
     torch.manual_seed(schedules["two_tower"].seed + 3)
     two_tower = TwoTower(cfg)
     log_q = torch.from_numpy(np.log((tables.item_positives + 1.0) / (tables.item_positives + 1.0).sum()).astype(np.float32))
 
     def retrieval_loss(rows: np.ndarray) -> torch.Tensor:
-        f = features(rows)
+        f = training(rows)
         user = {n: f[n] for n in USER_TOWER_FEATURES}
         item = {n: f[n] for n in ("item_id", "item_cat", "item_num")}
         return two_tower.in_batch_loss(user, item, log_q[torch.from_numpy(log.item[rows])])
 
     positive_rows = train_rows[log.label[train_rows] > 0.5]
-    seconds["two_tower"] = fit("two_tower", two_tower, retrieval_loss, positive_rows, schedules["two_tower"])
+    fits["two_tower"] = fit("two_tower", two_tower, retrieval_loss, positive_rows, schedules["two_tower"])
 
     y = log.label[test_rows]
     scored = (("teacher", teacher, RANK_FEATURES), ("rank", student, RANK_FEATURES), ("prerank", prerank, PRERANK_FEATURES))
     metrics = {f"{name}_auc": roc_auc(y, predict_logits(model, names, features, test_rows)) for name, model, names in scored}
-    return Trained(teacher, student, prerank, two_tower, metrics, seconds)
+    for name, result in fits.items():
+        if result.best_epoch is not None:
+            metrics[f"{name}_best_epoch"] = float(result.best_epoch)
+            metrics[f"{name}_valid_auc"] = float(result.best_score)
+    return Trained(teacher, student, prerank, two_tower, metrics, {n: r.seconds for n, r in fits.items()})

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cascade.features import FeatureConfig
+from cascade.features import FeatureConfig, random_rows
 from cascade.models.scorers import PreRanker, StudentRanker
-from cascade.specs import prerank_spec, rank_spec, triton_scorer
+from cascade.specs import USER_SIDE, prerank_spec, rank_spec, triton_scorer
 from cascade.triton.torch_rows import TorchRowScorer
 from export.onnx_export import export_onnx, export_row_graphs, one_user_feeds, session
 
@@ -34,14 +34,9 @@ MODELS = {"prerank": (PreRanker, prerank_spec), "rank": (StudentRanker, rank_spe
 def sample_rows(cfg: FeatureConfig, n: int, seed: int = 0) -> dict[str, np.ndarray]:
     """`n` candidate rows of one user (the user side repeated), ids inside the default bucket ranges."""
     rng = np.random.default_rng(seed)
-    hist = np.repeat(rng.integers(1, cfg.item_buckets, (1, cfg.history_len)), n, axis=0)
-    return {
-        "user_cat": np.repeat(rng.integers(1, cfg.user_field_buckets, (1, 3)), n, axis=0),
-        "user_num": np.full((n, 1), 0.5, np.float32),
-        "item_id": rng.integers(1, cfg.item_buckets, n), "item_cat": rng.integers(1, cfg.category_buckets, n),
-        "item_num": rng.random((n, 2), np.float32), "hist_item": hist, "hist_cat": hist % cfg.category_buckets,
-        "ctx": np.repeat(np.array([[12, 3]]), n, axis=0),
-    }
+    user = random_rows(cfg, 1, rng)
+    items = random_rows(cfg, n, rng)
+    return {k: np.repeat(user[k], n, axis=0) if k in USER_SIDE else items[k] for k in items}
 
 
 def timed_ms(call, calls: int) -> tuple[float, float]:

@@ -23,6 +23,7 @@ from torch import nn
 
 from cascade.features import FeatureConfig
 from cascade.models.embeddings import ItemEmbedding, UserEmbedding
+from cascade.specs import ITEM_NUM_DIM
 
 
 class SequenceScorer(nn.Module):
@@ -33,7 +34,7 @@ class SequenceScorer(nn.Module):
         self.user = UserEmbedding(cfg, dim)
         self.item = ItemEmbedding(cfg, dim)
         self.dim = dim
-        self.width = self.user.out_dim + 3 * dim + 2  # user+ctx, candidate, item_num, interest, candidate*interest
+        self.width = self.user.out_dim + 3 * dim + ITEM_NUM_DIM  # user+ctx, candidate, item_num, interest, candidate*interest
 
     def pool(self, target: torch.Tensor, seq: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -68,10 +69,10 @@ class SequenceScorer(nn.Module):
     def _first_layer(self, layer: nn.Linear, user, interest, target, item_num, interest_rows, user_row) -> torch.Tensor:
         """`layer` over x = [user, target, item_num, interest, target*interest], the user side's
         columns multiplied once per user."""
-        u, d, w = user.shape[1], self.dim, layer.weight
+        u, d, w = user.shape[1], self.dim + ITEM_NUM_DIM, layer.weight  # d: the candidate's columns with item_num
         if self.USER_SIDE_POOL:
-            per_user = user @ w[:, :u].T + interest @ w[:, u + d + 2 : u + 2 * d + 2].T
-            per_row_w = torch.cat([w[:, u : u + d + 2], w[:, u + 2 * d + 2 :]], dim=1)
+            per_user = user @ w[:, :u].T + interest @ w[:, u + d : u + d + self.dim].T
+            per_row_w = torch.cat([w[:, u : u + d], w[:, u + d + self.dim :]], dim=1)
             per_row = torch.cat([target, item_num, target * interest_rows], dim=1) @ per_row_w.T
         else:
             per_user = user @ w[:, :u].T

@@ -5,30 +5,35 @@ import torch
 from torch import nn
 
 from cascade.features import FeatureConfig
+from cascade.specs import USER_CAT_COLUMNS, USER_NUM_DIM
 
 
 class UserEmbedding(nn.Module):
-    """user_cat [N, F] + user_num [N, 1] + ctx [N, 2] -> [N, out_dim]."""
+    """user_cat [N, F + 1] (the fields, then the hashed user id) + user_num [N, USER_NUM_DIM] + ctx
+    [N, 2] -> [N, out_dim]. The user id's bucket 0 (unknown: a cold-start user) is a learnt vector:
+    training hides some ids behind it (`export.train`), so it stands for a user nobody knows yet."""
 
-    def __init__(self, cfg: FeatureConfig, dim: int, n_fields: int = 3, with_ctx: bool = True) -> None:
+    def __init__(self, cfg: FeatureConfig, dim: int, with_ctx: bool = True) -> None:
         super().__init__()
+        n_fields = USER_CAT_COLUMNS - 1
         self.fields = nn.Embedding(cfg.user_field_buckets, dim)
         self.field_offset = nn.Parameter(torch.zeros(n_fields, dim))
+        self.user_id = nn.Embedding(cfg.user_id_buckets, dim)
         self.with_ctx = with_ctx
         self.hour = nn.Embedding(cfg.hours, dim // 2)
         self.weekday = nn.Embedding(cfg.weekdays, dim // 2)
-        self.out_dim = n_fields * dim + 1 + (dim if with_ctx else 0)
+        self.out_dim = (n_fields + 1) * dim + USER_NUM_DIM + (dim if with_ctx else 0)
 
     def forward(self, user_cat: torch.Tensor, user_num: torch.Tensor, ctx: torch.Tensor | None = None) -> torch.Tensor:
-        fields = (self.fields(user_cat) + self.field_offset).flatten(1)
-        parts = [fields, user_num]
+        fields = (self.fields(user_cat[:, :-1]) + self.field_offset).flatten(1)
+        parts = [fields, self.user_id(user_cat[:, -1]), user_num]
         if self.with_ctx and ctx is not None:
             parts += [self.hour(ctx[:, 0]), self.weekday(ctx[:, 1])]
         return torch.cat(parts, dim=1)
 
 
 class ItemEmbedding(nn.Module):
-    """item_id [N] + item_cat [N] (+ item_num [N, 2]) -> [N, out_dim]; also embeds histories."""
+    """item_id [N] + item_cat [N] (+ item_num [N, ITEM_NUM_DIM]) -> [N, dim + ITEM_NUM_DIM]; also embeds histories."""
 
     def __init__(self, cfg: FeatureConfig, dim: int) -> None:
         super().__init__()

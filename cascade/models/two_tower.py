@@ -7,6 +7,7 @@ from torch.nn import functional as F
 
 from cascade.features import FeatureConfig
 from cascade.models.embeddings import ItemEmbedding, UserEmbedding, masked_mean, mlp
+from cascade.specs import ITEM_NUM_DIM
 
 
 RECENT = 5  # histories are ordered oldest to newest, so the tail is the current interest
@@ -31,7 +32,7 @@ class ItemTower(nn.Module):
     def __init__(self, items: ItemEmbedding, dim: int, out_dim: int) -> None:
         super().__init__()
         self.items = items
-        self.net = mlp([dim + 2, 64, out_dim])
+        self.net = mlp([dim + ITEM_NUM_DIM, 64, out_dim])
 
     def forward(self, item_id, item_cat, item_num) -> torch.Tensor:
         return F.normalize(self.net(self.items(item_id, item_cat, item_num)), dim=1)

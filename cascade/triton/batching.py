@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cascade.features import FeatureTables, assemble_requests, check_items
-from cascade.history import PAD_ITEM
+from cascade.history import decode_events
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ def parse_feature_request(tables: FeatureTables, tensors: dict[str, np.ndarray])
     item_ids = tensors["item_ids"][0].astype(np.int64)
     history = tensors["history"][0].astype(np.int64)
     check_items(tables, item_ids, "item_ids")
-    check_items(tables, history[history != PAD_ITEM], "history")
+    items, _, padded = decode_events(history)
+    check_items(tables, items[~padded], "history")
     return FeatureRequest(int(tensors["user_id"][0, 0]), item_ids, history, int(tensors["timestamp"][0, 0]))
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cascade.features import FeatureConfig, FeatureTables, build_tables
+from cascade.features import FeatureConfig, FeatureTables, build_tables, random_rows
 from cascade.schema import Dataset, Interactions
 from cascade.specs import ModelSpec
 from export.onnx_export import export_onnx
@@ -67,17 +67,5 @@ def tiny_tables_path(tiny_tables: FeatureTables, tmp_path: Path) -> Path:
 
 def export_tiny_scorer(model: torch.nn.Module, spec: ModelSpec, path: Path) -> Path:
     """`model` (over TINY_CONFIG) exported to ONNX at `path` from random feature rows."""
-    rng = np.random.default_rng(0)
-    n = 6
-    sample = {
-        "user_cat": rng.integers(0, TINY_CONFIG.user_field_buckets, (n, 3)),
-        "user_num": rng.random((n, 1), dtype=np.float32),
-        "item_id": rng.integers(0, TINY_CONFIG.item_buckets, n),
-        "item_cat": rng.integers(0, TINY_CONFIG.category_buckets, n),
-        "item_num": rng.random((n, 2), dtype=np.float32),
-        "hist_item": rng.integers(0, TINY_CONFIG.item_buckets, (n, TINY_CONFIG.history_len)),
-        "hist_cat": rng.integers(0, TINY_CONFIG.category_buckets, (n, TINY_CONFIG.history_len)),
-        "ctx": np.stack([rng.integers(0, 24, n), rng.integers(0, 7, n)], axis=1),
-    }
-    export_onnx(model, spec, sample, path)
+    export_onnx(model, spec, random_rows(TINY_CONFIG, 6, np.random.default_rng(0)), path)
     return path

@@ -72,16 +72,16 @@ def test_parse_feature_request_out_of_catalogue(tiny_tables: FeatureTables, over
     assert message in str(err.value)
 
 
-def test_parse_feature_request_rejects_history_ids_below_padding(tiny_tables: FeatureTables) -> None:
-    with pytest.raises(ValueError, match="history"):
-        parse_feature_request(tiny_tables, raw(history=(-5, 1)))
+def test_parse_feature_request_rejects_a_non_positive_event_outside_the_catalogue(tiny_tables: FeatureTables) -> None:
+    with pytest.raises(ValueError, match="history holds 7"):  # -9: a non-positive event of item 7 (cascade.history)
+        parse_feature_request(tiny_tables, raw(history=(-9, 1)))
 
 
-def test_assembly_also_rejects_history_ids_below_padding(tiny_tables: FeatureTables) -> None:
-    """Parsing catches -5 first (so only that request fails); assembly refuses it too."""
+def test_assembly_also_rejects_a_non_positive_event_outside_the_catalogue(tiny_tables: FeatureTables) -> None:
+    """Parsing catches -9 first (so only that request fails); assembly refuses it too."""
     good = parse_feature_request(tiny_tables, raw())
-    requests = [(good.user_id, good.item_ids, good.history, good.timestamp), (0, good.item_ids, np.array([-5, 1]), 0)]
-    with pytest.raises(ValueError, match="history holds -5, outside the catalogue"):
+    requests = [(good.user_id, good.item_ids, good.history, good.timestamp), (0, good.item_ids, np.array([-9, 1]), 0)]
+    with pytest.raises(ValueError, match="history holds 7, outside the catalogue"):
         assemble_requests(tiny_tables, requests)
 
 

@@ -11,7 +11,7 @@ from cascade.features import FeatureConfig, build_tables
 from cascade.models.scorers import StudentRanker
 from cascade.models.teacher import TeacherRanker
 from cascade.specs import RANK_FEATURES
-from export.checkpoints import Checkpoints
+from export.checkpoints import Checkpoints, Progress
 from export.distill import DistillWeights, binary_kl, distillation_loss
 from export.synthetic import generate
 from export.train import RowFeatures, Schedule, fit
@@ -89,6 +89,30 @@ def test_resumed_training_equals_uninterrupted_training(rows_and_features, tmp_p
 def test_a_checkpoint_of_another_run_is_not_resumed(rows_and_features, tmp_path: Path) -> None:
     model = StudentRanker(CONFIG)
     opt = torch.optim.Adam(model.parameters())
-    Checkpoints(tmp_path, {"seed": 1}).save("student", model, opt, epochs_done=3)
-    assert Checkpoints(tmp_path, {"seed": 2}).restore("student", model, opt) == 0
-    assert Checkpoints(tmp_path, {"seed": 1}).restore("student", model, opt) == 3
+    Checkpoints(tmp_path, {"seed": 1}).save("student", model, opt, Progress(epochs_done=3))
+    assert Checkpoints(tmp_path, {"seed": 2}).restore("student", model, opt).epochs_done == 0
+    assert Checkpoints(tmp_path, {"seed": 1}).restore("student", model, opt).epochs_done == 3
+
+
+def test_training_stops_once_validation_stops_improving_and_keeps_the_best_epoch(rows_and_features, tmp_path: Path) -> None:
+    rows, features, labels = rows_and_features
+    torch.manual_seed(1)
+    model = StudentRanker(CONFIG)
+    scores = iter([0.60, 0.70, 0.65, 0.66, 0.90])  # best at epoch 2, then two worse: stop before the 0.90
+    weights: list[dict] = []
+
+    def validate() -> float:
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(scores)
+
+    def loss(batch_rows: np.ndarray) -> torch.Tensor:
+        f = features(batch_rows)
+        return torch.nn.functional.binary_cross_entropy_with_logits(model.logits(*[f[n] for n in RANK_FEATURES]), labels[batch_rows])
+
+    checkpoints = Checkpoints(tmp_path, {"run": "early"})
+    result = fit("student", model, loss, rows, Schedule(10, 256, 5, checkpoints, patience=2), validate=validate)
+    assert (result.epochs, result.best_epoch, result.best_score) == (4, 2, 0.70)
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, weights[1][name], msg=f"{name} is not epoch 2's")
+    again = fit("student", model, loss, rows, Schedule(10, 256, 5, checkpoints, patience=2), validate=validate)
+    assert (again.epochs, again.best_epoch) == (4, 2)  # a stopped run resumed trains no more

@@ -11,14 +11,21 @@ import pytest
 from cascade.features import (
     CATEGORY_SALT,
     ITEM_SALT,
+    LOG_SCALE,
+    NEGATIVE_CATEGORY_SALT,
+    NO_RECENCY_HOURS,
+    RATE_PRIOR,
     USER_FIELD_SALT,
+    USER_ID_SALT,
     FeatureTables,
     assemble,
     assemble_requests,
+    assemble_users,
     build_tables,
 )
 from cascade.hashing import hash_bucket
-from cascade.history import PAD_ITEM
+from cascade.causal import Known
+from cascade.history import PAD_ITEM, encode_events
 from cascade.schema import Dataset
 from cascade.specs import feature_tensors
 
@@ -45,13 +52,11 @@ def test_build_tables_hand_values(tiny_tables: FeatureTables) -> None:
     t = tiny_tables
     assert (t.n_users, t.n_items) == (2, 4)
     assert t.user_fields.tolist() == [[1, 0, 3], [2, 1, 4]]
-    assert t.user_activity.dtype == np.float32
-    assert t.user_activity == pytest.approx([math.log(4), math.log(4)])  # three rows each
+    assert t.user_events.tolist() == [3, 3] and t.user_positives.tolist() == [2, 3]
+    assert t.user_last_ts.tolist() == [300, 400]
+    assert t.item_events.tolist() == [2, 2, 1, 1] and t.item_positives.tolist() == [2, 1, 1, 1]
     assert t.item_positives.dtype == np.int64
-    assert t.item_positives.tolist() == [2, 1, 1, 1]
-    # log1p(positives) = [a, b, b, b] standardises to [sqrt(3), -1/sqrt(3) x 3].
-    s3 = math.sqrt(3.0)
-    assert t.item_popularity == pytest.approx([s3, -1 / s3, -1 / s3, -1 / s3], rel=1e-5)
+    assert t.global_rate == pytest.approx(5 / 6)
     # log(price) = log 5 + log 2 * [1, 2, 0, 3]: standardised (k - 1.5) / sqrt(1.25).
     assert t.item_numeric == pytest.approx([(k - 1.5) / math.sqrt(1.25) for k in (1, 2, 0, 3)], rel=1e-5)
 
@@ -61,7 +66,7 @@ def test_build_tables_counts_only_the_training_split(tiny_dataset: Dataset, tiny
     first_rows = log.take(np.array([0, 3]))  # user 0 item 0 (pos), user 1 item 3 (pos)
     t = build_tables(tiny_dataset, first_rows, tiny_tables.config)
     assert t.item_positives.tolist() == [1, 0, 0, 1]
-    assert t.user_activity == pytest.approx([math.log(2), math.log(2)])
+    assert t.user_events.tolist() == [1, 1]
 
 
 def test_assemble_shapes_and_dtypes_follow_the_specs(tiny_tables: FeatureTables, rows: dict) -> None:
@@ -80,13 +85,21 @@ def test_assemble_hand_values(tiny_tables: FeatureTables, rows: dict) -> None:
     assert out["item_id"].tolist() == hb([2, 0, 3], ITEM_SALT, cfg.item_buckets).tolist()
     assert out["item_cat"].tolist() == hb([2, 0, 1], CATEGORY_SALT, cfg.category_buckets).tolist()
     assert out["item_num"][:, 0].tolist() == tiny_tables.item_numeric[[2, 0, 3]].tolist()
-    assert out["item_num"][:, 1].tolist() == tiny_tables.item_popularity[[2, 0, 3]].tolist()
+    # serving knows the training totals: items 2, 0, 3 had 1, 2, 1 positives of 1, 2, 1 events
+    g = tiny_tables.global_rate
+    rate = lambda pos, n: (pos + RATE_PRIOR * g) / (n + RATE_PRIOR) - g  # noqa: E731
+    assert out["item_num"][:, 1] == pytest.approx(np.log1p([1, 2, 1]) / LOG_SCALE)
+    assert out["item_num"][:, 2] == pytest.approx([rate(1, 1), rate(2, 2), rate(1, 1)])
 
     user0 = [hb(v, USER_FIELD_SALT + f, cfg.user_field_buckets) for f, v in enumerate([1, 0, 3])]
     user1 = [hb(v, USER_FIELD_SALT + f, cfg.user_field_buckets) for f, v in enumerate([2, 1, 4])]
-    assert out["user_cat"].tolist() == [user0, user1, [0, 0, 0]]
-    assert min(user0 + user1) >= 1  # a raw code 0 is a real bucket, not the unknown one
-    assert out["user_num"][:, 0] == pytest.approx([math.log(4), math.log(4), 0.0])
+    ids = hb([0, 1], USER_ID_SALT, cfg.user_id_buckets).tolist()
+    assert out["user_cat"].tolist() == [[*user0, ids[0]], [*user1, ids[1]], [0, 0, 0, 0]]
+    assert min(user0 + user1 + ids) >= 1  # a raw code 0 is a real bucket, not the unknown one
+    # users 0, 1: 3 events each (2 and 3 positive), the last at 300 and 400; user 5 unknown: none
+    assert out["user_num"][:, 0] == pytest.approx(np.array([math.log(4), math.log(4), 0.0]) / LOG_SCALE)
+    assert out["user_num"][:, 1] == pytest.approx([rate(2, 3), rate(3, 3), 0.0])
+    assert out["user_num"][:, 2] == pytest.approx(np.log1p([(TS - 300) / 3600, 0.0, NO_RECENCY_HOURS]) / LOG_SCALE)
 
     item_hash = {i: int(hb(i, ITEM_SALT, cfg.item_buckets)) for i in range(4)}
     cat_hash = {i: int(hb(c, CATEGORY_SALT, cfg.category_buckets)) for i, c in enumerate([0, 1, 2, 1])}
@@ -119,7 +132,7 @@ def test_ctx_is_hour_of_day_and_weekday_monday_zero(tiny_tables: FeatureTables, 
         ("item_ids", [2, 4, 3], "item_ids holds 4"),
         ("item_ids", [2, -1, 3], "item_ids holds -1"),
         ("histories", [[P, P, 0], [P, 7, 1], [2, 1, 0]], "history holds 7"),
-        ("histories", [[P, P, 0], [P, -2, 1], [2, 1, 0]], "history holds -2"),
+        ("histories", [[P, P, 0], [P, -7, 1], [2, 1, 0]], "history holds 5"),  # -7: a non-positive event of item 5
     ],
 )
 def test_ids_outside_the_catalogue_are_rejected(
@@ -169,8 +182,9 @@ def test_feature_tables_save_load_round_trip(tiny_tables: FeatureTables, tmp_pat
     tiny_tables.save(path)
     loaded = FeatureTables.load(path)
     assert loaded.config == tiny_tables.config
+    assert loaded.global_rate == tiny_tables.global_rate
     for name, array in asdict(tiny_tables).items():
-        if name == "config":
+        if name in ("config", "global_rate"):
             continue
         again = getattr(loaded, name)
         assert again.dtype == array.dtype, name
@@ -196,4 +210,30 @@ def test_hashed_id_lookups_equal_hashing_every_request(tiny_tables: FeatureTable
     assert np.array_equal(u["hist_item"], hash_bucket(histories, ITEM_SALT, cfg.item_buckets))
     cats = np.where(histories < 0, -1, t.item_category[np.maximum(histories, 0)])
     assert np.array_equal(u["hist_cat"], hash_bucket(cats, CATEGORY_SALT, cfg.category_buckets))
-    assert u["user_cat"][2].tolist() == [0, 0, 0] and u["hist_item"][2].tolist() == [0, 0, 0]
+    assert u["user_cat"][2].tolist() == [0, 0, 0, 0] and u["hist_item"][2].tolist() == [0, 0, 0]
+
+
+def test_a_historys_non_positive_events_keep_their_item_and_take_their_categorys_negative_bucket(
+    tiny_tables: FeatureTables,
+) -> None:
+    cfg, t = tiny_tables.config, tiny_tables
+    history = encode_events(np.array([0, 1, 3]), np.array([True, False, True]))
+    assert history.tolist() == [0, -3, 3]
+    u = assemble_users(t, np.array([0]), history[None, :], np.array([TS]))
+    assert u["hist_item"][0].tolist() == hb([0, 1, 3], ITEM_SALT, cfg.item_buckets).tolist()
+    assert u["hist_cat"][0].tolist() == [
+        int(hb(0, CATEGORY_SALT, cfg.category_buckets)), int(hb(1, NEGATIVE_CATEGORY_SALT, cfg.category_buckets)),
+        int(hb(1, CATEGORY_SALT, cfg.category_buckets)),
+    ]
+
+
+def test_a_training_row_reads_what_was_known_at_its_time_not_the_totals(tiny_tables: FeatureTables) -> None:
+    known = Known(np.array([1]), np.array([0]), np.array([TS - 7_200]), np.array([0]), np.array([0]))
+    row = assemble(tiny_tables, np.array([0]), np.array([2]), np.full((1, 3), P), np.array([TS]), known)
+    g = tiny_tables.global_rate
+    assert row["user_num"][0] == pytest.approx(
+        [math.log(2) / LOG_SCALE, (RATE_PRIOR * g) / (1 + RATE_PRIOR) - g, math.log1p(2.0) / LOG_SCALE], rel=1e-6,
+    )
+    assert row["item_num"][0, 1:] == pytest.approx([0.0, 0.0])  # nothing known of the item yet: the global rate
+    served = assemble(tiny_tables, np.array([0]), np.array([2]), np.full((1, 3), P), np.array([TS]))
+    assert served["item_num"][0, 1] == pytest.approx(math.log(2) / LOG_SCALE)  # serving: the training totals

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cascade.features import FeatureConfig, FeatureTables
+from cascade.features import FeatureConfig, build_tables
+from cascade.schema import Dataset, Interactions
 from perf.csvfmt import REQUEST_RATE, Row, format_table, from_csv, percentile, percentile_index, summarise, to_csv
 from perf.input_data import write_input_data
 
@@ -86,15 +87,11 @@ L, N_USERS, N_ITEMS = 4, 6, 40
 @pytest.fixture()
 def artifacts(tmp_path: Path) -> Path:
     rng = np.random.default_rng(1)
-    tables = FeatureTables(
-        config=FeatureConfig(history_len=L),
-        user_fields=rng.integers(0, 5, size=(N_USERS, 3)).astype(np.int64),
-        user_activity=rng.random(N_USERS).astype(np.float32),
-        item_category=rng.integers(0, 7, size=N_ITEMS).astype(np.int64),
-        item_numeric=rng.standard_normal(N_ITEMS).astype(np.float32),
-        item_popularity=rng.standard_normal(N_ITEMS).astype(np.float32),
-        item_positives=rng.integers(0, 9, size=N_ITEMS).astype(np.int64),
-    )
+    log = Interactions.sorted(rng.integers(0, N_USERS, 200), rng.integers(0, N_ITEMS, 200), rng.integers(0, 1_000, 200),
+                              (rng.random(200) < 0.3).astype(np.float32))
+    dataset = Dataset("random", rng.integers(0, 5, size=(N_USERS, 3)), rng.integers(0, 7, size=N_ITEMS),
+                      rng.random(N_ITEMS).astype(np.float32) + 1, 7, log)
+    tables = build_tables(dataset, log, FeatureConfig(history_len=L))
     tables.save(tmp_path / "tables.npz")
     history = np.full((N_USERS, L), -1, dtype=np.int64)
     history[0, 2:] = [5, 6]

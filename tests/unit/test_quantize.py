@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from cascade.features import FeatureConfig, as_rows, build_tables
 from cascade.metrics import kendall_tau
 from cascade.models.teacher import TeacherRanker
-from cascade.specs import RANK_FEATURES, teacher_spec
+from cascade.specs import ITEM_NUM_DIM, RANK_FEATURES, teacher_spec
 from export import quantize
 from export.calibrate import (
     calibration_features,
@@ -84,7 +84,7 @@ def test_calibration_set_round_trips_with_its_hash(trained, tmp_path: Path) -> N
     assert entry["path"] == "calibration.npz" and entry["rows"] == 512
     assert entry["sha256"] == hashlib.sha256((tmp_path / "calibration.npz").read_bytes()).hexdigest()
     assert entry["tensors"]["hist_item"] == ["int64", [512, CONFIG.history_len]]
-    assert entry["tensors"]["item_num"] == ["float32", [512, 2]]
+    assert entry["tensors"]["item_num"] == ["float32", [512, ITEM_NUM_DIM]]
     loaded = load_calibration_set(tmp_path / "calibration.npz", entry["sha256"])
     assert loaded.keys() == calibration.keys()
     for name, tensor in calibration.items():

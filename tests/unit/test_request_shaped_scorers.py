@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 
-from cascade.features import FeatureConfig, as_rows
+from cascade.features import FeatureConfig, as_rows, random_rows
 from cascade.models.scorers import PreRanker, StudentRanker
 from cascade.models.teacher import TeacherRanker
 from cascade.specs import USER_SIDE, prerank_spec, rank_spec
@@ -24,15 +24,10 @@ def requests(n: int, users: int, seed: int = 0) -> dict[str, np.ndarray]:
     """`n` candidates of `users` requests, request-shaped: the user side once per user, `user_row`
     naming each candidate's (users in any order, some with no candidate)."""
     rng = np.random.default_rng(seed)
-    hist = rng.integers(1, CFG.item_buckets, (users, CFG.history_len))
-    hist[:, :2] = 0  # padded positions
-    return {
-        "user_cat": rng.integers(0, 13, (users, 3)), "user_num": rng.random((users, 1), np.float32),
-        "item_id": rng.integers(1, 97, n), "item_cat": rng.integers(1, 11, n),
-        "item_num": rng.random((n, 2), np.float32), "hist_item": hist, "hist_cat": hist % 11,
-        "ctx": np.stack([rng.integers(0, 24, users), rng.integers(0, 7, users)], 1),
-        "user_row": rng.integers(0, users, n),
-    }
+    user_side = {k: v for k, v in random_rows(CFG, users, rng).items() if k in USER_SIDE}
+    user_side["hist_item"][:, :2] = user_side["hist_cat"][:, :2] = 0  # padded positions
+    item_side = {k: v for k, v in random_rows(CFG, n, rng).items() if k not in USER_SIDE}
+    return {**user_side, **item_side, "user_row": rng.integers(0, users, n)}
 
 
 def broadcast(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -38,7 +38,7 @@ def features(rows: int, history_len: int = L) -> dict[str, np.ndarray]:
 def test_profile_gives_every_row_graph_input_its_min_opt_max_shapes() -> None:
     profile = builder.optimisation_profile(RANK, (1, 200, 4096))
     assert list(profile) == ["user_cat", "user_num", "item_id", "item_cat", "item_num", "hist_item", "hist_cat", "ctx"]
-    assert profile["user_cat"] == ((1, 3), (200, 3), (4096, 3))
+    assert profile["user_cat"] == ((1, 4), (200, 4), (4096, 4))  # three fields and the user id
     assert profile["item_id"] == ((1,), (200,), (4096,))
     assert profile["hist_item"] == ((1, L), (200, L), (4096, L))
     assert profile["ctx"] == ((1, 2), (200, 2), (4096, 2))
@@ -112,7 +112,7 @@ def test_trtexec_command_line_for_fp16() -> None:
     profile = builder.optimisation_profile(RANK, (1, 200, 4096))
     argv = builder.trtexec_argv(Path("rank.rows.onnx"), Path("rank.fp16.plan"), "fp16", profile, 1 << 30)
     def shapes(n: int) -> str:
-        return f"user_cat:{n}x3,user_num:{n}x1,item_id:{n},item_cat:{n},item_num:{n}x2,hist_item:{n}x{L},hist_cat:{n}x{L},ctx:{n}x2"
+        return f"user_cat:{n}x4,user_num:{n}x3,item_id:{n},item_cat:{n},item_num:{n}x3,hist_item:{n}x{L},hist_cat:{n}x{L},ctx:{n}x2"
 
     assert argv == [
         "trtexec", "--onnx=rank.rows.onnx", "--saveEngine=rank.fp16.plan",
