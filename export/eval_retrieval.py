@@ -63,7 +63,7 @@ def sample_users(held: HeldOutUsers, n: int, seed: int) -> HeldOutUsers:
     return held.take(rng.permutation(len(held))[:n])
 
 
-def _drop_seen(ids: np.ndarray, scores: np.ndarray, seen: np.ndarray, k: int) -> RankedList:
+def drop_seen(ids: np.ndarray, scores: np.ndarray, seen: np.ndarray, k: int) -> RankedList:
     keep = (ids >= 0) & ~np.isin(ids, seen)
     return ids[keep][:k].astype(np.int64), scores[keep][:k].astype(np.float32)
 
@@ -77,7 +77,7 @@ def ann_lists(
     embeddings = tower(assemble_users(tables, held.users, histories[held.users], held.timestamps))
     depth = min(index.ntotal, k + max(len(s) for s in held.train_items))
     scores, ids = index.search(np.ascontiguousarray(embeddings, dtype=np.float32), depth)
-    return [_drop_seen(ids[i], scores[i], held.train_items[i], k) for i in range(len(held))]
+    return [drop_seen(ids[i], scores[i], held.train_items[i], k) for i in range(len(held))]
 
 
 def popular_lists(positives: np.ndarray, held: HeldOutUsers, k: int) -> list[RankedList]:
@@ -85,7 +85,7 @@ def popular_lists(positives: np.ndarray, held: HeldOutUsers, k: int) -> list[Ran
     if not len(held):
         return []
     ids, scores = popular_items(positives, k + max(len(s) for s in held.train_items))
-    return [_drop_seen(ids, scores, seen, k) for seen in held.train_items]
+    return [drop_seen(ids, scores, seen, k) for seen in held.train_items]
 
 
 def list_metrics(lists: list[RankedList], relevant: list[set[int]], ks: tuple[int, ...] = RECALL_KS) -> dict[str, float]:

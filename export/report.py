@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from export.bars import MIN_CATEGORIES
+
 PLOTS = {"auc": "auc.png", "retrieval": "retrieval_recall.png", "funnel": "funnel_vs_exhaustive.png"}
 
 
@@ -74,21 +76,56 @@ def _retrieval_md(retrieval: dict) -> str:
     )
 
 
+def _chain(chain: list[dict]) -> str:
+    return " → ".join(", ".join([e["name"], *(f"{k} {v}" for k, v in e.items() if k != "name")]) for e in chain)
+
+
 def _funnel_md(funnel: dict) -> str:
     sizes = funnel["sizes"]
     note = "" if funnel["exhaustive_scorer"] == "teacher" else " (no teacher.onnx in the export: the student stands in)"
     keys = ["ndcg@10", "recall@10", "hits@10", "ms_per_user"]
     rows = [[name, *(funnel[name][k] for k in keys)] for name in ("funnel", "exhaustive")]
     rows.append(["funnel / exhaustive", funnel["ndcg@10_ratio"], funnel["recall@10_ratio"], None, None])
+    quotas = ", ".join(f"{name} {quota}" for name, quota in sizes["recall_quotas"].items() if quota)
     return (
         f"{funnel['n_users']:,} users. Exhaustive: `{funnel['exhaustive_scorer']}` scores the whole catalogue minus training items"
-        f"{note}. Funnel: ANN {sizes['recall_ann_k']} ∪ popular {sizes['recall_popular_k']} → prerank keeps "
-        f"{sizes['prerank_keep']} → rank keeps {sizes['rank_keep']} → top {sizes['top_k']}.\n\n"
-        + _table(["", "NDCG@10", "Recall@10", "relevant items in all top 10s", "ms / user (in process; ANN search not included)"], rows)
+        f"{note}. Funnel: the orchestrator's own code in process (`export.served_funnel`): recall channels ({quotas}) → "
+        f"exposure filter (the user's training items) → prerank keeps {sizes['prerank_keep']} → rank keeps "
+        f"{sizes['rank_keep']} → rerank `{_chain(funnel['rerank_chain'])}` → top {sizes['top_k']}.\n\n"
+        + _table(["", "NDCG@10", "Recall@10", "relevant items in all top 10s", "ms / user (in process)"], rows)
         + f"\n\nOverlap of the funnel's top 10 with the exhaustive top 10: {_fmt(funnel['overlap@10'])}; "
         f"exhaustive top 10 reaching the candidate set: {_fmt(funnel['exhaustive_top10_in_candidates'])}; "
         f"held-out positives in the candidate set (candidate recall): {_fmt(funnel['candidate_recall'])}; "
-        f"mean candidates: {_fmt(funnel['mean_candidates'], 1)}."
+        f"mean candidates: {_fmt(funnel['mean_candidates'], 1)}.\n\n" + _diversity_md(funnel) + "\n\n" + _channels_md(funnel)
+    )
+
+
+def _diversity_md(funnel: dict) -> str:
+    chains = funnel["chains"]
+    names = {"served": f"served: {_chain(funnel['rerank_chain'])}", "reference": f"reference: {_chain(funnel['reference_chain'])}",
+             "rank_order": "rank's order, no rerank", "exhaustive": f"exhaustive {funnel['exhaustive_scorer']}"}
+    keys = ["graded_ndcg@10", "distinct_categories", "largest_category_share", f"lists_with_{MIN_CATEGORIES}_categories",
+            "intra_list_diversity", "category_coverage"]
+    rows = [[label, *(chains[name][k] for k in keys)] for name, label in names.items()]
+    return (
+        f"Diversity beside NDCG (`cascade.diversity`). Graded NDCG@10: against the exhaustive ranking; ≥ {MIN_CATEGORIES} "
+        f"categories: the share of the {funnel['lists_allowing_diversity']} top 10s whose rerank candidates held "
+        f"{MIN_CATEGORIES} categories or more; "
+        "intra-list diversity: mean pairwise 1 − cosine of the item embeddings; coverage: the catalogue's categories "
+        "found in any top 10.\n\n"
+        + _table(["top 10s", "graded NDCG@10", "categories", "largest category share", f"≥ {MIN_CATEGORIES} categories",
+                  "intra-list diversity", "category coverage"], rows)
+    )
+
+
+def _channels_md(funnel: dict) -> str:
+    multi = funnel["multi_channel"]
+    rows = [[name, c["recall@100"], c["recall@200"]] for name, c in funnel["channels"].items()]
+    quotas = ", ".join(f"{name} {quota}" for name, quota in multi["quotas"].items() if quota)
+    rows.append([f"multi-channel (quotas scaled to 200: {quotas})", None, multi["recall@200"]])
+    return (
+        "Recall channels as served (training items excluded), each alone and merged at an equal budget:\n\n"
+        + _table(["channel", "Recall@100", "Recall@200"], rows)
     )
 
 

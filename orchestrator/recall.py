@@ -11,7 +11,8 @@ limit, for known and for cold-start users); a request reads it once, so it never
 old and half of a new one.
 The trending list is read from Redis in the background at most every CASCADE_POPULAR_REFRESH_S
 (a request never waits on Redis for it); until the first read, or with Redis down, the popular
-channel is the training-popularity list.
+channel is the training-popularity list. Built with `trending=False` (offline: the evaluation, the
+in-process floor) it never reads Redis and the popular channel stays the training-popularity list.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from orchestrator.clients import keys
 from orchestrator.clients.redis_client import Client, connect
 
 log = logging.getLogger("cascade.orchestrator")
+Channel = tuple[str, np.ndarray, np.ndarray]  # (name, item ids best first, the channel's scores)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,11 @@ class RecallPlan:
         limit = sum(quotas[spec.name] for spec in channels) + explore
         return RecallPlan(channels, explore, quotas, limit, any(spec.name == "ann" for spec in channels))
 
+    def merge(self, channels: list[Channel]) -> Candidates:
+        """The channels' lists (priority order, as `RecallChannels.channel_lists` gives them) merged
+        with this plan's quotas and limit: the recall stage's answer."""
+        return merge_channels(channels, limit=self.limit, quotas=self.quotas)
+
 
 @dataclass(frozen=True)
 class RecallSnapshot:
@@ -72,9 +79,10 @@ class RecallSnapshot:
 class RecallChannels:
     def __init__(
         self, settings: Settings, tables: FeatureTables, ann: AnnRecall, item_to_item: ItemToItemIndex | None,
-        popular_ids: np.ndarray, popular_scores: np.ndarray,
+        popular_ids: np.ndarray, popular_scores: np.ndarray, *, trending: bool = True,
     ) -> None:
         self.settings, self.tables, self.item_to_item = settings, tables, item_to_item
+        self.trending = trending  # False: never read Redis, the popular channel is `popular_ids`
         self.offline_popular = (popular_ids, popular_scores)
         self.popular = self.offline_popular
         self.new_items = np.flatnonzero(tables.item_positives == 0).astype(np.int64)
@@ -120,6 +128,14 @@ class RecallChannels:
     # --- the stage ---------------------------------------------------------------------
     async def recall(self, user_id: int, history: np.ndarray | None, timestamp: int) -> Candidates:
         """Candidates for one user; `history` None is a cold-start user (cold-start channels + exploration)."""
+        plan, channels = await self.channel_lists(user_id, history, timestamp)
+        return plan.merge(channels)
+
+    async def channel_lists(
+        self, user_id: int, history: np.ndarray | None, timestamp: int
+    ) -> tuple[RecallPlan, list[Channel]]:
+        """Each channel's own list for one user before the merge, in priority order (exploration last),
+        and the plan they came from: what `recall` merges, and what an evaluation scores channel by channel."""
         self._schedule_trending_refresh()
         snapshot = self.snapshot  # one read for the whole request
         plan = snapshot.cold if history is None else snapshot.known
@@ -134,7 +150,7 @@ class RecallChannels:
         if plan.explore > 0:
             seed = (user_id * 1_000_003 + timestamp // 86_400) & 0x7FFFFFFF  # a user's draw changes daily
             channels.append((EXPLORE, *explore_new_items(self.new_items, plan.explore, seed)))
-        return merge_channels(channels, limit=plan.limit, quotas=plan.quotas)
+        return plan, channels
 
     def _in_memory_channel(self, spec: ChannelSpec, history: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         if spec.name == "item_to_item":
@@ -150,7 +166,7 @@ class RecallChannels:
 
     # --- trending from Redis -----------------------------------------------------------
     def _schedule_trending_refresh(self) -> None:
-        if time.monotonic() - self._refreshed_at < self.settings.popular_refresh_s:
+        if not self.trending or time.monotonic() - self._refreshed_at < self.settings.popular_refresh_s:
             return
         if self._refreshing is not None and not self._refreshing.done():
             return

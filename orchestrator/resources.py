@@ -34,7 +34,8 @@ class Resources:
     channels: RecallChannels  # every recall channel, configured by CASCADE_RECALL_CONFIG
 
     @staticmethod
-    def load(settings: Settings) -> "Resources":
+    def load(settings: Settings, trending: bool = True) -> "Resources":
+        """`trending` False: the recall channels never read Redis (`RecallChannels`), for offline use."""
         paths = ArtifactPaths(settings.artifacts_dir)
         manifest = Manifest.read(paths.manifest)
         tables = FeatureTables.load(paths.tables)
@@ -63,7 +64,7 @@ class Resources:
         ann = AnnRecall(tables, paths.onnx("user_tower"), index)
         return Resources(
             manifest, tables, history, unit_rows(embeddings), pop_ids, pop_scores, ann,
-            RecallChannels(settings, tables, ann, item_to_item, pop_ids, pop_scores),
+            RecallChannels(settings, tables, ann, item_to_item, pop_ids, pop_scores, trending=trending),
         )
 
     @property

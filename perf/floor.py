@@ -60,10 +60,10 @@ class InProcessScorer:
 
 async def measure(artifacts: Path, n_requests: int, warmup: int, unknown_fraction: float, k: int, seed: int,
                   two_stage: bool = True) -> dict:
-    settings = load_settings(  # trending: the exported list; a deadline no request reaches
-        artifacts_dir=artifacts, popular_refresh_s=1e9, request_deadline_ms=UNLIMITED_MS, two_stage=two_stage,
+    settings = load_settings(  # a deadline no request reaches
+        artifacts_dir=artifacts, request_deadline_ms=UNLIMITED_MS, two_stage=two_stage,
     )
-    resources = Resources.load(settings)
+    resources = Resources.load(settings, trending=False)  # trending: the exported list, never Redis
     paths = ArtifactPaths(artifacts)
     onnx = [paths.onnx(name).with_name(resources.manifest.served.get(name, f"{name}.onnx")) for name in ("prerank", "rank")]
     scorer = InProcessScorer(TwoStageScorer(resources.tables, *onnx))

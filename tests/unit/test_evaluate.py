@@ -88,7 +88,18 @@ def test_retrieval_and_funnel_numbers_in_range(exported: Settings, evaluation: E
     for key in ("funnel", "exhaustive"):
         assert _in_unit_interval(funnel[key]["ndcg@10"]) and _in_unit_interval(funnel[key]["recall@10"])
     assert _in_unit_interval(funnel["overlap@10"]) and _in_unit_interval(funnel["candidate_recall"])
-    assert funnel["mean_candidates"] == exported.recall_ann_k + exported.recall_popular_k
+    quotas = funnel["sizes"]["recall_quotas"]  # the served channel file's, with the settings' defaults
+    assert quotas["ann"] == exported.recall_ann_k and quotas["popular"] == exported.recall_popular_k
+    assert 0 < funnel["mean_candidates"] <= sum(quotas.values())  # the served merge, less the training items
+    for name, figures in funnel["chains"].items():
+        for key in ("graded_ndcg@10", "largest_category_share", "intra_list_diversity", "category_coverage"):
+            assert _in_unit_interval(figures[key]), (name, key)
+        assert 1 <= figures["distinct_categories"] <= 10, name
+    assert funnel["chains"]["exhaustive"]["graded_ndcg@10"] == pytest.approx(1.0)
+    assert funnel["chains"]["served"]["graded_ndcg@10"] == pytest.approx(funnel["graded_ndcg@10"])
+    assert set(funnel["channels"]) == {"ann", "item_to_item", "popular"}
+    assert all(_in_unit_interval(c[f"recall@{k}"]) for c in funnel["channels"].values() for k in (100, 200))
+    assert _in_unit_interval(funnel["multi_channel"]["recall@200"]) and sum(funnel["multi_channel"]["quotas"].values()) == 200
     has_teacher = ArtifactPaths(exported.artifacts_dir).onnx("teacher").exists()
     assert funnel["exhaustive_scorer"] == ("teacher" if has_teacher else "rank")
     assert {b["met"] for b in evaluation.report["bars"]} <= {True, False, None}
@@ -140,3 +151,27 @@ def test_missing_or_foreign_artefacts_are_named(exported: Settings, tmp_path: Pa
         evaluate(exported.model_copy(update={"artifacts_dir": tmp_path / "empty"}), _options(tmp_path / "r"))
     with pytest.raises(ArtifactMismatch, match="other data"):
         evaluate(exported.model_copy(update={"seed": exported.seed + 1}), _options(tmp_path / "r"))
+
+
+def test_diversity_and_channel_bars_judge_their_figures(evaluation: Evaluation) -> None:
+    funnel = evaluation.report["funnel"]
+
+    def bars(served: dict, dataset: str = "synthetic", multi: float = 0.4) -> dict[str, dict]:
+        chains = {**funnel["chains"], "served": {**funnel["chains"]["served"], **served},
+                  "reference": {**funnel["chains"]["reference"], "graded_ndcg@10": 0.9}}
+        channels = {"ann": {"recall@100": 0.2, "recall@200": 0.3}, "item_to_item": {"recall@100": 0.25, "recall@200": 0.28},
+                    "popular": {"recall@100": 0.1, "recall@200": 0.15}}
+        report = {**evaluation.report, "dataset": {**evaluation.report["dataset"], "name": dataset},
+                  "funnel": {**funnel, "chains": chains, "channels": channels, "multi_channel": {"recall@200": multi}}}
+        return {b["bar"].split(" ")[0]: b for b in judge(report)}
+
+    diverse = {"lists_with_4_categories": 1.0, "graded_ndcg@10": 0.89}
+    got = bars(diverse)
+    assert got["rerank:"]["met"] is True and "cost +1.11%" in got["rerank:"]["figure"]
+    assert bars({**diverse, "graded_ndcg@10": 0.88})["rerank:"]["met"] is False  # 2.2 % below the reference
+    assert bars({**diverse, "lists_with_4_categories": 0.95})["rerank:"]["met"] is False
+    assert got["multi-channel"]["met"] is True and "ann 0.3" in got["multi-channel"]["figure"]  # 0.4 / 0.3
+    assert bars(diverse, multi=0.35)["multi-channel"]["met"] is False
+    assert got["ANN"]["met"] is True and "popular 0.1" in got["ANN"]["figure"]  # 2x popular on synthetic data
+    movielens = bars(diverse, dataset="movielens100k")["ANN"]
+    assert movielens["met"] is False and "item_to_item 0.25" in movielens["figure"]  # the better of the two

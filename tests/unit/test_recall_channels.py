@@ -107,7 +107,7 @@ class FakeAnn:
         return [(ids, np.linspace(1, 0, len(ids)).astype(np.float32)) for _ in user_ids]
 
 
-def stage(tmp_path: Path, text: str = VALID, ann: FakeAnn | None = None) -> RecallChannels:
+def stage(tmp_path: Path, text: str = VALID, ann: FakeAnn | None = None, trending: bool = True) -> RecallChannels:
     n_items = 30
     positives = np.zeros(n_items, np.int64)
     positives[:20] = np.arange(20, 0, -1)  # items 20..29 have no training positive
@@ -117,7 +117,9 @@ def stage(tmp_path: Path, text: str = VALID, ann: FakeAnn | None = None) -> Reca
     i2i = ItemToItemIndex(neighbours, np.where(neighbours >= 0, 1.0, 0.0).astype(np.float32))
     settings = Settings(recall_config=write(tmp_path, text), recall_ann_k=100, recall_popular_k=100)
     pop = np.arange(20, dtype=np.int64)
-    return RecallChannels(settings, tables, ann or FakeAnn(), i2i, pop, np.linspace(5, 1, 20).astype(np.float32))
+    return RecallChannels(
+        settings, tables, ann or FakeAnn(), i2i, pop, np.linspace(5, 1, 20).astype(np.float32), trending=trending,
+    )
 
 
 def counts(cands) -> dict[str, int]:
@@ -214,3 +216,31 @@ async def test_plans_are_derived_once_per_config_and_swapped_on_reload(tmp_path:
     write(tmp_path, VALID.replace("quota = 4", "quota = 0"))
     recall.reload()
     assert [s.name for s in recall.snapshot.known.channels] == ["item_to_item", "popular"]
+
+
+async def test_channel_lists_are_what_recall_merges(tmp_path: Path) -> None:
+    recall = stage(tmp_path)
+    history = np.array([-1, -1, 2, 5])
+    plan, lists = await recall.channel_lists(1, history, 0)
+    assert [name for name, _, _ in lists] == ["ann", "item_to_item", "popular", "explore"]
+    assert lists[1][1].tolist() == [11, 12, 13]  # the channel's whole list, before the quota cuts it to 2
+    merged, served = plan.merge(lists), await recall.recall(1, history, 0)
+    assert merged.item_ids.tolist() == served.item_ids.tolist() and merged.channel_names == served.channel_names
+    await recall.close()
+
+
+async def test_without_trending_the_popular_channel_keeps_the_offline_list(tmp_path: Path) -> None:
+    refreshed = []
+
+    async def refresh() -> None:
+        refreshed.append(True)
+
+    offline, served = stage(tmp_path, trending=False), stage(tmp_path)
+    for channels in (offline, served):
+        channels.refresh_trending = refresh  # stands in for the Redis read
+        await channels.recall(1, np.array([-1, -1, 2, 5]), 0)
+        await asyncio.sleep(0)  # a scheduled refresh would run now
+    assert refreshed == [True]  # the served channels' only
+    assert offline.popular[0].tolist() == list(range(20))
+    await offline.close()
+    await served.close()
