@@ -132,7 +132,9 @@ class Settings(BaseSettings):
         "request's versions (the cpu profile); false: always two calls",
     )
     rerank_chain: list[dict[str, Any]] = Field(
-        default_factory=lambda: [{"name": "mmr", "lam": 0.7}, {"name": "truncate"}],
+        # MMR on category alone at lambda 0.5: a top 10 takes a category it lacks while the candidates
+        # have one; chosen by `python -m export.choose_rerank` (README, "Rerank")
+        default_factory=lambda: [{"name": "mmr", "lam": 0.5, "category_weight": 1.0}, {"name": "truncate"}],
         description="operators applied in order; JSON in CASCADE_RERANK_CHAIN",
     )
     experiments: list[dict[str, Any]] = Field(
