@@ -34,7 +34,7 @@ ROLES = {
 }
 TRAINING_FIELDS = {
     "data_source", "seed", "n_users", "n_items", "n_interactions", "n_categories", "history_len",
-    "holdout_fraction", "valid_fraction", "epochs", "patience", "distill_epochs", "retrieval_epochs", "batch_size", "distill_temperature", "distill_label_weight", "distill_hint_weight",
+    "holdout_fraction", "valid_fraction", "epochs", "patience", "distill_epochs", "retrieval_epochs", "batch_size", "retrieval_batch_size", "embedding_weight_decay", "hidden_user_ids", "distill_temperature", "distill_label_weight", "distill_hint_weight",
 }
 
 
@@ -64,12 +64,15 @@ def run_export(settings: Settings) -> Manifest:
     run_config = settings.model_dump(include=TRAINING_FIELDS) | {"dataset": dataset.name}
     checkpoints = Checkpoints(paths.checkpoints, run_config)
     schedules = {
-        name: Schedule(epochs, settings.batch_size, settings.seed, checkpoints, settings.patience)
-        for name, epochs in (("teacher", settings.epochs), ("student", settings.distill_epochs),
-                             ("prerank", settings.distill_epochs), ("two_tower", settings.retrieval_epochs))
+        name: Schedule(epochs, batch, settings.seed, checkpoints, settings.patience, settings.embedding_weight_decay)
+        for name, epochs, batch in (
+            ("teacher", settings.epochs, settings.batch_size), ("student", settings.distill_epochs, settings.batch_size),
+            ("prerank", settings.distill_epochs, settings.batch_size),
+            ("two_tower", settings.retrieval_epochs, settings.retrieval_batch_size),
+        )
     }
     weights = DistillWeights(settings.distill_temperature, settings.distill_label_weight, settings.distill_hint_weight)
-    trained = train_all(tables, log, split, schedules, weights)
+    trained = train_all(tables, log, split, schedules, weights, settings.hidden_user_ids)
     sample_rows = np.flatnonzero(split.test)[:512]
     sample = {k: v.numpy() for k, v in RowFeatures(tables, log)(sample_rows).items()}
     L = settings.history_len

@@ -74,6 +74,30 @@ def _int8_bars(report: dict) -> list[Bar]:
     return bars or [Bar(name, None, "no rank.int8.onnx / rank.int8dyn.onnx present")]
 
 
+TEACHER_LEAD = 0.01  # the teacher's AUC over the best baseline's, at least
+
+
+def _baseline_bars(report: dict) -> list[Bar]:
+    """The teacher against the baselines on the same rows: AUC ahead of the best by TEACHER_LEAD (with
+    the bootstrap interval of the lead), GAUC at least the best baseline's GAUC."""
+    section = report.get("baselines")
+    teacher = report["scorers"]["variants"].get("teacher")
+    auc_name, gauc_name = f"teacher AUC ≥ best baseline's + {TEACHER_LEAD:g}", "teacher GAUC ≥ best baseline's"
+    if not section or teacher is None:
+        return [Bar(auc_name, None, "no baselines or no teacher.onnx"), Bar(gauc_name, None, "no baselines or no teacher.onnx")]
+    baselines = section["baselines"]
+    best_auc = max(baselines, key=lambda n: baselines[n]["auc"]["point"])
+    best_gauc = max(baselines, key=lambda n: baselines[n]["gauc"]["point"])
+    lead = report["scorers"].get("intervals", {}).get("teacher_minus_best_baseline", {}).get("auc")
+    lead_note = f"lead 95 % CI [{lead['low']:+.4f}, {lead['high']:+.4f}]" if lead else ""
+    auc, base_auc = teacher["auc"], baselines[best_auc]["auc"]["point"]
+    gauc, base_gauc = teacher["gauc"], baselines[best_gauc]["gauc"]["point"]
+    return [
+        Bar(auc_name, auc >= base_auc + TEACHER_LEAD, f"teacher {auc:.4f} vs {best_auc} {base_auc:.4f}: {auc - base_auc:+.4f}", lead_note),
+        Bar(gauc_name, gauc >= base_gauc, f"teacher {gauc:.4f} vs {best_gauc} {base_gauc:.4f}: {gauc - base_gauc:+.4f}"),
+    ]
+
+
 def _funnel_bar(report: dict) -> Bar:
     """Judged on the graded NDCG@10: the funnel's top 10 scored with the exhaustive ranking's own
     probabilities as gains, so the exhaustive top 10 is the ideal. Held-out positives are too few
@@ -167,6 +191,7 @@ def _latency_bar(report: dict) -> Bar:
 def judge(report: dict) -> list[dict]:
     """Every bar, as JSON-ready dicts, in the order the report shows them."""
     bars = [
+        *_baseline_bars(report),
         _ratio_bar("student AUC ≥ 99% of teacher's", ("rank", _auc(report, "rank")), ("teacher", _auc(report, "teacher")),
                    0.99, "teacher.onnx not present"),
         *_int8_bars(report),

@@ -24,10 +24,12 @@ import numpy as np
 from cascade.artifacts import ArtifactPaths
 from cascade.features import FeatureTables
 from cascade.recall.ann import load_index
-from cascade.schema import Dataset
+from cascade.intervals import UserBootstrap
+from cascade.schema import Dataset, Interactions, Split
 from cascade.settings import Settings, settings_or_report
 from cascade.specs import USER_EMBEDDING
 from export.bars import LATENCY_FILE, judge, model_costs, read_latency
+from export.baselines import Fitted, fit_baselines, summarise
 from export.datasets import load_dataset, split_log
 from export.eval_funnel import FunnelModels, evaluate_funnel
 from export.eval_retrieval import (
@@ -64,6 +66,7 @@ class EvalOptions:
     batch: int = 8_192
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     tau_rows: int = 2_000
+    resamples: int = 200  # bootstrap resamples of users for the 95 % intervals
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,21 @@ def _check_same_data(paths: ArtifactPaths, tables: FeatureTables, dataset: Datas
         )
 
 
+def scorer_intervals(
+    scores: dict[str, np.ndarray], fitted: dict[str, Fitted], best: str, log: Interactions, rows: np.ndarray,
+    split: Split, seed: int, resamples: int,
+) -> dict[str, dict]:
+    """Bootstrap 95 % intervals (users resampled) of each scorer variant's AUC / GAUC / LogLoss on `rows`,
+    and of the teacher's lead over the best baseline (`best`) on the same resamples."""
+    boot = UserBootstrap(log.user[rows], log.label[rows], resamples, seed)
+    out = {name: {m: i.as_dict() for m, i in boot.intervals(s).items()} for name, s in scores.items()}
+    if "teacher" in scores and best in fitted:
+        position = np.searchsorted(np.flatnonzero(split.test), rows)  # the baselines score every test row
+        lead = boot.difference(scores["teacher"], fitted[best].scores[position])
+        out["teacher_minus_best_baseline"] = {"baseline": best, **{m: i.as_dict() for m, i in lead.items()}}
+    return out
+
+
 def evaluate(settings: Settings, options: EvalOptions | None = None) -> Evaluation:
     options = options or EvalOptions()
     started = time.perf_counter()
@@ -120,6 +138,13 @@ def evaluate(settings: Settings, options: EvalOptions | None = None) -> Evaluati
         "variants": scorer_metrics(present, scores, seconds, log.label[rows], log.user[rows], options.tau_rows),
     }
     timings["scorers"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    fitted = fit_baselines(dataset, split, settings.seed)
+    baselines = summarise(fitted, dataset, split, settings.seed, rows, options.resamples)
+    scorers["intervals"] = scorer_intervals(scores, fitted, baselines["best"], log, rows, split, settings.seed,
+                                            options.resamples)
+    timings["baselines"] = time.perf_counter() - t
 
     t = time.perf_counter()
     held = sample_users(held_out_users(log, train_mask, dataset.n_users), options.retrieval_users, settings.seed)
@@ -153,6 +178,7 @@ def evaluate(settings: Settings, options: EvalOptions | None = None) -> Evaluati
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
         "manifest": manifest,
         "scorers": scorers,
+        "baselines": baselines,
         "retrieval": retrieval,
         "funnel": funnel,
         "latency": read_latency(paths.root / "report" / LATENCY_FILE),

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from export.bars import MIN_CATEGORIES
+from export.baselines import baselines_markdown
 
 PLOTS = {"auc": "auc.png", "retrieval": "retrieval_recall.png", "funnel": "funnel_vs_exhaustive.png"}
 
@@ -65,6 +66,18 @@ def _scorers_md(scorers: dict) -> str:
         + _table(["variant", "file", "AUC", "GAUC", "LogLoss", "mean score", "rows/s", "τ vs fp32", "max abs Δ vs fp32", "τ vs teacher"], rows)
         + f"\n\nNot present: {missing}."
     )
+
+
+def _intervals_md(scorers: dict) -> str:
+    """The served variants' 95 % intervals, and the teacher's lead over the best baseline."""
+    intervals = scorers.get("intervals") or {}
+    cell = lambda i: f"{i['point']:.4f} [{i['low']:.4f}, {i['high']:.4f}]"  # noqa: E731
+    rows = [[name, *(cell(v[m]) for m in ("auc", "gauc", "logloss"))] for name, v in intervals.items()
+            if name != "teacher_minus_best_baseline"]
+    lead = intervals.get("teacher_minus_best_baseline")
+    if lead:
+        rows.append([f"teacher − {lead['baseline']}", *(cell(lead[m]) for m in ("auc", "gauc", "logloss"))])
+    return _table(["variant", "AUC [95 % CI]", "GAUC [95 % CI]", "LogLoss [95 % CI]"], rows)
 
 
 def _retrieval_md(retrieval: dict) -> str:
@@ -145,13 +158,15 @@ def markdown(report: dict) -> str:
     head = (
         f"# Cascade evaluation: {d['name']}\n\n"
         f"{d['n_users']:,} users, {d['n_items']:,} items, {d['n_interactions']:,} interactions "
-        f"({d['n_train']:,} train, {d['n_held_out']:,} held out: each user's last "
-        f"{report['settings']['holdout_fraction']:.0%}). Artefacts: `{report['artifacts_dir']}`"
+        f"({d['n_train']:,} train, {d['n_held_out']:,} held out: the latest "
+        f"{report['settings']['holdout_fraction']:.0%} of the log by time). Artefacts: `{report['artifacts_dir']}`"
         f" (export commit {(report.get('manifest') or {}).get('source_commit', 'unknown')}). Created {report['created']}."
     )
     parts = [
         head, "## Bars", _bars_md(report["bars"]),
         "## Scorers on held-out interactions", _scorers_md(report["scorers"]), f"![AUC per variant]({PLOTS['auc']})",
+        "### Bootstrap intervals (users resampled)", _intervals_md(report["scorers"]),
+        *(["## Baselines on the same rows", "\n".join(baselines_markdown(report["baselines"]))] if report.get("baselines") else []),
         "## Retrieval: ANN vs most popular", _retrieval_md(report["retrieval"]), f"![Recall@K]({PLOTS['retrieval']})",
         "## Funnel vs exhaustive", _funnel_md(report["funnel"]), f"![funnel vs exhaustive]({PLOTS['funnel']})",
         *_optional_md(report),

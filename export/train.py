@@ -38,17 +38,20 @@ class Trained:
 
 class RowFeatures:
     """Assembles feature tensors for rows of the (user, ts)-sorted log, each as of its time: its
-    history and what was known of its user and item strictly before it (`cascade.causal`)."""
+    history and what was known of its user and item strictly before it (`cascade.causal`).
+    `as_served`: the counts serving reads instead (the training totals in `tables`), as a request at
+    the row's time would get them from Triton's feature assembly."""
 
-    def __init__(self, tables: FeatureTables, log: Interactions) -> None:
+    def __init__(self, tables: FeatureTables, log: Interactions, as_served: bool = False) -> None:
         self.tables, self.log = tables, log
         self.history = HistoryIndex.build(log)
-        self.known = as_of_rows(log)
+        self.known = None if as_served else as_of_rows(log)
 
     def __call__(self, rows: np.ndarray) -> Batch:
         log = self.log
         hist = self.history.rows(rows, self.tables.config.history_len)
-        arrays = assemble(self.tables, log.user[rows], log.item[rows], hist, log.ts[rows], self.known.take(rows))
+        known = self.known.take(rows) if self.known is not None else None
+        arrays = assemble(self.tables, log.user[rows], log.item[rows], hist, log.ts[rows], known)
         return {k: torch.from_numpy(v) for k, v in arrays.items()}
 
 
@@ -64,6 +67,7 @@ class Schedule:
     seed: int
     checkpoints: Checkpoints
     patience: int = 2  # epochs without a better validation score before training stops
+    embedding_decay: float = 0.0  # AdamW weight decay on the model's embedding tables (nothing else decays)
 
 
 Validate = Callable[[], float]  # the model's validation score now (higher is better)
@@ -78,8 +82,11 @@ def fit(name: str, model: torch.nn.Module, loss_fn: Callable[[np.ndarray], torch
 
     With `validate`, each epoch ends with a validation score: training stops once `patience` epochs
     brought no better one, and the model keeps the weights of its best epoch (early stopping)."""
-    params = [p for m in (model, *extra) for p in m.parameters()]
-    opt = torch.optim.Adam(params, lr=lr)
+    embeddings = [m.weight for module in (model, *extra) for m in module.modules() if isinstance(m, torch.nn.Embedding)]
+    others = [p for m in (model, *extra) for p in m.parameters() if all(p is not e for e in embeddings)]
+    opt = torch.optim.AdamW(
+        [{"params": embeddings, "weight_decay": schedule.embedding_decay}, {"params": others, "weight_decay": 0.0}], lr=lr,
+    )
     holder = torch.nn.ModuleList([model, *extra])
     progress = schedule.checkpoints.restore(name, holder, opt)
     if progress.epochs_done:
@@ -130,7 +137,6 @@ def predict_logits(model: torch.nn.Module, names: tuple[str, ...], features: Row
     return np.concatenate(out) if out else np.empty(0, np.float32)
 
 
-HIDDEN_USER_IDS = 0.1  # the share of training rows whose user id is hidden (bucket 0: how a cold user looks)
 VALIDATION_ROWS = 50_000  # at most this many validation rows score each epoch
 
 
@@ -143,7 +149,7 @@ def hide_user_ids(batch: Batch, fraction: float) -> Batch:
 
 
 def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules: dict[str, Schedule],
-              weights: DistillWeights) -> Trained:
+              weights: DistillWeights, hidden_user_ids: float = 0.3) -> Trained:
     """`schedules` names one Schedule per model: teacher, student, prerank, two_tower. The rankers
     train on `split.train` until their AUC on (up to VALIDATION_ROWS of) `split.valid` stops rising;
     the metrics are AUCs on `split.test`."""
@@ -158,7 +164,7 @@ def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules:
     fits: dict[str, FitResult] = {}
 
     def training(rows: np.ndarray) -> Batch:
-        return hide_user_ids(features(rows), HIDDEN_USER_IDS)
+        return hide_user_ids(features(rows), hidden_user_ids)
 
     def validation(model: torch.nn.Module, names: tuple[str, ...]) -> Validate:
         return lambda: roc_auc(log.label[valid_rows], predict_logits(model, names, features, valid_rows))
@@ -170,7 +176,7 @@ def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules:
         f = training(rows)
         return bce(teacher.logits(*[f[n] for n in RANK_FEATURES]), labels[rows])
 
-    fits["teacher"] = fit("teacher", teacher, teacher_loss, train_rows, schedules["teacher"], lr=2e-3,
+    fits["teacher"] = fit("teacher", teacher, teacher_loss, train_rows, schedules["teacher"], lr=1e-3,
                           validate=validation(teacher, RANK_FEATURES))
 
     torch.manual_seed(schedules["student"].seed + 1)

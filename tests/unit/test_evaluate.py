@@ -27,7 +27,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
     tmp = tmp_path_factory.mktemp("evaluate")
     settings = Settings(
-        n_users=100, n_items=400, n_interactions=5_000, n_categories=8, epochs=1,
+        n_users=200, n_items=400, n_interactions=20_000, n_categories=8, epochs=3, distill_epochs=3, retrieval_epochs=6,
         artifacts_dir=tmp / "a", model_repository=tmp / "m", ensemble_repository=tmp / "e",
         recall_ann_k=100, recall_popular_k=20, prerank_keep=40, rank_keep=20,
     )
@@ -175,3 +175,27 @@ def test_diversity_and_channel_bars_judge_their_figures(evaluation: Evaluation) 
     assert got["ANN"]["met"] is True and "popular 0.1" in got["ANN"]["figure"]  # 2x popular on synthetic data
     movielens = bars(diverse, dataset="movielens100k")["ANN"]
     assert movielens["met"] is False and "item_to_item 0.25" in movielens["figure"]  # the better of the two
+
+
+def test_the_models_learn(evaluation: Evaluation) -> None:
+    """Fails when learning breaks: a teacher at chance, a student that stops following it, or a
+    retriever no better than popularity."""
+    report = evaluation.report
+    variants = report["scorers"]["variants"]
+    assert variants["teacher"]["auc"] > 0.65
+    assert variants["rank"]["auc"] >= 0.97 * variants["teacher"]["auc"]
+    assert report["retrieval"]["ann"]["recall@100"] > report["retrieval"]["popular"]["recall@100"]
+
+
+def test_the_baselines_stand_beside_the_scorers_with_intervals(evaluation: Evaluation) -> None:
+    report = evaluation.report
+    baselines = report["baselines"]
+    assert set(baselines["baselines"]) == {"popularity", "logistic_regression", "lightgbm"}
+    assert baselines["n_rows"] == report["scorers"]["n_rows"]
+    lead = report["scorers"]["intervals"]["teacher_minus_best_baseline"]
+    assert lead["baseline"] == baselines["best"] and lead["auc"]["low"] <= lead["auc"]["point"] <= lead["auc"]["high"]
+    teacher = report["scorers"]["intervals"]["teacher"]["auc"]
+    assert teacher["point"] == pytest.approx(report["scorers"]["variants"]["teacher"]["auc"])
+    names = [b["bar"] for b in report["bars"]]
+    assert "teacher AUC ≥ best baseline's + 0.01" in names and "teacher GAUC ≥ best baseline's" in names
+    assert "## Baselines on the same rows" in (evaluation.out_dir / "report.md").read_text()
