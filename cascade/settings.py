@@ -181,6 +181,9 @@ class Settings(BaseSettings):
         1_000, ge=10, description="longest wait between gRPC reconnect attempts while Triton is down"
     )
     max_body_bytes: int = Field(16_384, ge=256)
+    admin_max_body_bytes: int = Field(
+        262_144, ge=256, description="body limit of PUT /admin/experiments (8 experiments of 16 arms, names up to 64 characters)",
+    )
 
     # --- deadlines ---------------------------------------------------------------------
     request_deadline_ms: float = Field(50.0, gt=0.0, description="the whole request's deadline")

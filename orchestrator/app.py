@@ -74,7 +74,9 @@ def build_app(settings: Settings) -> FastAPI:
     app.state.metrics = FunnelMetrics()  # a registry per app: apps built side by side never share series
     app.state.admission = Admission(settings.max_in_flight, settings.admission_wait_ms / 1e3)
     app.state.metrics.watch_admission(app.state.admission)
-    install_error_handlers(app, settings.max_body_bytes, {"/v1/feedback": settings.feedback_max_body_bytes})
+    install_error_handlers(app, settings.max_body_bytes, {
+        "/v1/feedback": settings.feedback_max_body_bytes, "/admin/experiments": settings.admin_max_body_bytes,
+    })
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # counts the error handlers' answers too
     app.add_middleware(AdminAudit)  # every operator call, refused ones too, as a log line
     app.add_middleware(  # outermost: sheds before any other layer runs (it counts its own answers)

@@ -57,14 +57,18 @@ class RerankOperatorSpec(BaseModel):
     name: Literal[tuple(OPERATORS)]  # type: ignore[valid-type]
 
 
+# Bounds that keep any valid list within CASCADE_ADMIN_MAX_BODY_BYTES (and a report readable).
+MAX_EXPERIMENTS, MAX_ARMS, MAX_OPERATORS, MAX_NAME = 8, 16, 16, 64
+
+
 class ArmSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: StrictStr = Field(..., min_length=1, description="unique within its experiment")
+    name: StrictStr = Field(..., min_length=1, max_length=MAX_NAME, description="unique within its experiment")
     weight: Annotated[StrictInt, Field(ge=1, le=MAX_WEIGHT), BeforeValidator(integral)] = Field(
         ..., description="the arm's share of users is its weight over the arms' total"
     )
     rerank_chain: list[RerankOperatorSpec] | None = Field(
-        None, description="rerank operators in order, as CASCADE_RERANK_CHAIN; absent: CASCADE_RERANK_CHAIN",
+        None, max_length=MAX_OPERATORS, description="rerank operators in order, as CASCADE_RERANK_CHAIN; absent: CASCADE_RERANK_CHAIN",
     )
     model_versions: PinnedVersions | None = Field(
         None, description="scorer versions the arm calls instead of the active ones (Triton must serve them)",
@@ -73,11 +77,11 @@ class ArmSpec(BaseModel):
 
 class ExperimentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: StrictStr = Field(..., min_length=1, description="unique in the list")
-    arms: list[ArmSpec] = Field(..., min_length=1)
+    name: StrictStr = Field(..., min_length=1, max_length=MAX_NAME, description="unique in the list")
+    arms: list[ArmSpec] = Field(..., min_length=1, max_length=MAX_ARMS)
 
 
-class Experiments(RootModel[list[ExperimentSpec]]):
+class Experiments(RootModel[Annotated[list[ExperimentSpec], Field(max_length=MAX_EXPERIMENTS)]]):
     """CASCADE_EXPERIMENTS' list: the first experiment is in force; [] for none."""
 
 
