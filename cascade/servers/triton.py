@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -77,6 +78,10 @@ def triton_argv(
         "--strict-readiness=true",
         "--pinned-memory-pool-byte-size=0",
         "--exit-timeout-secs=10",
+        # A prefix of its own per start for the Python backend's shared-memory regions: a server killed
+        # with SIGKILL leaves its regions in /dev/shm, locked, and a restart that met them under the
+        # default prefix aborted (boost::interprocess::lock_exception, seen once in the Triton-kill test).
+        f"--backend-config=python,shm-region-prefix-name=cascade_{uuid.uuid4().hex[:12]}_",
     ]
     return argv
 
