@@ -32,6 +32,12 @@ class Known:
         return Known(*(getattr(self, f.name)[index] for f in fields(self)))
 
 
+def smoothed_rate(positives: np.ndarray, events: np.ndarray, prior_rate: float, prior_events: float) -> np.ndarray:
+    """The positive rate pulled toward `prior_rate` by `prior_events` pseudo-events (`prior_rate` for
+    a user or item with no events)."""
+    return (positives + prior_events * prior_rate) / (events + prior_events)
+
+
 def earlier_rows(keys: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For rows sorted by (key, ts): per row, the first row of its key and the first row of its
     (key, ts) run. The rows in [start, first) are the same key's events strictly earlier."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade.causal import NO_EVENT, Known, Totals
+from cascade.causal import NO_EVENT, Known, Totals, smoothed_rate
 from cascade.hashing import hash_bucket
 from cascade.history import decode_events, pad_history
 from cascade.schema import USER_FIELDS, Dataset, Interactions
@@ -66,7 +66,7 @@ class FeatureTables:
     def n_users(self) -> int:
         return int(self.user_fields.shape[0])
 
-    @property
+    @cached_property
     def totals(self) -> Totals:
         return Totals(self.user_events, self.user_positives, self.user_last_ts, self.item_events, self.item_positives)
 
@@ -131,9 +131,15 @@ def build_tables(dataset: Dataset, train: Interactions, config: FeatureConfig) -
     )
 
 
+def hour_and_weekday(ts: np.ndarray, hours: int = 24, weekdays: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Hour of day and weekday (Monday 0: 1970-01-01 was a Thursday) of unix seconds."""
+    ts = np.asarray(ts, np.int64)
+    return (ts // 3600) % hours, (ts // 86400 + 3) % weekdays
+
+
 def _rate(positives: np.ndarray, events: np.ndarray, global_rate: float) -> np.ndarray:
     """The positive rate, pulled toward the global one by RATE_PRIOR pseudo-events, less the global rate."""
-    return ((positives + RATE_PRIOR * global_rate) / (events + RATE_PRIOR) - global_rate).astype(np.float32)
+    return (smoothed_rate(positives, events, global_rate, RATE_PRIOR) - global_rate).astype(np.float32)
 
 
 def item_numbers(tables: FeatureTables, item_ids: np.ndarray, events: np.ndarray, positives: np.ndarray) -> np.ndarray:
@@ -193,7 +199,7 @@ def assemble_users(
         "user_num": user_numbers(tables, known, ts),
         "hist_item": np.where(padded, 0, tables.item_id_buckets[items]),
         "hist_cat": np.where(padded, 0, category),
-        "ctx": np.stack([(ts // 3600) % cfg.hours, (ts // 86400 + 3) % cfg.weekdays], axis=1),
+        "ctx": np.stack(hour_and_weekday(ts, cfg.hours, cfg.weekdays), axis=1),
     }
 
 

@@ -29,7 +29,8 @@ from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 from tqdm import tqdm
 
-from cascade.causal import NO_EVENT, as_of_rows
+from cascade.causal import NO_EVENT, as_of_rows, smoothed_rate
+from cascade.features import hour_and_weekday
 from cascade.intervals import METRICS, UserBootstrap
 from cascade.metrics import roc_auc
 from cascade.schema import USER_FIELDS, Dataset, Split
@@ -65,11 +66,6 @@ class Fitted:
     seconds: float = float("nan")
 
 
-def smoothed_rate(positives: np.ndarray, events: np.ndarray, prior_rate: float) -> np.ndarray:
-    """Positive rate pulled toward `prior_rate` by PRIOR_EVENTS pseudo-events (prior_rate with no events)."""
-    return (positives + PRIOR_EVENTS * prior_rate) / (events + PRIOR_EVENTS)
-
-
 def _train_rate(dataset: Dataset, split: Split) -> float:
     return float(dataset.interactions.label[split.train].mean())
 
@@ -79,7 +75,7 @@ def popularity(dataset: Dataset, split: Split) -> Fitted:
     log, prior = dataset.interactions, _train_rate(dataset, split)
     events = np.bincount(log.item[split.train], minlength=dataset.n_items)
     positives = np.bincount(log.item[split.train], weights=log.label[split.train], minlength=dataset.n_items)
-    return Fitted(smoothed_rate(positives, events, prior)[log.item[split.test]], f"{PRIOR_EVENTS:g} pseudo-events",
+    return Fitted(smoothed_rate(positives, events, prior, PRIOR_EVENTS)[log.item[split.test]], f"{PRIOR_EVENTS:g} pseudo-events",
                   {"prior_events": PRIOR_EVENTS, "prior_rate": prior})
 
 
@@ -113,9 +109,9 @@ def causal_features(dataset: Dataset, prior_rate: float) -> np.ndarray:
     since = np.where(known.user_last_ts == NO_EVENT, np.nan, (log.ts - known.user_last_ts).astype(np.float64))
     columns = [
         *dataset.user_fields[log.user].T, dataset.item_category[log.item], dataset.item_numeric[log.item],
-        (log.ts // 3_600) % 24, (log.ts // 86_400 + 3) % 7,  # 1970-01-01 was a Thursday: Monday is 0
-        known.user_events, known.user_positives, smoothed_rate(known.user_positives, known.user_events, prior_rate),
-        known.item_events, known.item_positives, smoothed_rate(known.item_positives, known.item_events, prior_rate),
+        *hour_and_weekday(log.ts),
+        known.user_events, known.user_positives, smoothed_rate(known.user_positives, known.user_events, prior_rate, PRIOR_EVENTS),
+        known.item_events, known.item_positives, smoothed_rate(known.item_positives, known.item_events, prior_rate, PRIOR_EVENTS),
         since,
     ]
     return np.stack([np.asarray(c, np.float64) for c in columns], axis=1)
