@@ -1,7 +1,8 @@
 """Where the export leaves its artefacts, and the manifest that describes them.
 
 Written by `python -m export`, read (and checked) by the orchestrator at start.
-Plain formats only: .npz/.npy arrays, .onnx models, a FAISS index file and manifest.json.
+Plain formats only: .npz/.npy arrays, .onnx models, a FAISS index file, manifest.json, and the
+served rank's torch weights (tensors only, loaded with weights_only=True) for retraining.
 """
 from __future__ import annotations
 
@@ -51,6 +52,10 @@ class ArtifactPaths:
 
     def onnx(self, name: str) -> Path:
         return self.root / "onnx" / f"{name}.onnx"
+
+    def weights(self, name: str, version: int) -> Path:
+        """The torch state of `name` as published at `version`: what `python -m export.retrain` warm-starts from."""
+        return self.root / "weights" / f"{name}.v{version}.pt"
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,7 @@ def sample_rows(
             "prerank_version": sample.model_versions.get("prerank", 0), "rank_version": sample.model_versions.get("rank", 0),
             "experiment": sample.experiment, "arm": sample.arm, **got,
             "label": int(is_positive(got, dwell_positive_ms)),
+            "second_label": int(got["dwell_ms"] >= dwell_positive_ms),  # the second head's (cascade.heads)
             **{f"{FEATURE_PREFIX}{name}": tensor[position] for name, tensor in sample.features.items()},
         })
     return rows

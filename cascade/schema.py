@@ -1,7 +1,8 @@
 """The one data schema every source produces and every stage consumes.
 
 A `Dataset` is plain numpy arrays: users (three categorical fields), items (a category and a
-price-like number) and a time-ordered interaction log with binary labels (click / liked).
+price-like number) and a time-ordered interaction log with two binary labels per row: the click
+head's (click / liked) and the second objective's (`cascade.heads`).
 """
 from __future__ import annotations
 
@@ -14,27 +15,34 @@ USER_FIELDS: tuple[str, ...] = ("age_bucket", "gender", "occupation")
 
 @dataclass(frozen=True)
 class Interactions:
-    """An interaction log sorted by (user, ts); `label` is 1.0 for a positive (click, rating >= 4)."""
+    """An interaction log sorted by (user, ts); `label` is 1.0 for a positive (click, rating >= 4),
+    `second_label` 1.0 for the second objective's positive (a conversion, a 5-star rating, a long dwell)."""
 
     user: np.ndarray  # int64 [N]
     item: np.ndarray  # int64 [N]
     ts: np.ndarray  # int64 [N], unix seconds
     label: np.ndarray  # float32 [N]
+    second_label: np.ndarray  # float32 [N]
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
 
     def take(self, index: np.ndarray) -> "Interactions":
-        return Interactions(self.user[index], self.item[index], self.ts[index], self.label[index])
+        return Interactions(self.user[index], self.item[index], self.ts[index], self.label[index], self.second_label[index])
 
     @staticmethod
-    def sorted(user: np.ndarray, item: np.ndarray, ts: np.ndarray, label: np.ndarray) -> "Interactions":
+    def sorted(
+        user: np.ndarray, item: np.ndarray, ts: np.ndarray, label: np.ndarray, second_label: np.ndarray | None = None,
+    ) -> "Interactions":
+        """The rows in (user, ts) order. Without `second_label` the log has one objective, which both heads learn."""
         order = np.lexsort((ts, user))
+        second = label if second_label is None else second_label
         return Interactions(
             user.astype(np.int64)[order],
             item.astype(np.int64)[order],
             ts.astype(np.int64)[order],
             label.astype(np.float32)[order],
+            np.asarray(second, np.float32)[order],
         )
 
 
@@ -67,6 +75,7 @@ class Dataset:
             (bool(((self.interactions.user >= 0) & (self.interactions.user < self.n_users)).all()), "interaction user range"),
             (bool(((self.interactions.item >= 0) & (self.interactions.item < self.n_items)).all()), "interaction item range"),
             (bool(np.isin(self.interactions.label, (0.0, 1.0)).all()), "labels must be 0/1"),
+            (bool(np.isin(self.interactions.second_label, (0.0, 1.0)).all()), "second labels must be 0/1"),
         ]
         for ok, what in checks:
             if not ok:

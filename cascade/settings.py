@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cascade.experiments import parse_experiments
+from cascade import heads
 
 # p99 budget of each funnel stage, in the order the funnel runs them (the exposure read comes first: recall
 # needs the live clicks it brings); HTTP, serialisation and slack take the rest (orchestrator.deadlines).
@@ -63,6 +64,13 @@ class Settings(BaseSettings):
     distill_label_weight: float = Field(0.5, ge=0.0, le=1.0)
     distill_hint_weight: float = Field(0.1, ge=0.0)
     calibration_rows: int = Field(2_048, ge=16)
+    rank_head_weights: str = Field(
+        heads.DEFAULT, description="'click,second': how the served rank score mixes its click and second head "
+        "(cascade.heads); the export bakes it in, and a serving process started with it set overrides that",
+    )
+    second_head_loss_weight: float = Field(
+        0.5, ge=0.0, description="the student's second-head BCE beside its distillation loss",
+    )
     cache_dir: Path = Path.home() / ".cache" / "cascade"
 
     # --- artefacts ---------------------------------------------------------------------
@@ -231,6 +239,16 @@ class Settings(BaseSettings):
             if not math.isfinite(budgets[stage]) or budgets[stage] <= 0:
                 raise ValueError(f"{stage}: budget must be a finite number of milliseconds > 0, got {ms!r}")
         return budgets
+
+    @field_validator("rank_head_weights")
+    @classmethod
+    def _two_head_weights(cls, value: str) -> str:
+        heads.parse_head_weights(value)
+        return value
+
+    @property
+    def head_weights(self) -> tuple[float, float]:
+        return heads.parse_head_weights(self.rank_head_weights)
 
     @field_validator("experiments", mode="before")
     @classmethod

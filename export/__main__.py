@@ -7,6 +7,7 @@ import time
 from datetime import datetime, timezone
 
 import numpy as np
+import torch
 
 from cascade.artifacts import ArtifactPaths, Manifest, sha256_file
 from cascade.features import FeatureConfig, build_tables
@@ -35,6 +36,7 @@ ROLES = {
 TRAINING_FIELDS = {
     "data_source", "seed", "n_users", "n_items", "n_interactions", "n_categories", "history_len",
     "holdout_fraction", "valid_fraction", "epochs", "patience", "distill_epochs", "retrieval_epochs", "batch_size", "retrieval_batch_size", "embedding_weight_decay", "hidden_user_ids", "distill_temperature", "distill_label_weight", "distill_hint_weight",
+    "second_head_loss_weight", "rank_head_weights",
 }
 
 
@@ -71,8 +73,10 @@ def run_export(settings: Settings) -> Manifest:
             ("two_tower", settings.retrieval_epochs, settings.retrieval_batch_size),
         )
     }
-    weights = DistillWeights(settings.distill_temperature, settings.distill_label_weight, settings.distill_hint_weight)
-    trained = train_all(tables, log, split, schedules, weights, settings.hidden_user_ids)
+    weights = DistillWeights(
+        settings.distill_temperature, settings.distill_label_weight, settings.distill_hint_weight, settings.second_head_loss_weight,
+    )
+    trained = train_all(tables, log, split, schedules, weights, settings.hidden_user_ids, settings.head_weights)
     sample_rows = np.flatnonzero(split.test)[:512]
     sample = {k: v.numpy() for k, v in RowFeatures(tables, log)(sample_rows).items()}
     L = settings.history_len
@@ -95,6 +99,8 @@ def run_export(settings: Settings) -> Manifest:
         print(f"onnx: {name} rows -> {row_graphs[name][0].name} + {row_graphs[name][1].name}, "
               f"parity with the request graph {parity[f'{name}.rows']:.2e}")
 
+    paths.weights("rank", MODEL_VERSION).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(trained.student.state_dict(), paths.weights("rank", MODEL_VERSION))
     calibration = calibration_features(tables, log, train_mask, settings.calibration_rows, settings.seed)
     calibration_entry = write_calibration_set(calibration, paths.calibration)
     quantized = quantize_all(paths.onnx("rank").parent, ["teacher", "rank", "prerank"], calibration)

@@ -17,6 +17,7 @@ class DistillWeights:
     temperature: float = 2.0
     label: float = 0.5  # weight of the true-label BCE; the soft term gets 1 - label
     hint: float = 0.1  # weight of the hint MSE (0 disables)
+    second: float = 0.5  # weight of the student's second-head BCE on its own labels (the teacher has no second head)
 
 
 def binary_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float) -> torch.Tensor:

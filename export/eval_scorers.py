@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cascade.artifacts import ArtifactPaths
+from cascade.heads import HEAD_WEIGHTS, normalised
 from cascade.metrics import gauc, kendall_tau, log_loss, roc_auc
 from cascade.features import as_rows
 from cascade.specs import SCORE
@@ -34,9 +35,10 @@ _ORT_DTYPES = {
 class OnnxModel:
     """One ONNX Runtime session; called with a dict holding (at least) every input it declares."""
 
-    def __init__(self, path: Path, output: str = SCORE.name, threads: int = 1) -> None:
+    def __init__(self, path: Path, output: str = SCORE.name, threads: int = 1,
+                 initializers: dict[str, np.ndarray] | None = None) -> None:
         self.path, self.output = path, output
-        self.session = session(path, threads)
+        self.session = session(path, threads, initializers)
         self.inputs = {i.name: _ORT_DTYPES[i.type] for i in self.session.get_inputs()}
 
     def __call__(self, features: dict[str, np.ndarray], batch: int = 8192) -> np.ndarray:
@@ -87,6 +89,26 @@ def score_rows(
             parts[name].append(model(assembled, batch))
             seconds[name] += time.perf_counter() - start
     return {name: np.concatenate(p) if p else np.empty(0, np.float32) for name, p in parts.items()}, seconds
+
+
+# The rank graph with its head weights set to one head alone (`cascade.heads`): each head's own scores.
+HEAD_ONLY = {"rank: click head": (1.0, 0.0), "rank: second head": (0.0, 1.0)}
+
+
+def head_models(paths: ArtifactPaths, threads: int) -> dict[str, OnnxModel]:
+    """The served rank graph once per head, its weights overridden to that head alone."""
+    return {name: OnnxModel(paths.onnx("rank"), threads=threads, initializers={HEAD_WEIGHTS: normalised(w)})
+            for name, w in HEAD_ONLY.items()}
+
+
+def head_metrics(scores: dict[str, np.ndarray], labels: np.ndarray, second_labels: np.ndarray, users: np.ndarray) -> dict[str, dict]:
+    """AUC and GAUC of each head and of the served mix (`rank`) against both labels."""
+    out = {}
+    for name in (*HEAD_ONLY, "rank"):
+        s = scores[name]
+        out[name] = {"auc": roc_auc(labels, s), "gauc": gauc(users, labels, s),
+                     "second_auc": roc_auc(second_labels, s), "second_gauc": gauc(users, second_labels, s)}
+    return out
 
 
 def scorer_metrics(

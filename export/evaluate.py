@@ -43,6 +43,8 @@ from export.eval_retrieval import (
 from export.eval_scorers import (
     OnnxModel,
     find_variants,
+    head_metrics,
+    head_models,
     held_out_rows,
     score_rows,
     scorer_metrics,
@@ -131,11 +133,15 @@ def evaluate(settings: Settings, options: EvalOptions | None = None) -> Evaluati
     present, absent = find_variants(paths)
     models = {v.name: OnnxModel(v.path, threads=options.threads) for v in present}
     rows = held_out_rows(test_mask, options.max_rows, settings.seed)
-    scores, seconds = score_rows(models, RowFeatures(tables, log), rows, options.batch)
+    heads = head_models(paths, options.threads)
+    scores, seconds = score_rows({**models, **heads}, RowFeatures(tables, log), rows, options.batch)
+    head_scores = {name: scores.pop(name) for name in heads} | {"rank": scores["rank"]}
     scorers = {
         "n_rows": len(rows), "n_users": len(np.unique(log.user[rows])), "positive_rate": float(log.label[rows].mean()),
         "tau_rows": min(options.tau_rows, len(rows)), "not_present": [v.name for v in absent],
         "variants": scorer_metrics(present, scores, seconds, log.label[rows], log.user[rows], options.tau_rows),
+        "heads": head_metrics(head_scores, log.label[rows], log.second_label[rows], log.user[rows]),
+        "head_weights": settings.rank_head_weights, "second_positive_rate": float(log.second_label[rows].mean()),
     }
     timings["scorers"] = time.perf_counter() - t
 

@@ -21,6 +21,9 @@ Why the mapping is what it is:
   the release year minus 1900 (1922..1998 -> 22..98), the one missing date filled by the median.
 * interactions: ``timestamp`` is already unix seconds; ``label`` = 1.0 iff ``rating >= 4``
   (the schema's "liked"), sorted by (user, ts) via ``Interactions.sorted``.
+* ``second_label`` (the ranker's second head, ``cascade.heads``) = 1.0 iff ``rating == 5``. Every
+  row is a rating, so "rating >= 4 given a rating" is the click head's label itself; a 5-star
+  rating is the stronger signal the log holds beside it.
 """
 from __future__ import annotations
 
@@ -103,6 +106,7 @@ def load_movielens(cache_dir: Path) -> Dataset:
         data["movie_id"].to_numpy() - 1,
         data["timestamp"].to_numpy(),
         (data["rating"].to_numpy() >= 4).astype(np.float32),
+        (data["rating"].to_numpy() == 5).astype(np.float32),
     )
     return Dataset(
         name="movielens100k",

@@ -52,9 +52,9 @@ def export_onnx(model: torch.nn.Module, spec: ModelSpec, sample: dict[str, np.nd
         )
 
 
-def session(path: Path, threads: int = 1) -> ort.InferenceSession:
+def session(path: Path, threads: int = 1, initializers: dict[str, np.ndarray] | None = None) -> ort.InferenceSession:
     """The CPU session serving uses (`cascade.triton.sessions.cpu_session`), for checks and evaluation."""
-    return cpu_session(path, threads)
+    return cpu_session(path, threads, initializers)
 
 
 @torch.no_grad()

@@ -71,15 +71,26 @@ def _admin_headers(settings: Settings) -> dict[str, str]:
     return {"authorization": f"Bearer {token.get_secret_value()}"} if token is not None else {}
 
 
-def versions_in_use(settings: Settings, scorer: str, timeout_s: float = 5.0) -> set[int] | None:
-    """The active and pinned versions of `scorer` the orchestrator reports; None if it does not answer."""
+def _models_entry(settings: Settings, scorer: str, timeout_s: float) -> dict | None:
+    """What the orchestrator reports of `scorer` (GET /admin/models); None if it does not answer."""
     request = urllib.request.Request(f"{orchestrator_url(settings)}/admin/models", headers=_admin_headers(settings))
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            entry = json.loads(response.read())[scorer]
+            return json.loads(response.read())[scorer]
     except (OSError, ValueError, KeyError):
         return None
-    return {int(entry["active"]), *(int(v) for v in entry.get("pinned", []))}
+
+
+def versions_in_use(settings: Settings, scorer: str, timeout_s: float = 5.0) -> set[int] | None:
+    """The active and pinned versions of `scorer` the orchestrator reports; None if it does not answer."""
+    entry = _models_entry(settings, scorer, timeout_s)
+    return None if entry is None else {int(entry["active"]), *(int(v) for v in entry.get("pinned", []))}
+
+
+def active_version(settings: Settings, scorer: str, timeout_s: float = 5.0) -> int | None:
+    """The version of `scorer` the orchestrator serves by default; None if it does not answer."""
+    entry = _models_entry(settings, scorer, timeout_s)
+    return None if entry is None else int(entry["active"])
 
 
 def activate(settings: Settings, scorer: str, version: int, timeout_s: float = 180.0) -> dict:
@@ -122,27 +133,31 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, ValueError, FileNotFoundError) as err:
         print(f"not published: {err}", file=sys.stderr)
         return 2
+    return prune_and_activate(settings, args.scorer, version, args.activate)
+
+
+def prune_and_activate(settings: Settings, scorer: str, version: int, activate_now: bool) -> int:
+    """Steps 3 and 4 after `version` of `scorer` was published; the command's exit status."""
     url = orchestrator_url(settings)
-    in_use = versions_in_use(settings, args.scorer)
+    in_use = versions_in_use(settings, scorer)
     if in_use is None:
         print(f"no orchestrator answered at {url}: no old version pruned (which ones are in use is unknown)")
     else:
         removed = prune_versions(
-            settings.model_repository, settings.ensemble_repository, args.scorer, settings.triton_versions_kept,
+            settings.model_repository, settings.ensemble_repository, scorer, settings.triton_versions_kept,
             in_use | {version}, settings.triton_profile,
         )
-        print(f"pruned {args.scorer} versions {removed} (in use: {sorted(in_use)})" if removed else "nothing to prune")
-    if not args.activate:
-        print(f"to serve it: curl -X POST {url}/admin/models/{args.scorer}/activate -d '{{\"version\": {version}}}' "
+        print(f"pruned {scorer} versions {removed} (in use: {sorted(in_use)})" if removed else "nothing to prune")
+    if not activate_now:
+        print(f"to serve it: curl -X POST {url}/admin/models/{scorer}/activate -d '{{\"version\": {version}}}' "
               "-H 'content-type: application/json'")
         return 0
     try:
-        print(f"activated: {activate(settings, args.scorer, version)}")
+        print(f"activated: {activate(settings, scorer, version)}")
     except (RuntimeError, OSError) as err:
         print(f"published but not activated: {err}", file=sys.stderr)
         return 1
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

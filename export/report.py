@@ -68,6 +68,19 @@ def _scorers_md(scorers: dict) -> str:
     )
 
 
+def _heads_md(scorers: dict) -> str:
+    """The student's two heads and the served mix, each against both labels."""
+    heads = scorers.get("heads") or {}
+    rows = [[name, m["auc"], m["gauc"], m["second_auc"], m["second_gauc"]] for name, m in heads.items()]
+    return (
+        f"The student ranks for two objectives (`cascade.heads`): the click head learns the label, the second head the "
+        f"second label (positive rate {_fmt(scorers.get('second_positive_rate'), 3)} on these rows). Rank serves their "
+        f"probabilities mixed by CASCADE_RANK_HEAD_WEIGHTS = `{scorers.get('head_weights')}` (click, second); each head "
+        "alone is the same ONNX graph with those weights overridden.\n\n"
+        + _table(["scores", "AUC (label)", "GAUC (label)", "AUC (second label)", "GAUC (second label)"], rows)
+    )
+
+
 def _intervals_md(scorers: dict) -> str:
     """The served variants' 95 % intervals, and the teacher's lead over the best baseline."""
     intervals = scorers.get("intervals") or {}
@@ -166,6 +179,7 @@ def markdown(report: dict) -> str:
         head, "## Bars", _bars_md(report["bars"]),
         "## Scorers on held-out interactions", _scorers_md(report["scorers"]), f"![AUC per variant]({PLOTS['auc']})",
         "### Bootstrap intervals (users resampled)", _intervals_md(report["scorers"]),
+        *(["### Two objectives", _heads_md(report["scorers"])] if report["scorers"].get("heads") else []),
         *(["## Baselines on the same rows", "\n".join(baselines_markdown(report["baselines"]))] if report.get("baselines") else []),
         "## Retrieval: ANN vs most popular", _retrieval_md(report["retrieval"]), f"![Recall@K]({PLOTS['retrieval']})",
         "## Funnel vs exhaustive", _funnel_md(report["funnel"]), f"![funnel vs exhaustive]({PLOTS['funnel']})",

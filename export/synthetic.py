@@ -4,7 +4,8 @@ Users have three categorical fields and a latent taste; items have a category, a
 and a Zipf popularity. Each user's interest moves from one category to another half-way through
 their timeline, so the behaviour sequence carries signal that user fields alone do not.
 Clicks are drawn from a logistic model of taste match, current interest, popularity, price and
-hour of day.
+hour of day. A click converts (the ranker's second objective, `cascade.heads`) with a probability
+that weighs taste and price more and popularity against it, so the two heads rank differently.
 """
 from __future__ import annotations
 
@@ -70,11 +71,18 @@ def generate(
         - 2.8
     )
     label = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+    conversion_logit = (  # price-sensitive, and popular items draw clicks that do not convert
+        2.0 * np.einsum("nd,nd->n", user_vec[user], item_vec[item]) / np.sqrt(d) / 1.5
+        - 2.0 * (np.log(item_price[item]) - 3.0)
+        - 0.5 * np.log(pop[item] * n_items)
+        - 0.5
+    )
+    converted = label * (rng.random(n) < 1.0 / (1.0 + np.exp(-conversion_logit)))
     return Dataset(
         name="synthetic",
         user_fields=user_fields.astype(np.int64),
         item_category=item_category.astype(np.int64),
         item_numeric=item_price,
         n_categories=n_categories,
-        interactions=Interactions.sorted(user, item, ts, label),
+        interactions=Interactions.sorted(user, item, ts, label, converted.astype(np.float32)),
     ).validate()

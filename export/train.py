@@ -137,6 +137,19 @@ def predict_logits(model: torch.nn.Module, names: tuple[str, ...], features: Row
     return np.concatenate(out) if out else np.empty(0, np.float32)
 
 
+@torch.no_grad()
+def head_metrics(student: StudentRanker, features: RowFeatures, rows: np.ndarray, log: Interactions) -> dict[str, float]:
+    """The AUC of the second head on its label (the click head's is `rank_auc`), and of the served mix on each label."""
+    batches = [features(b) for b in _batches(rows, 8192, None)]
+    second_head = np.concatenate([student.head_logits(*[f[n] for n in RANK_FEATURES])[:, 1].numpy() for f in batches])
+    served = np.concatenate([student(*[f[n] for n in RANK_FEATURES]).numpy() for f in batches])
+    click, second = log.label[rows], log.second_label[rows]
+    return {
+        "rank_second_head_auc": roc_auc(second, second_head),
+        "rank_served_click_auc": roc_auc(click, served), "rank_served_second_auc": roc_auc(second, served),
+    }
+
+
 VALIDATION_ROWS = 50_000  # at most this many validation rows score each epoch
 
 
@@ -149,17 +162,21 @@ def hide_user_ids(batch: Batch, fraction: float) -> Batch:
 
 
 def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules: dict[str, Schedule],
-              weights: DistillWeights, hidden_user_ids: float = 0.3) -> Trained:
+              weights: DistillWeights, hidden_user_ids: float = 0.3, head_weights: tuple[float, float] = (1.0, 0.0)) -> Trained:
     """`schedules` names one Schedule per model: teacher, student, prerank, two_tower. The rankers
-    train on `split.train` until their AUC on (up to VALIDATION_ROWS of) `split.valid` stops rising;
-    the metrics are AUCs on `split.test`."""
+    train on `split.train` until their (click) AUC on (up to VALIDATION_ROWS of) `split.valid` stops
+    rising; the metrics are AUCs on `split.test`.
+
+    The student learns its click head from the teacher and the labels, its second head from
+    `log.second_label` (`cascade.heads`); it serves their mix by `head_weights`, and the pre-ranker
+    is distilled from that served score."""
     cfg = tables.config
     features = RowFeatures(tables, log)
     train_rows, test_rows = np.flatnonzero(split.train), np.flatnonzero(split.test)
     valid_rows = np.flatnonzero(split.valid)
     if len(valid_rows) > VALIDATION_ROWS:
         valid_rows = np.sort(np.random.default_rng(schedules["teacher"].seed).choice(valid_rows, VALIDATION_ROWS, replace=False))
-    labels = torch.from_numpy(log.label)
+    labels, second_labels = torch.from_numpy(log.label), torch.from_numpy(log.second_label)
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     fits: dict[str, FitResult] = {}
 
@@ -180,7 +197,7 @@ def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules:
                           validate=validation(teacher, RANK_FEATURES))
 
     torch.manual_seed(schedules["student"].seed + 1)
-    student = StudentRanker(cfg)
+    student = StudentRanker(cfg, head_weights=head_weights)
     regressor = torch.nn.Linear(student.hint_dim, teacher.hint_dim)  # training only, never exported
 
     def student_loss(rows: np.ndarray) -> torch.Tensor:
@@ -191,7 +208,8 @@ def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules:
             t_logits = teacher.out(t_hidden).squeeze(1)
         s_hidden = student.hidden(*x)
         s_logits = student.out(s_hidden).squeeze(1)
-        return distillation_loss(s_logits, t_logits, labels[rows], weights, regressor(s_hidden), t_hidden)
+        second = bce(student.second(s_hidden).squeeze(1), second_labels[rows])
+        return distillation_loss(s_logits, t_logits, labels[rows], weights, regressor(s_hidden), t_hidden) + weights.second * second
 
     fits["rank"] = fit("student", student, student_loss, train_rows, schedules["student"], extra=(regressor,),
                        validate=validation(student, RANK_FEATURES))
@@ -202,8 +220,8 @@ def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules:
 
     def prerank_loss(rows: np.ndarray) -> torch.Tensor:
         f = training(rows)
-        with torch.no_grad():
-            s_logits = student.logits(*[f[n] for n in RANK_FEATURES])
+        with torch.no_grad():  # the logit of what the student serves
+            s_logits = torch.logit(student(*[f[n] for n in RANK_FEATURES]), eps=1e-6)
         return distillation_loss(prerank.logits(*[f[n] for n in PRERANK_FEATURES]), s_logits, labels[rows], prerank_weights)
 
     fits["prerank"] = fit("prerank", prerank, prerank_loss, train_rows, schedules["prerank"],
@@ -225,6 +243,7 @@ def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules:
     y = log.label[test_rows]
     scored = (("teacher", teacher, RANK_FEATURES), ("rank", student, RANK_FEATURES), ("prerank", prerank, PRERANK_FEATURES))
     metrics = {f"{name}_auc": roc_auc(y, predict_logits(model, names, features, test_rows)) for name, model, names in scored}
+    metrics |= head_metrics(student, features, test_rows, log)
     for name, result in fits.items():
         if result.best_epoch is not None:
             metrics[f"{name}_best_epoch"] = float(result.best_epoch)

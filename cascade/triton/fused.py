@@ -9,6 +9,7 @@ request-shaped scorer reads the user side once per request (as the ensemble's sc
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,12 @@ from cascade.triton.sessions import cpu_session
 class FusedScorer:
     """Scores raw requests (one user and its candidates each) with the scorer at `onnx_path`."""
 
-    def __init__(self, tables: FeatureTables, onnx_path: Path, intra_op_threads: int = 1) -> None:
+    def __init__(
+        self, tables: FeatureTables, onnx_path: Path, intra_op_threads: int = 1, initializers: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        """`initializers`: graph initializers to override (`cascade.triton.sessions.cpu_session`)."""
         self.tables = tables
-        self.session = cpu_session(onnx_path, intra_op_threads)
+        self.session = cpu_session(onnx_path, intra_op_threads, initializers)
         self.input_names = frozenset(i.name for i in self.session.get_inputs())
         self.output_name = self.session.get_outputs()[0].name
 

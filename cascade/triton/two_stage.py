@@ -13,6 +13,7 @@ feature is computed per candidate, so a gathered row is what assembly makes for 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,10 +50,13 @@ def parse_two_stage_request(tables: FeatureTables, tensors: dict[str, np.ndarray
 
 
 class TwoStageScorer:
-    def __init__(self, tables: FeatureTables, prerank_onnx: Path, rank_onnx: Path, intra_op_threads: int = 1) -> None:
+    def __init__(
+        self, tables: FeatureTables, prerank_onnx: Path, rank_onnx: Path, intra_op_threads: int = 1,
+        rank_initializers: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         self.tables = tables
         self.prerank = FusedScorer(tables, prerank_onnx, intra_op_threads)
-        self.rank = FusedScorer(tables, rank_onnx, intra_op_threads)
+        self.rank = FusedScorer(tables, rank_onnx, intra_op_threads, rank_initializers)
         self.names = self.prerank.input_names | self.rank.input_names
 
     def parse(self, tensors: dict[str, np.ndarray]) -> TwoStageRequest:

@@ -187,6 +187,17 @@ def test_the_models_learn(evaluation: Evaluation) -> None:
     assert report["retrieval"]["ann"]["recall@100"] > report["retrieval"]["popular"]["recall@100"]
 
 
+def test_each_head_learns_its_own_objective_and_serving_mixes_them(evaluation: Evaluation) -> None:
+    """The second head ranks the second label (a conversion, a subset of the clicks) better than the
+    click head does; the served mix ranks both."""
+    heads = evaluation.report["scorers"]["heads"]
+    click, second, served = heads["rank: click head"], heads["rank: second head"], heads["rank"]
+    print({name: {k: round(v, 4) for k, v in m.items()} for name, m in heads.items()})
+    assert second["second_auc"] > 0.6 and second["second_auc"] > click["second_auc"]
+    assert click["auc"] > 0.6 and served["auc"] > 0.6 and served["second_auc"] > 0.6
+    assert "### Two objectives" in (evaluation.out_dir / "report.md").read_text()
+
+
 def test_the_baselines_stand_beside_the_scorers_with_intervals(evaluation: Evaluation) -> None:
     report = evaluation.report
     baselines = report["baselines"]
