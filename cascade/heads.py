@@ -9,8 +9,8 @@ in [0, 1] and weights (1, 0) serve the click head alone.
 The weights are an initializer of the exported graph (`HEAD_WEIGHTS`): the export bakes
 CASCADE_RANK_HEAD_WEIGHTS in, and a serving process started with that variable set overrides the
 initializer when it opens the model (`cascade.triton.sessions.cpu_session`), so changing the mix
-needs a restart or a model reload, not a new export. TensorRT engines keep the weights they were
-built with.
+needs a restart or a model reload, not a new export. The GPU profile's scorers (Triton's own
+backends, the torch program) serve the weights the export baked in.
 """
 from __future__ import annotations
 
