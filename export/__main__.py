@@ -23,8 +23,7 @@ from export.quantize import quantize_all
 from export.repository import GpuScorers, write_repositories
 from export.calibrate import calibration_features, write_calibration_set
 from export.checkpoints import Checkpoints
-from export.distill import DistillWeights
-from export.train import RowFeatures, Schedule, train_all
+from export.train import RowFeatures, train_with
 
 MODEL_VERSION = 1
 ROLES = {
@@ -64,19 +63,7 @@ def run_export(settings: Settings) -> Manifest:
           f"({int(train_mask.sum())} train), positive rate {log.label.mean():.3f}")
 
     run_config = settings.model_dump(include=TRAINING_FIELDS) | {"dataset": dataset.name}
-    checkpoints = Checkpoints(paths.checkpoints, run_config)
-    schedules = {
-        name: Schedule(epochs, batch, settings.seed, checkpoints, settings.patience, settings.embedding_weight_decay)
-        for name, epochs, batch in (
-            ("teacher", settings.epochs, settings.batch_size), ("student", settings.distill_epochs, settings.batch_size),
-            ("prerank", settings.distill_epochs, settings.batch_size),
-            ("two_tower", settings.retrieval_epochs, settings.retrieval_batch_size),
-        )
-    }
-    weights = DistillWeights(
-        settings.distill_temperature, settings.distill_label_weight, settings.distill_hint_weight, settings.second_head_loss_weight,
-    )
-    trained = train_all(tables, log, split, schedules, weights, settings.hidden_user_ids, settings.head_weights)
+    trained = train_with(settings, tables, log, split, Checkpoints(paths.checkpoints, run_config))
     sample_rows = np.flatnonzero(split.test)[:512]
     sample = {k: v.numpy() for k, v in RowFeatures(tables, log)(sample_rows).items()}
     L = settings.history_len

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import numpy_helper
 from tqdm import tqdm
 
 from cascade.artifacts import ArtifactPaths
-from cascade.heads import HEAD_WEIGHTS, normalised
+from cascade.heads import HEAD_WEIGHTS, normalised, overrides_from_env
 from cascade.metrics import gauc, kendall_tau, log_loss, roc_auc
 from cascade.features import as_rows
 from cascade.specs import SCORE
@@ -33,12 +35,14 @@ _ORT_DTYPES = {
 
 
 class OnnxModel:
-    """One ONNX Runtime session; called with a dict holding (at least) every input it declares."""
+    """One ONNX Runtime session; called with a dict holding (at least) every input it declares.
+    `initializers` override the graph's; by default those a serving process would override
+    (CASCADE_RANK_HEAD_WEIGHTS, `cascade.heads`), so the scores are the served ones."""
 
     def __init__(self, path: Path, output: str = SCORE.name, threads: int = 1,
                  initializers: dict[str, np.ndarray] | None = None) -> None:
         self.path, self.output = path, output
-        self.session = session(path, threads, initializers)
+        self.session = session(path, threads, overrides_from_env() if initializers is None else initializers)
         self.inputs = {i.name: _ORT_DTYPES[i.type] for i in self.session.get_inputs()}
 
     def __call__(self, features: dict[str, np.ndarray], batch: int = 8192) -> np.ndarray:
@@ -99,6 +103,16 @@ def head_models(paths: ArtifactPaths, threads: int) -> dict[str, OnnxModel]:
     """The served rank graph once per head, its weights overridden to that head alone."""
     return {name: OnnxModel(paths.onnx("rank"), threads=threads, initializers={HEAD_WEIGHTS: normalised(w)})
             for name, w in HEAD_ONLY.items()}
+
+
+def served_head_weights(path: Path) -> list[float] | None:
+    """The normalised (click, second) weights the rank graph at `path` serves: a serving process's
+    override (CASCADE_RANK_HEAD_WEIGHTS), else the initializer the export baked in (None: a graph without heads)."""
+    overridden = overrides_from_env()
+    if overridden:
+        return overridden[HEAD_WEIGHTS].tolist()
+    baked = [i for i in onnx.load(str(path)).graph.initializer if i.name == HEAD_WEIGHTS]
+    return numpy_helper.to_array(baked[0]).tolist() if baked else None
 
 
 def head_metrics(scores: dict[str, np.ndarray], labels: np.ndarray, second_labels: np.ndarray, users: np.ndarray) -> dict[str, dict]:

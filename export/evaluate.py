@@ -48,8 +48,10 @@ from export.eval_scorers import (
     held_out_rows,
     score_rows,
     scorer_metrics,
+    served_head_weights,
 )
 from export.report import write_report
+from export.seeds import SEEDS_FILE, read_seeds
 from export.train import RowFeatures
 
 SMALL_CATALOGUE = 5_000  # funnel users default to 200 up to this many items, 100 above
@@ -141,7 +143,7 @@ def evaluate(settings: Settings, options: EvalOptions | None = None) -> Evaluati
         "tau_rows": min(options.tau_rows, len(rows)), "not_present": [v.name for v in absent],
         "variants": scorer_metrics(present, scores, seconds, log.label[rows], log.user[rows], options.tau_rows),
         "heads": head_metrics(head_scores, log.label[rows], log.second_label[rows], log.user[rows]),
-        "head_weights": settings.rank_head_weights, "second_positive_rate": float(log.second_label[rows].mean()),
+        "head_weights": served_head_weights(paths.onnx("rank")), "second_positive_rate": float(log.second_label[rows].mean()),
     }
     timings["scorers"] = time.perf_counter() - t
 
@@ -188,6 +190,7 @@ def evaluate(settings: Settings, options: EvalOptions | None = None) -> Evaluati
         "retrieval": retrieval,
         "funnel": funnel,
         "latency": read_latency(paths.root / "report" / LATENCY_FILE),
+        "seeds": read_seeds(paths.root / "report" / SEEDS_FILE),
         "model_costs": model_costs(manifest),
         "timings_s": timings,
     }

@@ -68,6 +68,10 @@ def _scorers_md(scorers: dict) -> str:
     )
 
 
+def _weights(weights: list[float] | None) -> str:
+    return "–" if not weights else "(" + ", ".join(f"{w:.3g}" for w in weights) + ")"
+
+
 def _heads_md(scorers: dict) -> str:
     """The student's two heads and the served mix, each against both labels."""
     heads = scorers.get("heads") or {}
@@ -75,7 +79,7 @@ def _heads_md(scorers: dict) -> str:
     return (
         f"The student ranks for two objectives (`cascade.heads`): the click head learns the label, the second head the "
         f"second label (positive rate {_fmt(scorers.get('second_positive_rate'), 3)} on these rows). Rank serves their "
-        f"probabilities mixed by CASCADE_RANK_HEAD_WEIGHTS = `{scorers.get('head_weights')}` (click, second); each head "
+        f"probabilities mixed by the weights (click, second) {_weights(scorers.get('head_weights'))} (CASCADE_RANK_HEAD_WEIGHTS); each head "
         "alone is the same ONNX graph with those weights overridden.\n\n"
         + _table(["scores", "AUC (label)", "GAUC (label)", "AUC (second label)", "GAUC (second label)"], rows)
     )
@@ -155,11 +159,22 @@ def _channels_md(funnel: dict) -> str:
     )
 
 
+def _seeds_md(seeds: dict) -> str:
+    """Each training seed's test AUCs and best epochs, then mean ± standard deviation."""
+    metrics = list(seeds["summary"])
+    rows = [[f"seed {seed}", *(m.get(k) for k in metrics)] for seed, m in seeds["seeds"].items()]
+    rows.append(["mean ± sd", *(f"{s['mean']:.4f} ± {s['std']:.4f}" for s in seeds["summary"].values())])
+    return ("The rankers trained again with other training seeds on the same data, split and tables "
+            "(torch AUCs on the test rows).\n\n" + _table(["", *metrics], rows))
+
+
 def _optional_md(report: dict) -> list[str]:
     parts = []
     if report.get("latency"):
         keys = ["model", "precision", "shape", "batch", "p50_ms", "p99_ms", "items_per_s"]
         parts += ["## Latency (perf/bench_models.py)", _table(keys, [[r.get(k) for k in keys] for r in report["latency"]])]
+    if report.get("seeds"):
+        parts += ["## Seeds (python -m export.seeds)", _seeds_md(report["seeds"])]
     if report.get("model_costs"):
         rows = [[name, c.get("params"), c.get("flops_per_item")] for name, c in report["model_costs"].items()]
         parts += ["## Model cost (manifest)", _table(["model", "params", "FLOPs per item"], rows)]
