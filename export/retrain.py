@@ -32,7 +32,7 @@ from cascade.features import FeatureTables, as_rows
 from cascade.heads import overrides_from_env
 from cascade.intervals import Interval, UserBootstrap
 from cascade.metrics import roc_auc
-from cascade.models.scorers import StudentRanker
+from cascade.models.scorers import StudentRanker, second_head_loss
 from cascade.samples import features_of_rows
 from cascade.settings import Settings, SettingsError, load_settings
 from cascade.specs import RANK_FEATURES, rank_spec
@@ -168,12 +168,12 @@ def train(model: StudentRanker, rows: LoggedRows, train_rows: np.ndarray, epochs
     """Both heads on their labels from the logged tensors, `epochs` passes (`export.train.fit`)."""
     tensors = {n: torch.from_numpy(t) for n, t in rows.features.items()}
     labels, second = torch.from_numpy(rows.label), torch.from_numpy(rows.second_label)
-    bce = torch.nn.functional.binary_cross_entropy_with_logits
 
     def loss(batch: np.ndarray) -> torch.Tensor:
         index = torch.from_numpy(batch)
-        heads = model.head_logits(*[tensors[n][index] for n in RANK_FEATURES])
-        return bce(heads[:, 0], labels[index]) + second_weight * bce(heads[:, 1], second[index])
+        heads = model.head_probabilities(*[tensors[n][index] for n in RANK_FEATURES]).clamp(1e-7, 1 - 1e-7)
+        click = torch.nn.functional.binary_cross_entropy(heads[:, 0], labels[index])
+        return click + second_weight * second_head_loss(heads, second[index])
 
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory() as scratch:

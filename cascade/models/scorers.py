@@ -44,7 +44,11 @@ class StudentRanker(MlpScorer):
     Target attention at the cost of one dot product per behaviour.
 
     Two heads over one body (`cascade.heads`): `out`, the click head (`logits`, what the teacher
-    teaches), and `second`. `forward`, the served score, mixes their probabilities with the
+    teaches), and the second objective's. Every second label is a kind of positive (a conversion
+    after a click, a 5-star rating among ratings >= 4, a long dwell among the positives), so the
+    second head is ESMM-shaped: `second` gives p(second | positive) and the head's probability is
+    p(positive) * that, which ranks with the click head's knowledge where the second label's own
+    evidence is thin. `forward`, the served score, mixes the two heads' probabilities with the
     `head_weights` buffer, which the ONNX graph keeps as an initializer of that name."""
 
     def __init__(
@@ -65,13 +69,21 @@ class StudentRanker(MlpScorer):
     def pool(self, target: torch.Tensor, seq: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         return attend(torch.einsum("nd,nld->nl", target, seq) / seq.shape[-1] ** 0.5, seq, pad)
 
-    def head_logits(self, *features: torch.Tensor) -> torch.Tensor:
-        """[N, 2]: the click head's and the second head's logits."""
-        hidden = self.hidden(*features)
-        return torch.cat([self.out(hidden), self.second(hidden)], dim=1)
+    def probabilities(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[N, 2] from the body's output: p(click), and p(second) = p(click) * p(second | click)."""
+        click = torch.sigmoid(self.out(hidden))
+        return torch.cat([click, click * torch.sigmoid(self.second(hidden))], dim=1)
+
+    def head_probabilities(self, *features: torch.Tensor) -> torch.Tensor:
+        return self.probabilities(self.hidden(*features))
 
     def forward(
         self, user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx, user_row=None
     ) -> torch.Tensor:
-        heads = self.head_logits(user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx, user_row)
-        return (torch.sigmoid(heads) * getattr(self, HEAD_WEIGHTS)).sum(dim=1)
+        heads = self.head_probabilities(user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx, user_row)
+        return (heads * getattr(self, HEAD_WEIGHTS)).sum(dim=1)
+
+
+def second_head_loss(probabilities: torch.Tensor, second_labels: torch.Tensor) -> torch.Tensor:
+    """BCE of the second head's probability (`StudentRanker.probabilities`' column 1) on its labels."""
+    return nn.functional.binary_cross_entropy(probabilities[:, 1].clamp(1e-7, 1 - 1e-7), second_labels)

@@ -98,7 +98,7 @@ def test_training_stops_once_validation_stops_improving_and_keeps_the_best_epoch
     rows, features, labels = rows_and_features
     torch.manual_seed(1)
     model = StudentRanker(CONFIG)
-    scores = iter([0.60, 0.70, 0.65, 0.66, 0.90])  # best at epoch 2, then two worse: stop before the 0.90
+    scores = iter([0.50, 0.60, 0.70, 0.65, 0.66, 0.90])  # the start, then best at epoch 2, two worse: stop before the 0.90
     weights: list[dict] = []
 
     def validate() -> float:
@@ -113,6 +113,25 @@ def test_training_stops_once_validation_stops_improving_and_keeps_the_best_epoch
     result = fit("student", model, loss, rows, Schedule(10, 256, 5, checkpoints, patience=2), validate=validate)
     assert (result.epochs, result.best_epoch, result.best_score) == (4, 2, 0.70)
     for name, value in model.state_dict().items():
-        torch.testing.assert_close(value, weights[1][name], msg=f"{name} is not epoch 2's")
+        torch.testing.assert_close(value, weights[2][name], msg=f"{name} is not epoch 2's")
     again = fit("student", model, loss, rows, Schedule(10, 256, 5, checkpoints, patience=2), validate=validate)
     assert (again.epochs, again.best_epoch) == (4, 2)  # a stopped run resumed trains no more
+
+
+def test_a_start_no_epoch_beats_is_kept(rows_and_features, tmp_path: Path) -> None:
+    """A warm start that training only makes worse on validation comes back unchanged."""
+    rows, features, labels = rows_and_features
+    torch.manual_seed(1)
+    model = StudentRanker(CONFIG)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = iter([0.80, 0.70, 0.75])
+
+    def loss(batch_rows: np.ndarray) -> torch.Tensor:
+        f = features(batch_rows)
+        return torch.nn.functional.binary_cross_entropy_with_logits(model.logits(*[f[n] for n in RANK_FEATURES]), labels[batch_rows])
+
+    result = fit("student", model, loss, rows, Schedule(10, 256, 5, Checkpoints(tmp_path, {}), patience=2),
+                 validate=lambda: next(scores))
+    assert (result.epochs, result.best_epoch, result.best_score) == (2, 0, 0.80)
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, start[name], msg=f"{name} moved")

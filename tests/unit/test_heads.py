@@ -41,7 +41,7 @@ def rows() -> dict[str, np.ndarray]:
 @torch.no_grad()
 def head_probabilities(student: StudentRanker, rows: dict[str, np.ndarray]) -> np.ndarray:
     features = [torch.from_numpy(rows[t.name]) for t in SPEC.inputs if t.name in rows]
-    return torch.sigmoid(student.head_logits(*features)).numpy()
+    return student.head_probabilities(*features).numpy()
 
 
 def test_weights_parse_from_click_comma_second_and_bad_ones_are_named() -> None:
