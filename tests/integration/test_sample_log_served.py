@@ -70,6 +70,7 @@ async def test_exported_samples_carry_labels_and_rescore_to_the_served_scores(cl
     assert rows["impressions"] == [1] * 5 and rows["clicks"] == [0, 1, 0, 0, 0]
     assert rows["dwell_ms"] == [0, 0, 12_000, 0, 0]
     assert rows["label"] == [0, 1, 1, 0, 0]  # a click, or dwell >= CASCADE_DWELL_POSITIVE_MS (10 s)
+    assert rows["second_label"] == [0, 0, 1, 0, 0]  # the dwell alone: the second head's (cascade.heads)
     assert set(rows["rank_version"]) == {answer["model_versions"]["rank"]} and set(rows["scored_by"]) == {"rank"}
 
     served = np.array(rows["served_score"], np.float32)

@@ -123,6 +123,7 @@ def test_rows_join_labels_and_keep_only_reported_items_by_default(tiny_tables: F
     labels = parse_labels({"impressions:0": 1, "impressions:1": 1, "clicks:1": 1, "dwell_ms:2": 15_000, "impressions:99": 1})
     rows = sample_rows(sample, labels, dwell_positive_ms=10_000, impressed_only=True)
     assert [(r["item_id"], r["position"], r["label"]) for r in rows] == [(0, 0, 0), (1, 1, 1), (2, 2, 1)]
+    assert [r["second_label"] for r in rows] == [0, 0, 1]  # the long dwell alone
     assert rows[1]["served_score"] == pytest.approx(float(sample.scores[1]))
     assert (rows[0]["rank_version"], rows[0]["prerank_version"], rows[0]["arm"]) == (2, 1, "treatment")
     every = sample_rows(sample, labels, dwell_positive_ms=20_000, impressed_only=False)
