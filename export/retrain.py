@@ -28,8 +28,7 @@ import pyarrow.parquet as pq
 import torch
 
 from cascade.artifacts import ArtifactPaths
-from cascade.features import FeatureTables, as_rows
-from cascade.heads import overrides_from_env
+from cascade.features import FeatureTables
 from cascade.intervals import Interval, UserBootstrap
 from cascade.metrics import roc_auc
 from cascade.models.scorers import StudentRanker, second_head_loss
@@ -37,8 +36,8 @@ from cascade.samples import features_of_rows
 from cascade.settings import Settings, SettingsError, load_settings
 from cascade.specs import RANK_FEATURES, rank_spec
 from cascade.triton.layout import ONNX_FILE
-from cascade.triton.sessions import cpu_session
 from export.checkpoints import Checkpoints
+from export.eval_scorers import OnnxModel
 from export.onnx_export import check_parity, export_onnx
 from export.publish import active_version, prune_and_activate, publish
 from export.repository import scorer_versions, versions_folder
@@ -116,12 +115,10 @@ class Verdict:
 
 
 def served_scores(settings: Settings, version: int, features: dict[str, np.ndarray]) -> np.ndarray:
-    """The served version's scores of logged rows: its ONNX in the repository, with the head weights
-    Triton would serve (`cascade.heads`)."""
+    """The served version's scores of logged rows: its ONNX in the repository, run as
+    `export.eval_scorers.OnnxModel` runs it (with the head weights Triton would serve, `cascade.heads`)."""
     onnx = versions_folder(settings.model_repository, SCORER, settings.triton_profile) / str(version) / ONNX_FILE
-    session = cpu_session(onnx, initializers=overrides_from_env())
-    names = [i.name for i in session.get_inputs()]
-    return session.run(None, as_rows(features, names))[0]
+    return OnnxModel(onnx)(features)
 
 
 @torch.no_grad()

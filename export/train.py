@@ -143,14 +143,20 @@ def predict_logits(model: torch.nn.Module, names: tuple[str, ...], features: Row
 
 
 @torch.no_grad()
+def predict_heads(student: StudentRanker, features: RowFeatures, rows: np.ndarray) -> torch.Tensor:
+    """[len(rows), 2]: the student's head probabilities (`StudentRanker.head_probabilities`) on `rows`."""
+    student.eval()
+    out = [student.head_probabilities(*[f[n] for n in RANK_FEATURES]) for f in map(features, _batches(rows, 8192, None))]
+    return torch.cat(out) if out else torch.empty(0, 2)
+
+
 def head_metrics(student: StudentRanker, features: RowFeatures, rows: np.ndarray, log: Interactions) -> dict[str, float]:
     """The AUC of the second head on its label (the click head's is `rank_auc`), and of the served mix on each label."""
-    batches = [features(b) for b in _batches(rows, 8192, None)]
-    second_head = np.concatenate([student.head_probabilities(*[f[n] for n in RANK_FEATURES])[:, 1].numpy() for f in batches])
-    served = np.concatenate([student(*[f[n] for n in RANK_FEATURES]).numpy() for f in batches])
+    heads = predict_heads(student, features, rows)
+    served = student.mix(heads).numpy()
     click, second = log.label[rows], log.second_label[rows]
     return {
-        "rank_second_head_auc": roc_auc(second, second_head),
+        "rank_second_head_auc": roc_auc(second, heads[:, 1].numpy()),
         "rank_served_click_auc": roc_auc(click, served), "rank_served_second_auc": roc_auc(second, served),
     }
 
@@ -229,10 +235,8 @@ def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules:
             hidden = student.hidden(*[f[n] for n in RANK_FEATURES])
         return second_head_loss(student.probabilities(hidden), second_labels[rows])
 
-    @torch.no_grad()
     def second_validation() -> float:
-        heads = [student.head_probabilities(*[f[n] for n in RANK_FEATURES])[:, 1].numpy() for f in map(features, _batches(valid_rows, 8192, None))]
-        return roc_auc(log.second_label[valid_rows], np.concatenate(heads))
+        return roc_auc(log.second_label[valid_rows], predict_heads(student, features, valid_rows)[:, 1].numpy())
 
     torch.nn.init.zeros_(student.second.weight)
     torch.nn.init.zeros_(student.second.bias)

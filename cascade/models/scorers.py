@@ -77,11 +77,14 @@ class StudentRanker(MlpScorer):
     def head_probabilities(self, *features: torch.Tensor) -> torch.Tensor:
         return self.probabilities(self.hidden(*features))
 
+    def mix(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """[N, 2] head probabilities -> [N] served scores, weighted by `head_weights`."""
+        return (probabilities * getattr(self, HEAD_WEIGHTS)).sum(dim=1)
+
     def forward(
         self, user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx, user_row=None
     ) -> torch.Tensor:
-        heads = self.head_probabilities(user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx, user_row)
-        return (heads * getattr(self, HEAD_WEIGHTS)).sum(dim=1)
+        return self.mix(self.head_probabilities(user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx, user_row))
 
 
 def second_head_loss(probabilities: torch.Tensor, second_labels: torch.Tensor) -> torch.Tensor:
