@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from cascade.artifacts import MANIFEST_VERSION, ArtifactPaths, Manifest
-from cascade.settings import Settings
+from cascade.settings import EMBEDDING_DECAY, Settings
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +27,15 @@ def test_defaults() -> None:
     assert s.rerank_chain == [{"name": "mmr", "lam": 0.5, "category_weight": 1.0}, {"name": "truncate"}]
     assert s.triton_grpc_url == "127.0.0.1:8001"
     assert s.effective_redis_url == "redis://127.0.0.1:6379/0"
+
+
+def test_embedding_decay_follows_the_data_source_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().embedding_weight_decay == EMBEDDING_DECAY["synthetic"]
+    monkeypatch.setenv("CASCADE_DATA_SOURCE", "movielens")
+    assert Settings().embedding_weight_decay == EMBEDDING_DECAY["movielens"] != EMBEDDING_DECAY["synthetic"]
+    assert Settings(embedding_weight_decay=0.5).embedding_weight_decay == 0.5
+    monkeypatch.setenv("CASCADE_EMBEDDING_WEIGHT_DECAY", "0.0")
+    assert Settings().embedding_weight_decay == 0.0
 
 
 def test_environment_overrides_with_type_conversion(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,7 +138,7 @@ def test_manifest_read_rejects_missing_and_old_versions(tmp_path: Path) -> None:
 
 
 def test_load_settings_names_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cascade.settings import SettingsError, load_settings
+    from cascade.settings import EMBEDDING_DECAY, SettingsError, load_settings
 
     monkeypatch.setenv("CASCADE_N_USERS", "five")
     with pytest.raises(SettingsError, match=r"CASCADE_N_USERS: .*'five'"):
@@ -142,7 +151,7 @@ def test_synthetic_needs_five_interactions_per_user() -> None:
 
 
 def test_admission_wait_must_fit_in_the_deadline() -> None:
-    from cascade.settings import SettingsError as CascadeSettingsError, load_settings
+    from cascade.settings import EMBEDDING_DECAY, SettingsError as CascadeSettingsError, load_settings
 
     s = load_settings()
     assert (s.max_in_flight, s.admission_wait_ms, s.workers) == (3, 10.0, 2)
