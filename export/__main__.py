@@ -10,11 +10,10 @@ import numpy as np
 import torch
 
 from cascade.artifacts import ArtifactPaths, Manifest, sha256_file
-from cascade.features import FeatureConfig, build_tables
 from cascade.history import latest_histories
 from cascade.settings import Settings, settings_or_report
 from cascade.specs import prerank_spec, rank_spec, teacher_spec, user_tower_spec
-from export.datasets import load_dataset, split_log
+from export.datasets import prepare
 from export.faiss_index import build_index, item_embeddings, write_index
 from export.item_to_item import write_item_to_item
 from export.model_cost import onnx_cost
@@ -51,12 +50,9 @@ def run_export(settings: Settings) -> Manifest:
     started = time.perf_counter()
     paths = ArtifactPaths(settings.artifacts_dir)
     paths.root.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(settings)
-    log = dataset.interactions
-    split = split_log(log, settings)
+    prepared = prepare(settings)
+    dataset, log, split, train_log, tables = prepared.dataset, prepared.log, prepared.split, prepared.train_log, prepared.tables
     train_mask = split.train
-    train_log = log.take(np.flatnonzero(train_mask))
-    tables = build_tables(dataset, train_log, FeatureConfig(history_len=settings.history_len))
     tables.save(paths.tables)
     np.save(paths.user_history, latest_histories(train_log, dataset.n_users, settings.history_len))
     print(f"data: {dataset.name}, {dataset.n_users} users, {dataset.n_items} items, {len(log)} interactions "

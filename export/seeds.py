@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from cascade.artifacts import ArtifactPaths
-from cascade.features import FeatureConfig, build_tables
 from cascade.settings import Settings, settings_or_report
 from export.checkpoints import Checkpoints
-from export.datasets import load_dataset, split_log
+from export.datasets import prepare
 from export.train import train_with
 
 SEEDS_FILE = "seeds.json"
@@ -46,15 +45,13 @@ def summarise(per_seed: dict[int, dict[str, float]]) -> dict[str, dict[str, floa
 
 def run_seeds(settings: Settings, seeds: list[int]) -> dict:
     paths = ArtifactPaths(settings.artifacts_dir)
-    dataset = load_dataset(settings)
-    log = dataset.interactions
-    split = split_log(log, settings)
-    tables = build_tables(dataset, log.take(np.flatnonzero(split.train)), FeatureConfig(history_len=settings.history_len))
+    prepared = prepare(settings)
+    dataset = prepared.dataset
     per_seed = {}
     for seed in seeds:
         run_config = settings.model_dump(mode="json") | {"dataset": dataset.name, "training_seed": seed}
         checkpoints = Checkpoints(paths.checkpoints / f"seed-{seed}", run_config)
-        metrics = train_with(settings, tables, log, split, checkpoints, seed=seed).metrics
+        metrics = train_with(settings, prepared.tables, prepared.log, prepared.split, checkpoints, seed=seed).metrics
         per_seed[seed] = {k: metrics[k] for k in REPORTED if k in metrics}
         print(f"seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in per_seed[seed].items()), flush=True)
     return {"dataset": dataset.name, "seeds": per_seed, "summary": summarise(per_seed)}
