@@ -18,7 +18,7 @@ from export.faiss_index import build_index, item_embeddings, write_index
 from export.item_to_item import write_item_to_item
 from export.model_cost import onnx_cost
 from export.onnx_export import check_parity, check_row_parity, export_onnx, export_row_graphs
-from export.quantize import quantize_all
+from export.quantize import QUANTIZED, quantize_all
 from export.repository import GpuScorers, write_repositories
 from export.calibrate import calibration_features, write_calibration_set
 from export.checkpoints import Checkpoints
@@ -86,7 +86,7 @@ def run_export(settings: Settings) -> Manifest:
     torch.save(trained.student.state_dict(), paths.weights("rank", MODEL_VERSION))
     calibration = calibration_features(tables, log, train_mask, settings.calibration_rows, settings.seed)
     calibration_entry = write_calibration_set(calibration, paths.calibration)
-    quantized = quantize_all(paths.onnx("rank").parent, ["teacher", "rank", "prerank"], calibration)
+    quantized = quantize_all(paths.onnx("rank").parent, QUANTIZED, calibration)
     served = {n: paths.onnx(n if settings.serve_precision == "fp32" else f"{n}.{settings.serve_precision}")
               for n in ("prerank", "rank")}
     model_entries = {

@@ -111,6 +111,16 @@ def test_static_int8_keeps_the_ranking_of_a_held_out_batch(trained, tmp_path: Pa
     assert np.mean(np.abs(ref - got)) < MAX_INT8_MEAN_DIFF and np.max(np.abs(ref - got)) < MAX_INT8_DIFF
 
 
+def test_matmuls_over_concatenated_features_stay_float(trained, tmp_path: Path) -> None:
+    fp32, calibration, _ = trained
+    concat_fed = quantize.concat_fed_matmuls(fp32)
+    original = {n.name: n.op_type for n in onnx.load(str(fp32)).graph.node}
+    assert concat_fed and all(original[name] in ("MatMul", "Gemm") for name in concat_fed)
+    int8 = quantize.quantize_static_int8(fp32, tmp_path / "teacher.int8.onnx", calibration, batch=128)
+    nodes = {n.name: n.op_type for n in onnx.load(str(int8)).graph.node}
+    assert all(nodes.get(name) == original[name] for name in concat_fed)
+
+
 def test_quantize_all_writes_each_variant_with_its_entry(trained, tmp_path: Path) -> None:
     fp32, calibration, _ = trained
     (tmp_path / "teacher.onnx").write_bytes(fp32.read_bytes())
