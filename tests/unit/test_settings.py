@@ -138,7 +138,7 @@ def test_manifest_read_rejects_missing_and_old_versions(tmp_path: Path) -> None:
 
 
 def test_load_settings_names_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cascade.settings import EMBEDDING_DECAY, SettingsError, load_settings
+    from cascade.settings import SettingsError, load_settings
 
     monkeypatch.setenv("CASCADE_N_USERS", "five")
     with pytest.raises(SettingsError, match=r"CASCADE_N_USERS: .*'five'"):
@@ -151,7 +151,7 @@ def test_synthetic_needs_five_interactions_per_user() -> None:
 
 
 def test_admission_wait_must_fit_in_the_deadline() -> None:
-    from cascade.settings import EMBEDDING_DECAY, SettingsError as CascadeSettingsError, load_settings
+    from cascade.settings import SettingsError as CascadeSettingsError, load_settings
 
     s = load_settings()
     assert (s.max_in_flight, s.admission_wait_ms, s.workers) == (3, 10.0, 2)
