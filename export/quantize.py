@@ -59,9 +59,11 @@ from cascade.metrics import kendall_tau
 from cascade.specs import USER_ROW
 from cascade.artifacts import ArtifactPaths, Manifest, sha256_file
 from cascade.settings import settings_or_report
+from export.calibrate import load_calibration_set
 from export.eval_scorers import PRECISIONS
 from export.onnx_export import session
 
+QUANTIZED = ["teacher", "rank", "prerank"]  # the scorers an export makes reduced-precision copies of
 STATIC_OP_TYPES = ("MatMul", "Gemm", "Relu", "Gather")
 SUFFIXES = {**PRECISIONS, "fp16sim": ".fp16sim"}  # the evaluation and the benchmark look for PRECISIONS
 INSERTED_CAST_PREFIX = "InsertedPrecisionFreeCast"  # ORT's name for the casts it adds around fp32-only kernels
@@ -96,17 +98,19 @@ def concat_fed_matmuls(path: Path) -> list[str]:
 
 
 def quantize_static_int8(
-    fp32: Path, out: Path, calibration: dict[str, np.ndarray], batch: int = 256, op_types: tuple[str, ...] = STATIC_OP_TYPES
+    fp32: Path, out: Path, calibration: dict[str, np.ndarray], batch: int = 256, op_types: tuple[str, ...] = STATIC_OP_TYPES,
+    keep_float: list[str] | None = None,
 ) -> Path:
     """Static INT8 (QOperator, uint8 activations, per-channel int8 weights) calibrated on
-    `calibration`; matmuls over concatenated features stay in float (`concat_fed_matmuls`)."""
+    `calibration`; the nodes in `keep_float` stay in float (default: `concat_fed_matmuls`)."""
+    keep_float = concat_fed_matmuls(fp32) if keep_float is None else keep_float
     reader = CalibrationBatches(calibration, input_names(fp32), batch)
     with _quiet_root_logger():
         quantize_static(
             str(fp32), str(out), reader,
             quant_format=QuantFormat.QOperator, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             per_channel=True, calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=list(op_types),
-            nodes_to_exclude=concat_fed_matmuls(fp32), calibration_providers=["CPUExecutionProvider"],
+            nodes_to_exclude=keep_float, calibration_providers=["CPUExecutionProvider"],
         )
     return out
 
@@ -206,9 +210,10 @@ def _int8_static(name: str, fp32: Path, calibration: dict[str, np.ndarray]) -> d
     raises, or its model does not load or run (the entry says so under "fallback")."""
     out = fp32.with_name(name + SUFFIXES["int8"] + ".onnx")
     try:
-        quantize_static_int8(fp32, out, calibration)
+        keep_float = concat_fed_matmuls(fp32)
+        quantize_static_int8(fp32, out, calibration, keep_float=keep_float)
         method = (f"static QOperator U8S8 per-channel minmax on {len(next(iter(calibration.values())))} rows, ops "
-                  f"{'/'.join(STATIC_OP_TYPES)}, float: {'/'.join(concat_fed_matmuls(fp32))}")
+                  f"{'/'.join(STATIC_OP_TYPES)}, float: {'/'.join(keep_float)}")
         return _entry(name, "int8", out, method, fp32, calibration)
     except Exception as err:  # noqa: BLE001 - the fallback is recorded, never silent
         tqdm.write(f"quantize: static INT8 of {name} failed ({err!r}); {out.name} is dynamic INT8 instead")
@@ -246,16 +251,12 @@ def quantize_all(onnx_dir: Path, names: list[str], calibration: dict[str, np.nda
     return entries
 
 
-QUANTIZED = ["teacher", "rank", "prerank"]
-
 
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(prog="python -m export.quantize", description=__doc__.splitlines()[0]).parse_args(argv)
     settings = settings_or_report()
     if settings is None:
         return 2
-    from export.calibrate import load_calibration_set
-
     paths = ArtifactPaths(settings.artifacts_dir)
     manifest = Manifest.read(paths.manifest)
     calibration = load_calibration_set(paths.calibration, manifest.calibration.get("sha256"))
