@@ -130,3 +130,22 @@ class UserBootstrap:
             with np.errstate(divide="ignore", invalid="ignore"):
                 out[lo : lo + step] = wins / (pos.sum(axis=1) * neg.sum(axis=1))
         return np.where(np.isfinite(out), out, np.nan)
+
+
+def ratio_of_means(a: np.ndarray, b: np.ndarray, resamples: int = 200, seed: int = 0, level: float = 0.95) -> Interval:
+    """mean(a) / mean(b) over paired per-user values (users with a NaN in either left out), with the
+    percentile bootstrap interval from resampling users; NaN where mean(b) is 0."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired per-user values must be 1-d of one length, got {a.shape} and {b.shape}")
+    keep = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[keep], b[keep]
+    if not len(a) or b.sum() == 0:
+        return Interval(float("nan"), float("nan"), float("nan"))
+    draws = np.random.default_rng(seed).integers(0, len(a), (resamples, len(a)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = a[draws].sum(axis=1) / b[draws].sum(axis=1)
+    values = values[np.isfinite(values)]
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(values, [tail, 100.0 - tail]) if len(values) else (np.nan, np.nan)
+    return Interval(float(a.sum() / b.sum()), float(low), float(high))

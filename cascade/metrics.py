@@ -63,10 +63,17 @@ def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = LOG_LOSS_EPS) -
     return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
 
 
+def recall_per_user(retrieved: Sequence[np.ndarray], relevant: list[set[int]], k: int) -> np.ndarray:
+    """Each user's |top-k ∩ relevant| / |relevant| (NaN for a user with no relevant item)."""
+    return np.array([len(set(np.asarray(r)[:k].tolist()) & rel) / len(rel) if rel else np.nan
+                     for r, rel in zip(retrieved, relevant)], np.float64)
+
+
 def recall_at_k(retrieved: Sequence[np.ndarray], relevant: list[set[int]], k: int) -> float:
     """Mean over users of |top-k ∩ relevant| / |relevant| (users with no relevant item skipped)."""
-    hits = [len(set(np.asarray(r)[:k].tolist()) & rel) / len(rel) for r, rel in zip(retrieved, relevant) if rel]
-    return float(np.mean(hits)) if hits else float("nan")
+    hits = recall_per_user(retrieved, relevant, k)
+    hits = hits[~np.isnan(hits)]
+    return float(np.mean(hits)) if len(hits) else float("nan")
 
 
 def _discounts(k: int) -> np.ndarray:

@@ -34,7 +34,6 @@ from cascade.exposure import filter_exposed
 from cascade.metrics import ndcg_at_k, recall_at_k
 from cascade.settings import Settings
 from export.bars import MIN_CATEGORIES
-from export.eval_channels import channel_figures
 from export.eval_retrieval import HeldOutUsers
 from export.eval_scorers import OnnxModel
 from export.served_funnel import Chain, Served, ServedFunnel, score_items
@@ -183,7 +182,6 @@ async def _evaluate(models: FunnelModels, held: HeldOutUsers, settings: Settings
     }
     result["reference_chain"] = REFERENCE_CHAIN
     result["lists_allowing_diversity"] = int(np.sum(judge.available >= MIN_CATEGORIES))
-    result.update(channel_figures([(s.plan, s.channels) for s in served], held.train_items, held.relevant))
     result["sizes"] = {"prerank_keep": settings.prerank_keep, "rank_keep": settings.rank_keep, "top_k": TOP_K,
                        "recall_quotas": served[0].plan.quotas if served else {}}
     return result
@@ -191,5 +189,5 @@ async def _evaluate(models: FunnelModels, held: HeldOutUsers, settings: Settings
 
 def evaluate_funnel(models: FunnelModels, held: HeldOutUsers, settings: Settings) -> dict:
     """The served funnel's top 10s against exhaustive ranking and held-out positives, the diversity
-    of its lists and of the reference chain's, and the recall channels' Recall@K."""
+    of its lists and of the reference chain's."""
     return asyncio.run(_evaluate(models, held, settings))

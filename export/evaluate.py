@@ -5,6 +5,7 @@ come from the training code (`RowFeatures`) and the serving code (`assemble_requ
 numbers are those of the files Triton serves. Three parts:
   scorers    AUC / GAUC / LogLoss of every teacher/rank/prerank variant on held-out rows;
   retrieval  ANN (user tower + FAISS) vs most popular: Recall@K, NDCG@10 on held-out users;
+  channels   the served recall channels alone and merged, on the same users;
   funnel     recall -> prerank -> rank top 10 vs exhaustive teacher top 10.
 Writes report.json, report.md and plots into <artifacts_dir>/report (or --out).
 """
@@ -31,6 +32,7 @@ from cascade.specs import USER_EMBEDDING
 from export.bars import LATENCY_FILE, judge, model_costs, read_latency
 from export.baselines import Fitted, fit_baselines, summarise
 from export.datasets import load_dataset, split_log
+from export.eval_channels import evaluate_channels
 from export.eval_funnel import FunnelModels, evaluate_funnel
 from export.eval_retrieval import (
     RECALL_KS,
@@ -165,6 +167,10 @@ def evaluate(settings: Settings, options: EvalOptions | None = None) -> Evaluati
     timings["retrieval"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    channels = evaluate_channels(settings, held, options.resamples, settings.seed)
+    timings["channels"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     n_funnel = min(options.funnel_users or (200 if dataset.n_items <= SMALL_CATALOGUE else 100), len(held))
     exhaustive = "teacher" if "teacher" in models else "rank"
     funnel_models = FunnelModels(models["prerank"], models["rank"], models[exhaustive], exhaustive)
@@ -188,6 +194,7 @@ def evaluate(settings: Settings, options: EvalOptions | None = None) -> Evaluati
         "scorers": scorers,
         "baselines": baselines,
         "retrieval": retrieval,
+        "channels": channels,
         "funnel": funnel,
         "latency": read_latency(paths.root / "report" / LATENCY_FILE),
         "seeds": read_seeds(paths.root / "report" / SEEDS_FILE),

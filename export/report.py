@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 
 from export.bars import MIN_CATEGORIES
 from export.baselines import baselines_markdown
+from export.eval_channels import ANN_K, MULTI_CHANNEL_BUDGET
 
 PLOTS = {"auc": "auc.png", "retrieval": "retrieval_recall.png", "funnel": "funnel_vs_exhaustive.png"}
 
@@ -126,7 +127,7 @@ def _funnel_md(funnel: dict) -> str:
         + f"\n\nOverlap of the funnel's top 10 with the exhaustive top 10: {_fmt(funnel['overlap@10'])}; "
         f"exhaustive top 10 reaching the candidate set: {_fmt(funnel['exhaustive_top10_in_candidates'])}; "
         f"held-out positives in the candidate set (candidate recall): {_fmt(funnel['candidate_recall'])}; "
-        f"mean candidates: {_fmt(funnel['mean_candidates'], 1)}.\n\n" + _diversity_md(funnel) + "\n\n" + _channels_md(funnel)
+        f"mean candidates: {_fmt(funnel['mean_candidates'], 1)}.\n\n" + _diversity_md(funnel)
     )
 
 
@@ -148,14 +149,25 @@ def _diversity_md(funnel: dict) -> str:
     )
 
 
-def _channels_md(funnel: dict) -> str:
-    multi = funnel["multi_channel"]
-    rows = [[name, c["recall@100"], c["recall@200"]] for name, c in funnel["channels"].items()]
-    quotas = ", ".join(f"{name} {quota}" for name, quota in multi["quotas"].items() if quota)
-    rows.append([f"multi-channel (quotas scaled to 200: {quotas})", None, multi["recall@200"]])
+def _channels_md(channels: dict) -> str:
+    def quotas(q: dict[str, int]) -> str:
+        return ", ".join(f"{name} {quota}" for name, quota in q.items() if quota)
+
+    budget = f"recall@{MULTI_CHANNEL_BUDGET}"
+    rows = [[name, c["recall@100"], c[budget]] for name, c in channels["channels"].items()]
+    rows.append([f"multi-channel, served proportions scaled to {MULTI_CHANNEL_BUDGET} ({quotas(channels['multi_channel']['quotas'])})",
+                 None, channels["multi_channel"][budget]])
+    split = channels["best_split"]
+    rows.append([f"best split in hindsight, quotas in steps of {split['step']} ({quotas(split['quotas'])})", None, split[budget]])
+    ratios = [[name.replace("/", " / "), r["point"], f"[{_fmt(r['low'], 3)}, {_fmt(r['high'], 3)}]"]
+              for name, r in channels["ratios"].items()]
     return (
-        "Recall channels as served (training items excluded), each alone and merged at an equal budget:\n\n"
-        + _table(["channel", "Recall@100", "Recall@200"], rows)
+        f"{channels['n_users']:,} held-out users (the retrieval users), each at its first held-out timestamp; every list is "
+        "what `orchestrator.recall.RecallChannels` gives the funnel, training items excluded. The best split in hindsight "
+        "is chosen on these same users: the most any quotas reach with these lists, not a served figure.\n\n"
+        + _table(["channel", "Recall@100", f"Recall@{MULTI_CHANNEL_BUDGET}"], rows)
+        + f"\n\nRatios the bars read (multi-channel at Recall@{MULTI_CHANNEL_BUDGET}, ANN at Recall@{ANN_K}), "
+        "95 % intervals from resampling users:\n\n" + _table(["ratio", "point", "95 % CI"], ratios)
     )
 
 
@@ -197,6 +209,7 @@ def markdown(report: dict) -> str:
         *(["### Two objectives", _heads_md(report["scorers"])] if report["scorers"].get("heads") else []),
         *(["## Baselines on the same rows", "\n".join(baselines_markdown(report["baselines"]))] if report.get("baselines") else []),
         "## Retrieval: ANN vs most popular", _retrieval_md(report["retrieval"]), f"![Recall@K]({PLOTS['retrieval']})",
+        "## Recall channels as served", _channels_md(report["channels"]),
         "## Funnel vs exhaustive", _funnel_md(report["funnel"]), f"![funnel vs exhaustive]({PLOTS['funnel']})",
         *_optional_md(report),
         "## Timings (seconds)", _table(["step", "seconds"], [[k, v] for k, v in report["timings_s"].items()]),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cascade.recall.channels import ChannelSpec
-from export.eval_channels import channel_figures, scaled_quotas
+from export.eval_channels import best_quota_split, channel_figures, scaled_quotas
 from orchestrator.recall import RecallPlan
 
 
@@ -24,9 +24,24 @@ def _ids(*items: int) -> tuple[np.ndarray, np.ndarray]:
 def test_channels_are_judged_without_training_items_and_merged_with_scaled_quotas(monkeypatch) -> None:
     monkeypatch.setattr("export.eval_channels.CHANNEL_KS", (2,))
     monkeypatch.setattr("export.eval_channels.MULTI_CHANNEL_BUDGET", 2)
+    monkeypatch.setattr("export.eval_channels.ANN_K", 2)
     plan = RecallPlan((ChannelSpec("ann"), ChannelSpec("popular")), 0, {"ann": 4, "popular": 4, "explore": 0}, 8, True)
     lists = [("ann", *_ids(9, 1, 2, 3)), ("popular", *_ids(9, 5, 6, 7))]
     figures = channel_figures([(plan, lists)], [np.array([9])], [{2, 5}])  # 9 was met in training
+    assert figures["n_users"] == 1
     assert figures["channels"] == {"ann": {"recall@2": 0.5}, "popular": {"recall@2": 0.5}}  # [1, 2] and [5, 6]
     assert figures["multi_channel"]["quotas"] == {"ann": 1, "popular": 1, "explore": 0}
     assert figures["multi_channel"]["recall@2"] == pytest.approx(0.5)  # [1, 5]: ann's first, popular's first
+    assert figures["ratios"]["multi_channel/ann"]["point"] == pytest.approx(1.0)
+    assert figures["ratios"]["ann/popular"]["point"] == pytest.approx(1.0)
+
+
+def test_the_best_split_in_hindsight_finds_the_quotas_that_recall_most() -> None:
+    """Each channel holds one of the user's relevant items at its second place: only a split that
+    gives both channels two slots reaches both."""
+    unseen = [[("ann", *_ids(1, 2, 3, 4)), ("popular", *_ids(5, 6, 7, 8))]]
+    quotas, per_user = best_quota_split(unseen, [{2, 6}], budget=4, step=1)
+    assert quotas == {"ann": 2, "popular": 2}
+    assert per_user.tolist() == [1.0]
+    quotas, per_user = best_quota_split(unseen, [{3, 4}], budget=4, step=2)
+    assert quotas == {"ann": 4, "popular": 0} and per_user.tolist() == [1.0]

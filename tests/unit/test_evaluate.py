@@ -97,9 +97,15 @@ def test_retrieval_and_funnel_numbers_in_range(exported: Settings, evaluation: E
         assert 1 <= figures["distinct_categories"] <= 10, name
     assert funnel["chains"]["exhaustive"]["graded_ndcg@10"] == pytest.approx(1.0)
     assert funnel["chains"]["served"]["graded_ndcg@10"] == pytest.approx(funnel["graded_ndcg@10"])
-    assert set(funnel["channels"]) == {"ann", "item_to_item", "popular"}
-    assert all(_in_unit_interval(c[f"recall@{k}"]) for c in funnel["channels"].values() for k in (100, 200))
-    assert _in_unit_interval(funnel["multi_channel"]["recall@200"]) and sum(funnel["multi_channel"]["quotas"].values()) == 200
+    channels = evaluation.report["channels"]
+    assert channels["n_users"] == retrieval["n_users"]
+    assert set(channels["channels"]) == {"ann", "item_to_item", "popular"}
+    assert all(_in_unit_interval(c[f"recall@{k}"]) for c in channels["channels"].values() for k in (100, 200))
+    assert _in_unit_interval(channels["multi_channel"]["recall@200"]) and sum(channels["multi_channel"]["quotas"].values()) == 200
+    assert channels["best_split"]["recall@200"] >= channels["multi_channel"]["recall@200"] - 0.05  # the grid is coarser
+    assert sum(channels["best_split"]["quotas"].values()) == 200
+    for name, ratio in channels["ratios"].items():
+        assert ratio["low"] <= ratio["point"] <= ratio["high"] or np.isnan(ratio["point"]), name
     has_teacher = ArtifactPaths(exported.artifacts_dir).onnx("teacher").exists()
     assert funnel["exhaustive_scorer"] == ("teacher" if has_teacher else "rank")
     assert {b["met"] for b in evaluation.report["bars"]} <= {True, False, None}
@@ -159,10 +165,13 @@ def test_diversity_and_channel_bars_judge_their_figures(evaluation: Evaluation) 
     def bars(served: dict, dataset: str = "synthetic", multi: float = 0.4) -> dict[str, dict]:
         chains = {**funnel["chains"], "served": {**funnel["chains"]["served"], **served},
                   "reference": {**funnel["chains"]["reference"], "graded_ndcg@10": 0.9}}
-        channels = {"ann": {"recall@100": 0.2, "recall@200": 0.3}, "item_to_item": {"recall@100": 0.25, "recall@200": 0.28},
-                    "popular": {"recall@100": 0.1, "recall@200": 0.15}}
+        single = {"ann": {"recall@100": 0.2, "recall@200": 0.3}, "item_to_item": {"recall@100": 0.25, "recall@200": 0.28},
+                  "popular": {"recall@100": 0.1, "recall@200": 0.15}}
+        channels = {"n_users": 7, "channels": single, "multi_channel": {"recall@200": multi},
+                    "best_split": {"recall@200": 0.45, "quotas": {"ann": 120, "popular": 80}},
+                    "ratios": {"multi_channel/ann": {"point": multi / 0.3, "low": 1.01, "high": 1.62}}}
         report = {**evaluation.report, "dataset": {**evaluation.report["dataset"], "name": dataset},
-                  "funnel": {**funnel, "chains": chains, "channels": channels, "multi_channel": {"recall@200": multi}}}
+                  "funnel": {**funnel, "chains": chains}, "channels": channels}
         return {b["bar"].split(" ")[0]: b for b in judge(report)}
 
     diverse = {"lists_with_4_categories": 1.0, "graded_ndcg@10": 0.89}
@@ -171,6 +180,8 @@ def test_diversity_and_channel_bars_judge_their_figures(evaluation: Evaluation) 
     assert bars({**diverse, "graded_ndcg@10": 0.88})["rerank:"]["met"] is False  # 2.2 % below the reference
     assert bars({**diverse, "lists_with_4_categories": 0.95})["rerank:"]["met"] is False
     assert got["multi-channel"]["met"] is True and "ann 0.3" in got["multi-channel"]["figure"]  # 0.4 / 0.3
+    assert "CI [1.01x, 1.62x]" in got["multi-channel"]["note"] and "7 held-out users" in got["multi-channel"]["note"]
+    assert "(ann 120, popular 80) reaches 0.4500 = 1.50x" in got["multi-channel"]["note"]
     assert bars(diverse, multi=0.35)["multi-channel"]["met"] is False
     assert got["ANN"]["met"] is True and "popular 0.1" in got["ANN"]["figure"]  # 2x popular on synthetic data
     movielens = bars(diverse, dataset="movielens100k")["ANN"]

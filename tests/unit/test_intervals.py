@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from cascade.intervals import METRICS, UserBootstrap
+from cascade.intervals import METRICS, UserBootstrap, ratio_of_means
 from cascade.metrics import gauc, log_loss, roc_auc
 
 
@@ -83,3 +83,17 @@ def test_scores_of_another_length_are_refused() -> None:
     users, labels, scores = rows(100, 10)
     with pytest.raises(ValueError, match="scores of shape"):
         UserBootstrap(users, labels, 10).intervals(scores[:-1])
+
+
+def test_a_ratio_of_means_holds_its_point_and_leaves_out_users_with_no_value() -> None:
+    rng = np.random.default_rng(3)
+    b = rng.random(500)
+    a = 2.0 * b + rng.normal(0.0, 0.05, 500)
+    interval = ratio_of_means(np.r_[a, np.nan], np.r_[b, 1.0], resamples=200, seed=1)
+    assert interval.point == pytest.approx(a.sum() / b.sum())
+    assert interval.low < interval.point < interval.high and interval.high - interval.low < 0.1
+    same = ratio_of_means(b, b)
+    assert (same.point, same.low, same.high) == (1.0, 1.0, 1.0)
+    assert np.isnan(ratio_of_means(b, np.zeros(500)).point)
+    with pytest.raises(ValueError, match="paired"):
+        ratio_of_means(b, b[:-1])

@@ -7,7 +7,7 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from cascade.metrics import recall_at_k, roc_auc
+from cascade.metrics import recall_at_k, recall_per_user, roc_auc
 from cascade.recall.popular import popular_items
 from cascade.schema import Dataset, Interactions, time_split
 from export.synthetic import EPOCH, SPAN_S, generate
@@ -116,6 +116,8 @@ def test_recall_at_k() -> None:
     # top 3 -- user 0: {2, 3} -> 1; user 2 still {7} -> 1/4.
     assert recall_at_k(retrieved, relevant, 3) == pytest.approx((1 + 1 / 4) / 2)
     assert math.isnan(recall_at_k(retrieved, [set(), set(), set()], 2))
+    per_user = recall_per_user(retrieved, relevant, 2)
+    assert per_user[0] == 0.5 and math.isnan(per_user[1]) and per_user[2] == 0.25
 
 
 def test_popular_items_order_ties_by_id_and_scores() -> None:
