@@ -31,7 +31,7 @@ from cascade.artifacts import ArtifactPaths
 from cascade.features import FeatureTables
 from cascade.intervals import Interval, UserBootstrap
 from cascade.metrics import roc_auc
-from cascade.models.scorers import StudentRanker, second_head_loss
+from cascade.models.scorers import StudentRanker, head_loss
 from cascade.samples import features_of_rows
 from cascade.settings import Settings, SettingsError, load_settings
 from cascade.specs import RANK_FEATURES, rank_spec
@@ -168,9 +168,8 @@ def train(model: StudentRanker, rows: LoggedRows, train_rows: np.ndarray, epochs
 
     def loss(batch: np.ndarray) -> torch.Tensor:
         index = torch.from_numpy(batch)
-        heads = model.head_probabilities(*[tensors[n][index] for n in RANK_FEATURES]).clamp(1e-7, 1 - 1e-7)
-        click = torch.nn.functional.binary_cross_entropy(heads[:, 0], labels[index])
-        return click + second_weight * second_head_loss(heads, second[index])
+        heads = model.head_probabilities(*[tensors[n][index] for n in RANK_FEATURES])
+        return head_loss(heads, labels[index], 0) + second_weight * head_loss(heads, second[index], 1)
 
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory() as scratch:

@@ -15,7 +15,7 @@ from cascade.causal import as_of_rows
 from cascade.features import FeatureTables, assemble
 from cascade.history import HistoryIndex
 from cascade.metrics import roc_auc
-from cascade.models.scorers import PreRanker, StudentRanker, second_head_loss
+from cascade.models.scorers import PreRanker, StudentRanker, head_loss
 from cascade.models.teacher import TeacherRanker
 from cascade.models.two_tower import TwoTower
 from cascade.schema import Interactions, Split
@@ -219,7 +219,7 @@ def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules:
             t_logits = teacher.out(t_hidden).squeeze(1)
         s_hidden = student.hidden(*x)
         s_logits = student.out(s_hidden).squeeze(1)
-        second = second_head_loss(student.probabilities(s_hidden), second_labels[rows])
+        second = head_loss(student.probabilities(s_hidden), second_labels[rows])
         return distillation_loss(s_logits, t_logits, labels[rows], weights, regressor(s_hidden), t_hidden) + weights.second * second
 
     fits["rank"] = fit("student", student, student_loss, train_rows, schedules["student"], extra=(regressor,),
@@ -233,7 +233,7 @@ def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules:
         f = training(rows)
         with torch.no_grad():
             hidden = student.hidden(*[f[n] for n in RANK_FEATURES])
-        return second_head_loss(student.probabilities(hidden), second_labels[rows])
+        return head_loss(student.probabilities(hidden), second_labels[rows])
 
     def second_validation() -> float:
         return roc_auc(log.second_label[valid_rows], predict_heads(student, features, valid_rows)[:, 1].numpy())

@@ -87,6 +87,7 @@ class StudentRanker(MlpScorer):
         return self.mix(self.head_probabilities(user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx, user_row))
 
 
-def second_head_loss(probabilities: torch.Tensor, second_labels: torch.Tensor) -> torch.Tensor:
-    """BCE of the second head's probability (`StudentRanker.probabilities`' column 1) on its labels."""
-    return nn.functional.binary_cross_entropy(probabilities[:, 1].clamp(1e-7, 1 - 1e-7), second_labels)
+def head_loss(probabilities: torch.Tensor, labels: torch.Tensor, head: int = 1) -> torch.Tensor:
+    """BCE of one head's probability (`StudentRanker.probabilities`' column `head`: 0 click, 1 the
+    second objective) on its labels."""
+    return nn.functional.binary_cross_entropy(probabilities[:, head].clamp(1e-7, 1 - 1e-7), labels)
