@@ -1,7 +1,10 @@
 """Session fixtures shared by integration tests: a small real export, real tritonserver and redis-server."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import traceback
+import warnings
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,31 @@ from cascade.servers.process import ManagedProcess, free_port
 from cascade.servers.redis import cluster_ports, start_redis, start_redis_cluster
 from cascade.servers.triton import start_triton
 from cascade.settings import Settings
+
+
+CANCEL_WAIT_S = 10.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def no_task_outlives_the_session() -> AsyncIterator[None]:
+    """At the end of the session, cancel what tests left running on the shared event loop and name
+    any task that ignores its cancellation. pytest-asyncio's loop teardown waits on every task with
+    no limit, so one such task hangs the run after the last test has passed (seen once in CI: the
+    loop woke every 0.5 s for over five minutes). A stuck task is named in a warning, with its stack, and dropped
+    from the loop's task set, so the run ends and the culprit is in the log."""
+    yield
+    current = asyncio.current_task()
+    left = [task for task in asyncio.all_tasks() if task is not current]
+    for task in left:
+        task.cancel()
+    if not left:
+        return
+    _, stuck = await asyncio.wait(left, timeout=CANCEL_WAIT_S)
+    for task in stuck:
+        stack = "".join(traceback.format_list(traceback.extract_stack(task.get_stack()[-1]))) if task.get_stack() else ""
+        warnings.warn(f"still running {CANCEL_WAIT_S:g} s after its cancellation at the end of the session: {task!r}\n{stack}",
+                      stacklevel=1)
+        asyncio.tasks._unregister_task(task)  # noqa: SLF001 - else the loop's teardown waits on it forever
 
 
 @pytest.fixture(scope="session")
