@@ -92,11 +92,11 @@ def channel_figures(
     the budget, ANN over each other channel at ANN_K."""
     unseen = [_unseen(channels, seen) for (_, channels), seen in zip(recorded, train_items)]
     names = [name for name, _, _ in unseen[0]] if unseen else []
+    budget = MULTI_CHANNEL_BUDGET
     per_user = {
-        name: {k: recall_per_user([lists[i][1] for lists in unseen], relevant, k) for k in CHANNEL_KS}
+        name: {k: recall_per_user([lists[i][1] for lists in unseen], relevant, k) for k in {*CHANNEL_KS, budget, ANN_K}}
         for i, name in enumerate(names)
     }
-    budget = MULTI_CHANNEL_BUDGET
     quotas = scaled_quotas(recorded[0][0].quotas, budget) if recorded else {}
     multi = _merged_recall(unseen, relevant, quotas, budget)
     split, best_split = best_quota_split(unseen, relevant, budget)
