@@ -75,6 +75,8 @@ def _int8_bars(report: dict) -> list[Bar]:
 
 
 TEACHER_LEAD = 0.01  # the teacher's AUC over the best baseline's, at least
+# the teacher's paired leads in the report's intervals -> which baseline: the baselines' "best" by AUC, "best_gauc" by GAUC
+LEADS = {"teacher_minus_best_baseline": "best", "teacher_minus_best_gauc_baseline": "best_gauc"}
 
 
 def _baseline_bars(report: dict) -> list[Bar]:
@@ -88,13 +90,16 @@ def _baseline_bars(report: dict) -> list[Bar]:
     baselines = section["baselines"]
     best_auc = max(baselines, key=lambda n: baselines[n]["auc"]["point"])
     best_gauc = max(baselines, key=lambda n: baselines[n]["gauc"]["point"])
-    lead = report["scorers"].get("intervals", {}).get("teacher_minus_best_baseline", {}).get("auc")
+    intervals = report["scorers"].get("intervals", {})
+    lead = intervals.get("teacher_minus_best_baseline", {}).get("auc")
     lead_note = f"lead 95 % CI [{lead['low']:+.4f}, {lead['high']:+.4f}]" if lead else ""
+    gauc_lead = intervals.get("teacher_minus_best_gauc_baseline", {}).get("gauc")
+    gauc_note = f"lead 95 % CI [{gauc_lead['low']:+.4f}, {gauc_lead['high']:+.4f}] (paired, users resampled)" if gauc_lead else ""
     auc, base_auc = teacher["auc"], baselines[best_auc]["auc"]["point"]
     gauc, base_gauc = teacher["gauc"], baselines[best_gauc]["gauc"]["point"]
     return [
         Bar(auc_name, auc >= base_auc + TEACHER_LEAD, f"teacher {auc:.4f} vs {best_auc} {base_auc:.4f}: {auc - base_auc:+.4f}", lead_note),
-        Bar(gauc_name, gauc >= base_gauc, f"teacher {gauc:.4f} vs {best_gauc} {base_gauc:.4f}: {gauc - base_gauc:+.4f}"),
+        Bar(gauc_name, gauc >= base_gauc, f"teacher {gauc:.4f} vs {best_gauc} {base_gauc:.4f}: {gauc - base_gauc:+.4f}", gauc_note),
     ]
 
 

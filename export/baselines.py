@@ -173,6 +173,7 @@ def summarise(fitted: dict[str, Fitted], dataset: Dataset, split: Split, seed: i
         "n_rows": len(rows), "n_users": len(np.unique(log.user[rows])), "positive_rate": float(log.label[rows].mean()),
         "n_train": int(split.train.sum()), "n_valid": int(split.valid.sum()),
         "best": max(baselines, key=lambda name: baselines[name]["auc"]["point"]),
+        "best_gauc": max(baselines, key=lambda name: baselines[name]["gauc"]["point"]),
         "baselines": baselines,
     }
 

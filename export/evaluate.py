@@ -29,7 +29,7 @@ from cascade.intervals import UserBootstrap
 from cascade.schema import Dataset, Interactions, Split
 from cascade.settings import Settings, settings_or_report
 from cascade.specs import USER_EMBEDDING
-from export.bars import LATENCY_FILE, judge, model_costs, read_latency
+from export.bars import LATENCY_FILE, LEADS, judge, model_costs, read_latency
 from export.baselines import Fitted, fit_baselines, summarise
 from export.datasets import load_dataset, split_log
 from export.eval_channels import evaluate_channels
@@ -103,17 +103,20 @@ def _check_same_data(paths: ArtifactPaths, tables: FeatureTables, dataset: Datas
 
 
 def scorer_intervals(
-    scores: dict[str, np.ndarray], fitted: dict[str, Fitted], best: str, log: Interactions, rows: np.ndarray,
+    scores: dict[str, np.ndarray], fitted: dict[str, Fitted], baselines: dict, log: Interactions, rows: np.ndarray,
     split: Split, seed: int, resamples: int,
 ) -> dict[str, dict]:
     """Bootstrap 95 % intervals (users resampled) of each scorer variant's AUC / GAUC / LogLoss on `rows`,
-    and of the teacher's lead over the best baseline (`best`) on the same resamples."""
+    and of the teacher's lead over the best baseline by AUC and over the best by GAUC (`LEADS`), on the
+    same resamples (paired)."""
     boot = UserBootstrap(log.user[rows], log.label[rows], resamples, seed)
     out = {name: {m: i.as_dict() for m, i in boot.intervals(s).items()} for name, s in scores.items()}
-    if "teacher" in scores and best in fitted:
-        position = np.searchsorted(np.flatnonzero(split.test), rows)  # the baselines score every test row
-        lead = boot.difference(scores["teacher"], fitted[best].scores[position])
-        out["teacher_minus_best_baseline"] = {"baseline": best, **{m: i.as_dict() for m, i in lead.items()}}
+    position = np.searchsorted(np.flatnonzero(split.test), rows)  # the baselines score every test row
+    for key, pick in LEADS.items():
+        best = baselines.get(pick)
+        if "teacher" in scores and best in fitted:
+            lead = boot.difference(scores["teacher"], fitted[best].scores[position])
+            out[key] = {"baseline": best, **{m: i.as_dict() for m, i in lead.items()}}
     return out
 
 
@@ -152,7 +155,7 @@ def evaluate(settings: Settings, options: EvalOptions | None = None) -> Evaluati
     t = time.perf_counter()
     fitted = fit_baselines(dataset, split, settings.seed)
     baselines = summarise(fitted, dataset, split, settings.seed, rows, options.resamples)
-    scorers["intervals"] = scorer_intervals(scores, fitted, baselines["best"], log, rows, split, settings.seed,
+    scorers["intervals"] = scorer_intervals(scores, fitted, baselines, log, rows, split, settings.seed,
                                             options.resamples)
     timings["baselines"] = time.perf_counter() - t
 

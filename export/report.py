@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from export.bars import MIN_CATEGORIES
+from export.bars import LEADS, MIN_CATEGORIES
 from export.baselines import baselines_markdown
 from export.eval_channels import ANN_K, MULTI_CHANNEL_BUDGET
 
@@ -87,14 +87,13 @@ def _heads_md(scorers: dict) -> str:
 
 
 def _intervals_md(scorers: dict) -> str:
-    """The served variants' 95 % intervals, and the teacher's lead over the best baseline."""
+    """The served variants' 95 % intervals, and the teacher's lead over the best baselines by AUC and by GAUC."""
     intervals = scorers.get("intervals") or {}
     cell = lambda i: f"{i['point']:.4f} [{i['low']:.4f}, {i['high']:.4f}]"  # noqa: E731
     rows = [[name, *(cell(v[m]) for m in ("auc", "gauc", "logloss"))] for name, v in intervals.items()
-            if name != "teacher_minus_best_baseline"]
-    lead = intervals.get("teacher_minus_best_baseline")
-    if lead:
-        rows.append([f"teacher − {lead['baseline']}", *(cell(lead[m]) for m in ("auc", "gauc", "logloss"))])
+            if name not in LEADS]
+    leads = {intervals[key]["baseline"]: intervals[key] for key in LEADS if key in intervals}  # one row per baseline
+    rows += [[f"teacher − {name}", *(cell(lead[m]) for m in ("auc", "gauc", "logloss"))] for name, lead in leads.items()]
     return _table(["variant", "AUC [95 % CI]", "GAUC [95 % CI]", "LogLoss [95 % CI]"], rows)
 
 

@@ -218,6 +218,11 @@ def test_the_baselines_stand_beside_the_scorers_with_intervals(evaluation: Evalu
     assert lead["baseline"] == baselines["best"] and lead["auc"]["low"] <= lead["auc"]["point"] <= lead["auc"]["high"]
     teacher = report["scorers"]["intervals"]["teacher"]["auc"]
     assert teacher["point"] == pytest.approx(report["scorers"]["variants"]["teacher"]["auc"])
-    names = [b["bar"] for b in report["bars"]]
-    assert "teacher AUC ≥ best baseline's + 0.01" in names and "teacher GAUC ≥ best baseline's" in names
+    gauc_lead = report["scorers"]["intervals"]["teacher_minus_best_gauc_baseline"]
+    best_gauc = baselines["baselines"][baselines["best_gauc"]]["gauc"]["point"]
+    assert gauc_lead["baseline"] == baselines["best_gauc"]
+    assert gauc_lead["gauc"]["point"] == pytest.approx(report["scorers"]["variants"]["teacher"]["gauc"] - best_gauc)
+    assert gauc_lead["gauc"]["low"] <= gauc_lead["gauc"]["point"] <= gauc_lead["gauc"]["high"]
+    bars = {b["bar"]: b for b in report["bars"]}
+    assert "teacher AUC ≥ best baseline's + 0.01" in bars and "lead 95 % CI" in bars["teacher GAUC ≥ best baseline's"]["note"]
     assert "## Baselines on the same rows" in (evaluation.out_dir / "report.md").read_text()
