@@ -90,12 +90,7 @@ class UserBootstrap:
         return scores
 
     def _interval(self, point: float, values: np.ndarray) -> Interval:
-        values = values[~np.isnan(values)]
-        if len(values) == 0:
-            return Interval(point, float("nan"), float("nan"))
-        tail = (1.0 - self.level) / 2.0 * 100.0
-        low, high = np.percentile(values, [tail, 100.0 - tail])
-        return Interval(point, float(low), float(high))
+        return percentile_interval(point, values, self.level)
 
     def _weighted_mean(self, per_user: np.ndarray, rows_per_user: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -132,6 +127,16 @@ class UserBootstrap:
         return np.where(np.isfinite(out), out, np.nan)
 
 
+def percentile_interval(point: float, values: np.ndarray, level: float) -> Interval:
+    """`point` with the percentile interval of the resampled `values` (NaNs left out)."""
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return Interval(point, float("nan"), float("nan"))
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return Interval(point, float(low), float(high))
+
+
 def ratio_of_means(a: np.ndarray, b: np.ndarray, resamples: int = 200, seed: int = 0, level: float = 0.95) -> Interval:
     """mean(a) / mean(b) over paired per-user values (users with a NaN in either left out), with the
     percentile bootstrap interval from resampling users; NaN where mean(b) is 0."""
@@ -145,7 +150,4 @@ def ratio_of_means(a: np.ndarray, b: np.ndarray, resamples: int = 200, seed: int
     draws = np.random.default_rng(seed).integers(0, len(a), (resamples, len(a)))
     with np.errstate(divide="ignore", invalid="ignore"):
         values = a[draws].sum(axis=1) / b[draws].sum(axis=1)
-    values = values[np.isfinite(values)]
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(values, [tail, 100.0 - tail]) if len(values) else (np.nan, np.nan)
-    return Interval(float(a.sum() / b.sum()), float(low), float(high))
+    return percentile_interval(float(a.sum() / b.sum()), np.where(np.isfinite(values), values, np.nan), level)

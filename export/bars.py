@@ -88,8 +88,7 @@ def _baseline_bars(report: dict) -> list[Bar]:
     if not section or teacher is None:
         return [Bar(auc_name, None, "no baselines or no teacher.onnx"), Bar(gauc_name, None, "no baselines or no teacher.onnx")]
     baselines = section["baselines"]
-    best_auc = max(baselines, key=lambda n: baselines[n]["auc"]["point"])
-    best_gauc = max(baselines, key=lambda n: baselines[n]["gauc"]["point"])
+    best_auc, best_gauc = section["best"], section["best_gauc"]  # `export.baselines.summarise`'s picks
     intervals = report["scorers"].get("intervals", {})
     lead = intervals.get("teacher_minus_best_baseline", {}).get("auc")
     lead_note = f"lead 95 % CI [{lead['low']:+.4f}, {lead['high']:+.4f}]" if lead else ""
