@@ -20,7 +20,11 @@ class TorchRowScorer:
         self.torch, self.device = torch, torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"{program}: asked for {device}, but torch sees no CUDA device")
-        self.module = torch.export.load(str(program)).module().to(self.device)
+        # Not `.module().to(device)`: that moves parameters and buffers, but the graph keeps the devices
+        # export traced in its nodes (a mask made with device=cpu), and CUDA inputs then fail on them.
+        from torch.export.passes import move_to_device_pass
+
+        self.module = move_to_device_pass(torch.export.load(str(program)), self.device).module()
         self.input_names, self.fp16 = input_names, fp16 and self.device.type == "cuda"
 
     def __call__(self, features: dict[str, np.ndarray], scalar: frozenset[str] = frozenset()) -> np.ndarray:

@@ -81,3 +81,16 @@ def test_the_torch_row_scorer_takes_scalars_per_row_as_n_or_n_by_1(tmp_path: Pat
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="torch sees no CUDA device"):
             TorchRowScorer(program, list(FEATURES), "cuda:0")
+
+
+def test_the_torch_row_scorer_moves_every_device_the_graph_names(tmp_path: Path) -> None:
+    """torch.export records the export's device in ops that make tensors (a mask built on the CPU);
+    moving only the weights left those on the CPU, and the first CUDA call failed (seen on an H200).
+    On `meta` here, every device named in the graph and every weight must be the scorer's."""
+    from cascade.triton.torch_rows import TorchRowScorer
+
+    _, program = export_row_graphs(StudentRanker(CFG).eval(), rank_spec(CFG.history_len), broadcast(requests(8, users=2)), tmp_path)
+    module = TorchRowScorer(program, list(FEATURES), "meta").module
+    named = {torch.device(v) for node in module.graph.nodes for v in [node.kwargs.get("device")] if v is not None}
+    assert named and named == {torch.device("meta")}
+    assert {t.device.type for t in [*module.parameters(), *module.buffers()]} == {"meta"}
