@@ -13,6 +13,8 @@ batch size: p50 and p99 wall milliseconds per `search` call (host queries in, ho
 CUDA call includes its copies and synchronisation), the same per query (a call's time divided by
 its batch size), and queries per second. Each batch size runs `--calls` calls after 10 warm-ups;
 lower `--calls` for the CPU backends at 1M items (a CPU call at batch 64 takes about a second).
+`--overlap Q` adds the mean top-k overlap with an exact search over the first Q queries: what an
+approximate index (IVF, HNSW) gives up for its speed.
 """
 from __future__ import annotations
 
@@ -83,12 +85,15 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500, help="timed calls per batch size")
     parser.add_argument("--kind", choices=("flat", "ivf", "hnsw"), default="flat", help="faiss-cpu's index")
     parser.add_argument("--nprobe", type=int, default=32, help="faiss-cpu IVF lists probed (the orchestrator's default)")
+    parser.add_argument("--overlap", type=int, default=0, metavar="Q",
+                        help="also print the mean top-k overlap with an exact search over the first Q queries")
     args = parser.parse_args()
     if args.queries < max(BATCHES):
         parser.error(f"--queries must be at least {max(BATCHES)}")
 
     rng = np.random.default_rng(0)
-    index = make_index(args.backend, unit_vectors(args.items, args.dim, rng), args.kind, args.nprobe)
+    items = unit_vectors(args.items, args.dim, rng)
+    index = make_index(args.backend, items, args.kind, args.nprobe)
     queries = unit_vectors(args.queries, args.dim, rng)
     kind = f" ({args.kind})" if args.backend == "faiss-cpu" else ""
     print(f"{args.backend}{kind}: {args.items:,} items x {args.dim}, k = {args.k:,}, {args.calls} calls a batch size,"
@@ -98,6 +103,14 @@ def main() -> None:
         spent = call_ms(index, queries, batch, args.k, args.calls)
         p50, p99 = np.percentile(spent, [50, 99])
         print(f"| {batch} | {p50:.3f} | {p99:.3f} | {p50 / batch:.4f} | {p99 / batch:.4f} | {batch * 1e3 * len(spent) / spent.sum():,.0f} |")
+    if args.overlap:
+        from cascade.recall.exact import ExactInnerProduct
+
+        sample = queries[: args.overlap]
+        _, got = index.search(sample, args.k)
+        _, exact = ExactInnerProduct(items).search(sample, args.k)
+        shared = np.mean([len(set(a.tolist()) & set(b.tolist())) / args.k for a, b in zip(got, exact)])
+        print(f"top-{args.k} overlap with the exact search over {len(sample)} queries: {shared:.4f}")
 
 
 if __name__ == "__main__":

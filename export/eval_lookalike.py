@@ -1,0 +1,268 @@
+"""Look-alike audiences on held-out behaviour: given the users who liked an item in training (the
+seeds), find the users who will like it later.
+
+    python -m export.eval_lookalike [--out DIR] [--tasks 300]   # the export named by CASCADE_* settings
+
+A task is an item with at least `MIN_SEEDS` training positives and a later positive from a user who
+had not liked it in training. Its seeds are its `MAX_SEEDS` most recent training positives; its
+targets are the users who like it in a later window and had not in training; the candidates are
+the users active in that later window (the audience a campaign could reach then), but the item's
+training positives. The audience matters on MovieLens: its later windows are mostly users who joined
+late (no training events: the models see their demographics alone), so over all users the most
+active ones in training score below random. It is also small there (166 users are active in the
+test window), so Recall@100 takes most of it and cannot be 3x random's; Recall@20 is given beside
+it. Validation tasks take their targets from the validation window, test tasks from the test
+window; both take their seeds from training. Each method ranks the candidates and is scored by Recall@K of the targets:
+
+* random users (seeded);
+* the most active users (training events);
+* mean-pooled seeds: cosine with the seeds' mean user embedding (`cascade.lookalike.seeds`);
+* soft attention over the seeds (a global and a candidate-aware part, no training), its temperatures
+  and mix chosen on the validation window's tasks;
+* the trained RALM-style scorer (`export.lookalike`), its epoch chosen on the validation tasks.
+
+Every choice is made on the validation window's tasks; the figures are the test window's.
+
+User embeddings are the two-tower user tower's (the export's ONNX), for each user's history at the
+end of training, as serving would compute them. Intervals are bootstrap 95 % over tasks.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from cascade.artifacts import ArtifactPaths
+from cascade.features import FeatureTables, assemble_users
+from cascade.history import latest_histories
+from cascade.intervals import percentile_interval, ratio_of_means
+from cascade.lookalike.seeds import AttentionParams, attention_scores, mean_pooled_scores, unit_rows
+from cascade.metrics import recall_per_user
+from cascade.schema import Interactions
+from cascade.settings import Settings, settings_or_report
+from cascade.specs import USER_EMBEDDING
+from export.datasets import load_dataset, split_log
+from export.eval_scorers import OnnxModel
+from export.lookalike import CUT, UserSide, scores_for, train_seed_attention
+
+MIN_SEEDS = 5
+MAX_SEEDS = 50
+KS = (20, 100)  # Recall@K reported; the bars read K = 100
+EMBED_BATCH = 4_096
+GRID = {"local_temperature": (0.05, 0.1, 0.2), "global_temperature": (0.1,), "mix": (0.0, 0.25, 0.5, 0.75)}
+
+
+@dataclass(frozen=True)
+class Task:
+    item: int
+    seeds: np.ndarray  # int64 user ids, most recent first
+    known: np.ndarray  # every training positive of the item (never candidates)
+    targets: set[int]  # later positives from users outside `known`
+    audience: np.ndarray  # bool [users]: active in the later window (the candidates, `known` aside)
+
+
+def tasks_for(log: Interactions, train: np.ndarray, window: np.ndarray, limit: int, seed: int) -> list[Task]:
+    """Up to `limit` seeded-random tasks whose targets like the item in `window`."""
+    liked = log.label > 0.5
+    rows = np.flatnonzero(train & liked)
+    rows = rows[np.lexsort((-log.ts[rows], log.item[rows]))]  # by item, most recent first
+    items, starts = np.unique(log.item[rows], return_index=True)
+    later = np.flatnonzero(window & liked)
+    audience = np.bincount(log.user[window], minlength=int(log.user.max()) + 1) > 0
+    out = []
+    for item, lo, hi in zip(items, starts, np.r_[starts[1:], len(rows)]):
+        if hi - lo < MIN_SEEDS:
+            continue
+        known = np.unique(log.user[rows[lo:hi]])
+        targets = set(log.user[later[log.item[later] == item]].tolist()) - set(known.tolist())
+        if targets:
+            seeds = log.user[rows[lo:hi]]
+            _, first = np.unique(seeds, return_index=True)
+            out.append(Task(int(item), seeds[np.sort(first)][:MAX_SEEDS], known, targets, audience))
+    order = np.random.default_rng(seed).permutation(len(out))[:limit]
+    return [out[i] for i in order]
+
+
+def user_embeddings(tower: OnnxModel, tables: FeatureTables, histories: np.ndarray, at: int) -> np.ndarray:
+    """Every user's unit-length user-tower embedding for their history as of `at`."""
+    users = np.arange(tables.n_users, dtype=np.int64)
+    parts = [tower(assemble_users(tables, users[lo : lo + EMBED_BATCH], histories[lo : lo + EMBED_BATCH],
+                                  np.full(len(users[lo : lo + EMBED_BATCH]), at, np.int64)))
+             for lo in range(0, len(users), EMBED_BATCH)]
+    return unit_rows(np.concatenate(parts))
+
+
+Ranker = Callable[[Task], np.ndarray]  # a task -> a score for every user (known users are dropped after)
+
+
+def ranked(scores: np.ndarray, task: Task, k: int) -> np.ndarray:
+    """The top-k of the task's candidates by score: its audience without its known users."""
+    candidates = task.audience.copy()
+    candidates[task.known] = False
+    ids = np.flatnonzero(candidates)
+    if len(ids) > k:
+        ids = ids[np.argpartition(-scores[ids], k)[:k]]
+    return ids[np.argsort(-scores[ids], kind="stable")]
+
+
+def recalls(tasks: list[Task], rank: Ranker, ks: tuple[int, ...] = KS) -> dict[int, np.ndarray]:
+    """Each task's Recall@K for every K in `ks`."""
+    lists, targets = [ranked(rank(t), t, max(ks)) for t in tasks], [t.targets for t in tasks]
+    return {k: recall_per_user(lists, targets, k) for k in ks}
+
+
+def rankers(embeddings: np.ndarray, activity: np.ndarray, seed: int) -> dict[str, Ranker]:
+    """The untrained methods."""
+    n = len(embeddings)
+    return {
+        "random": lambda t: np.random.default_rng([seed, t.item]).random(n),
+        "most_active": lambda t: activity,
+        "mean_pooled": lambda t: mean_pooled_scores(embeddings, embeddings[t.seeds]),
+    }
+
+
+def soft_attention(embeddings: np.ndarray) -> Callable[[AttentionParams], Ranker]:
+    return lambda params: lambda t: attention_scores(embeddings, embeddings[t.seeds], params)
+
+
+def choose_params(valid: list[Task], attention: Callable[[AttentionParams], Ranker]) -> tuple[AttentionParams, list[dict]]:
+    """The grid point with the best mean Recall@K on the validation tasks."""
+    tried = []
+    for values in tqdm(list(itertools.product(*GRID.values())), desc="attention grid", unit="point", leave=False):
+        params = AttentionParams(**dict(zip(GRID, values)))
+        tried.append({**dict(zip(GRID, values)), "recall": float(np.nanmean(recalls(valid, attention(params))[max(KS)]))})
+    best = max(tried, key=lambda row: row["recall"])
+    return AttentionParams(**{name: best[name] for name in GRID}), tried
+
+
+def summary(per_task: dict[str, np.ndarray], resamples: int, seed: int) -> dict:
+    """Each method's mean Recall@K over tasks with its interval, and the ratios the bars read (paired)."""
+    n = len(per_task["random"])
+    draws = np.random.default_rng(seed).integers(0, n, (resamples, n))
+    methods = {name: percentile_interval(float(np.nanmean(v)), np.nanmean(v[draws], axis=1), 0.95).as_dict()
+               for name, v in per_task.items()}
+    ratios = {f"{top}/{base}": ratio_of_means(per_task[top], per_task[base], resamples, seed).as_dict()
+              for top in ("ralm", "soft_attention") for base in ("mean_pooled", "random", "most_active")}
+    return {"methods": methods, "ratios": ratios}
+
+
+def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 200, threads: int = 1) -> dict:
+    started = time.perf_counter()
+    paths = ArtifactPaths(settings.artifacts_dir)
+    tables = FeatureTables.load(paths.tables)
+    dataset = load_dataset(settings)
+    log, split = dataset.interactions, split_log(dataset.interactions, settings)
+    if tables.n_users != dataset.n_users:
+        raise RuntimeError(f"{paths.root} holds {tables.n_users} users, the data {dataset.n_users}: evaluate with the export's settings")
+    tower = OnnxModel(paths.onnx("user_tower"), USER_EMBEDDING, threads)
+    train_rows = np.flatnonzero(split.train)
+    at = int(log.ts[train_rows].max()) + 1
+    embeddings = user_embeddings(tower, tables, np.load(paths.user_history), at)
+    activity = np.bincount(log.user[train_rows], minlength=dataset.n_users).astype(np.float64)
+    valid = tasks_for(log, split.train, split.valid, tasks, settings.seed)
+    test = tasks_for(log, split.train, split.test, tasks, settings.seed + 1)
+    methods = rankers(embeddings, activity, settings.seed)
+    params, grid = choose_params(valid, soft_attention(embeddings))
+    methods["soft_attention"] = soft_attention(embeddings)(params)
+    side = UserSide.of(embeddings, tables.user_cat_buckets, log, train_rows)
+    model, history = train_seed_attention(
+        *training_tasks(log, split.train, tower, tables, settings), tables.config.user_field_buckets,
+        lambda m: float(np.nanmean(recalls(valid, lambda t: scores_for(m, side, t.seeds))[max(KS)])), seed=settings.seed)
+    methods["ralm"] = lambda t: scores_for(model, side, t.seeds)
+    per_task = {name: recalls(test, rank) for name, rank in tqdm(methods.items(), desc="look-alike methods", unit="method", leave=False)}
+    by_k = {f"recall@{k}": summary({name: v[k] for name, v in per_task.items()}, resamples, settings.seed) for k in KS}
+    return {
+        "dataset": dataset.name, "n_users": dataset.n_users, "ks": list(KS), "min_seeds": MIN_SEEDS, "max_seeds": MAX_SEEDS,
+        "n_valid_tasks": len(valid), "n_test_tasks": len(test),
+        "mean_targets": float(np.mean([len(t.targets) for t in test])) if test else float("nan"),
+        "mean_seeds": float(np.mean([len(t.seeds) for t in test])) if test else float("nan"),
+        "mean_candidates": float(np.mean([t.audience.sum() - t.audience[t.known].sum() for t in test])) if test else float("nan"),
+        "attention_params": {name: getattr(params, name) for name in GRID}, "grid": grid,
+        "ralm_validation_by_epoch": history,
+        **by_k, "seconds": time.perf_counter() - started,
+    }
+
+
+def training_tasks(log: Interactions, train: np.ndarray, tower: OnnxModel, tables: FeatureTables,
+                   settings: Settings) -> tuple[list[Task], UserSide]:
+    """Tasks cut from the training part alone (seeds before its `CUT` quantile of time, positives
+    after), and the users as of that cut."""
+    cut = int(np.quantile(log.ts[train], CUT))
+    early = train & (log.ts < cut)
+    early_rows = np.flatnonzero(early)
+    histories = latest_histories(log.take(early_rows), tables.n_users, settings.history_len)
+    side = UserSide.of(user_embeddings(tower, tables, histories, cut), tables.user_cat_buckets, log, early_rows)
+    return tasks_for(log, early, train & ~early, 1 << 30, settings.seed), side
+
+
+def markdown(result: dict) -> str:
+    lines = [f"## Look-alike audiences ({result['dataset']}, {result['n_users']:,} users)", "",
+             f"{result['n_test_tasks']} test tasks (items; {result['mean_seeds']:.1f} seeds and "
+             f"{result['mean_targets']:.1f} later likers among {result['mean_candidates']:,.0f} candidates each on average), "
+             f"bootstrap 95 % over tasks. Soft attention's parameters chosen on {result['n_valid_tasks']} validation tasks: "
+             f"{result['attention_params']}; the RALM scorer's validation Recall@{max(result['ks'])} by epoch: "
+             + ", ".join(f"{v:.3f}" for v in result["ralm_validation_by_epoch"]) + ".", "",
+             "| method | " + " | ".join(f"Recall@{k} [95 % interval]" for k in result["ks"]) + " |",
+             "|---|" + "---|" * len(result["ks"])]
+    first = result[f"recall@{result['ks'][0]}"]
+    for name in first["methods"]:
+        cells = [result[f"recall@{k}"]["methods"][name] for k in result["ks"]]
+        lines.append(f"| {name} | " + " | ".join(f"{m['point']:.4f} [{m['low']:.4f}, {m['high']:.4f}]" for m in cells) + " |")
+    lines += ["", "| ratio | " + " | ".join(f"@{k} [95 % interval]" for k in result["ks"]) + " |", "|---|" + "---|" * len(result["ks"])]
+    for name in first["ratios"]:
+        cells = [result[f"recall@{k}"]["ratios"][name] for k in result["ks"]]
+        lines.append(f"| {name} | " + " | ".join(f"{r['point']:.2f}x [{r['low']:.2f}, {r['high']:.2f}]" for r in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> Path:
+    """Recall@K of each method with its 95 % interval, one panel per K."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from perf.plot import save_figure
+
+    fig, axes = plt.subplots(1, len(result["ks"]), figsize=(5 * len(result["ks"]), 3.6), dpi=110)
+    for ax, k in zip(np.atleast_1d(axes), result["ks"]):
+        methods = result[f"recall@{k}"]["methods"]
+        points = np.array([m["point"] for m in methods.values()])
+        errors = np.array([[m["point"] - m["low"], m["high"] - m["point"]] for m in methods.values()]).T
+        ax.bar(list(methods), points, yerr=errors, capsize=4, color=["#999999"] * 3 + ["#7fa7d9", "#1f5fae"])
+        ax.set_title(f"Recall@{k} ({result['n_test_tasks']} test tasks, 95 % intervals)")
+        ax.tick_params(axis="x", labelrotation=20)
+    fig.suptitle(f"Look-alike audiences: {result['dataset']}, {result['n_users']:,} users")
+    return save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.eval_lookalike", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="output folder (default: <artifacts_dir>/report)")
+    parser.add_argument("--tasks", type=int, default=300, help="items per window (default 300)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="ONNX Runtime intra-op threads")
+    args = parser.parse_args(argv)
+    settings = settings_or_report()
+    if settings is None:
+        return 2
+    result = evaluate_lookalike(settings, args.tasks, threads=args.threads)
+    out = args.out or ArtifactPaths(settings.artifacts_dir).root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "lookalike.json").write_text(json.dumps(result, indent=2))
+    (out / "lookalike.md").write_text(markdown(result))
+    plot(result, out / "lookalike.png")
+    print(markdown(result) + f"\n-> {out / 'lookalike.md'} ({result['seconds']:.1f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

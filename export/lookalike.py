@@ -1,0 +1,101 @@
+"""Training the look-alike scorer (`cascade.models.lookalike.SeedAttention`) on look-alike tasks cut
+from the training part of the log alone.
+
+The training part is cut again by time (`CUT`): an item's likers before the cut are a seed set, its
+new likers after the cut are the positives, and other users active after the cut are negatives.
+The users' behaviour embeddings for these tasks come from their histories before the cut, so no
+positive sees its own later like. Each step takes a batch of (seed set, one positive, `NEGATIVES`
+negatives) and a softmax cross-entropy over the 1 + `NEGATIVES` candidates. Training stops when
+Recall@100 on the validation tasks (`export.eval_lookalike`) stops rising.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cascade.models.lookalike import SeedAttention
+from cascade.schema import USER_FIELDS, Interactions
+
+CUT = 0.8  # the training part's time quantile that splits seeds from positives
+NEGATIVES = 20
+BATCH = 32
+
+
+@dataclass(frozen=True)
+class UserSide:
+    """Every user's scorer inputs: behaviour embedding [U, E], field buckets [U, F], log activity [U, 1]."""
+
+    embedding: np.ndarray
+    fields: np.ndarray
+    activity: np.ndarray
+
+    @staticmethod
+    def of(embedding: np.ndarray, field_buckets: np.ndarray, log: Interactions, rows: np.ndarray) -> "UserSide":
+        counts = np.bincount(log.user[rows], minlength=len(embedding)).astype(np.float32)
+        return UserSide(embedding.astype(np.float32), field_buckets[:, : len(USER_FIELDS)].astype(np.int64), np.log1p(counts)[:, None])
+
+    def tensors(self, users: np.ndarray) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.from_numpy(np.ascontiguousarray(a[users])) for a in (self.embedding, self.fields, self.activity))
+
+
+def padded(seed_sets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Seed sets as [B, N] user ids (padding repeats user 0) and a [B, N] mask of the real ones."""
+    width = max(len(s) for s in seed_sets)
+    ids, mask = np.zeros((len(seed_sets), width), np.int64), np.zeros((len(seed_sets), width), bool)
+    for row, seeds in enumerate(seed_sets):
+        ids[row, : len(seeds)], mask[row, : len(seeds)] = seeds, True
+    return ids, mask
+
+
+def scores_for(model: SeedAttention, side: UserSide, seeds: np.ndarray) -> np.ndarray:
+    """The model's logits for every user against one seed set."""
+    with torch.inference_mode():
+        everyone = np.arange(len(side.embedding))
+        logits = model.batch_scores(tuple(t[None] for t in side.tensors(seeds)), torch.ones(1, len(seeds), dtype=torch.bool),
+                                    tuple(t[None] for t in side.tensors(everyone)))
+    return logits[0].numpy()
+
+
+def training_pairs(tasks) -> list[tuple[int, int]]:  # tasks: list[export.eval_lookalike.Task]
+    """(task index, positive user) for every positive of every task."""
+    return [(i, user) for i, task in enumerate(tasks) for user in sorted(task.targets)]
+
+
+def train_seed_attention(tasks, side: UserSide, n_field_buckets: int, validate: Callable[[SeedAttention], float],
+                         epochs: int = 20, patience: int = 2, seed: int = 7) -> tuple[SeedAttention, list[float]]:
+    """The scorer trained on `tasks` (`side`: the users as of the tasks' cut); the epoch with the best
+    `validate` score is kept. Returns the model and each epoch's validation score."""
+    torch.manual_seed(seed)
+    model = SeedAttention(side.embedding.shape[1], side.fields.shape[1], n_field_buckets)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    pairs = training_pairs(tasks)
+    if not pairs:
+        raise ValueError("no look-alike training tasks: the training part has no item with seeds before and new likers after the cut")
+    audiences = [np.flatnonzero(t.audience) for t in tasks]
+    history, best, best_state = [], -np.inf, copy.deepcopy(model.state_dict())
+    for epoch in range(epochs):
+        rng = np.random.default_rng([seed, epoch])
+        model.train()
+        order = rng.permutation(len(pairs))
+        for lo in tqdm(range(0, len(order), BATCH), desc=f"look-alike epoch {epoch + 1}", unit="batch", leave=False, mininterval=1.0):
+            chosen = [pairs[j] for j in order[lo : lo + BATCH]]
+            seed_ids, mask = padded([tasks[i].seeds for i, _ in chosen])
+            candidates = np.array([[user, *rng.choice(audiences[i], NEGATIVES)] for i, user in chosen])
+            logits = model.batch_scores(side.tensors(seed_ids), torch.from_numpy(mask), side.tensors(candidates))
+            loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(chosen), dtype=torch.long))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        model.eval()
+        history.append(validate(model))
+        if history[-1] > best:
+            best, best_state = history[-1], copy.deepcopy(model.state_dict())
+        elif epoch + 1 - int(np.argmax(history)) - 1 >= patience:
+            break
+    model.load_state_dict(best_state)
+    return model.eval(), history
