@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from cascade.artifacts import ArtifactPaths
 from cascade.features import FeatureTables, assemble_users
+from cascade.geo import geohash_buckets
 from cascade.history import latest_histories
 from cascade.intervals import percentile_interval, ratio_of_means
 from cascade.lookalike.seeds import AttentionParams, attention_scores, mean_pooled_scores, unit_rows
@@ -52,6 +53,7 @@ from cascade.settings import Settings, settings_or_report
 from cascade.specs import USER_EMBEDDING
 from export.datasets import load_dataset, split_log
 from export.eval_scorers import OnnxModel
+from export.locations import user_locations
 from export.lookalike import CUT, UserSide, scores_for, train_seed_attention
 
 MIN_SEEDS = 5
@@ -155,7 +157,10 @@ def summary(per_task: dict[str, np.ndarray], resamples: int, seed: int) -> dict:
     return {"methods": methods, "ratios": ratios}
 
 
-def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 200, threads: int = 1) -> dict:
+def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 200, threads: int = 1,
+                       locations: bool = True, train_seed: int | None = None) -> dict:
+    """`locations`: the scorer gets the users' geohash fields (`export.locations`); False for the ablation.
+    `train_seed` seeds the scorer's training alone (default: settings.seed, which also seeds the data)."""
     started = time.perf_counter()
     paths = ArtifactPaths(settings.artifacts_dir)
     tables = FeatureTables.load(paths.tables)
@@ -173,10 +178,15 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
     methods = rankers(embeddings, activity, settings.seed)
     params, grid = choose_params(valid, soft_attention(embeddings))
     methods["soft_attention"] = soft_attention(embeddings)(params)
-    side = UserSide.of(embeddings, tables.user_cat_buckets, log, train_rows)
+    places = None
+    if locations:
+        where = user_locations(settings, dataset, split.train)
+        places = geohash_buckets(where.lat, where.lon, tables.config.user_field_buckets)
+    side = UserSide.of(embeddings, tables.user_cat_buckets, log, train_rows, places)
     model, history = train_seed_attention(
-        *training_tasks(log, split.train, tower, tables, settings), tables.config.user_field_buckets,
-        lambda m: float(np.nanmean(recalls(valid, lambda t: scores_for(m, side, t.seeds))[max(KS)])), seed=settings.seed)
+        *training_tasks(log, split.train, tower, tables, settings, places), tables.config.user_field_buckets,
+        lambda m: float(np.nanmean(recalls(valid, lambda t: scores_for(m, side, t.seeds))[max(KS)])),
+        seed=settings.seed if train_seed is None else train_seed)
     methods["ralm"] = lambda t: scores_for(model, side, t.seeds)
     per_task = {name: recalls(test, rank) for name, rank in tqdm(methods.items(), desc="look-alike methods", unit="method", leave=False)}
     by_k = {f"recall@{k}": summary({name: v[k] for name, v in per_task.items()}, resamples, settings.seed) for k in KS}
@@ -187,20 +197,21 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
         "mean_seeds": float(np.mean([len(t.seeds) for t in test])) if test else float("nan"),
         "mean_candidates": float(np.mean([t.audience.sum() - t.audience[t.known].sum() for t in test])) if test else float("nan"),
         "attention_params": {name: getattr(params, name) for name in GRID}, "grid": grid,
-        "ralm_validation_by_epoch": history,
+        "ralm_validation_by_epoch": history, "locations": locations,
+        "train_seed": settings.seed if train_seed is None else train_seed,
         **by_k, "seconds": time.perf_counter() - started,
     }
 
 
 def training_tasks(log: Interactions, train: np.ndarray, tower: OnnxModel, tables: FeatureTables,
-                   settings: Settings) -> tuple[list[Task], UserSide]:
+                   settings: Settings, places: np.ndarray | None) -> tuple[list[Task], UserSide]:
     """Tasks cut from the training part alone (seeds before its `CUT` quantile of time, positives
     after), and the users as of that cut."""
     cut = int(np.quantile(log.ts[train], CUT))
     early = train & (log.ts < cut)
     early_rows = np.flatnonzero(early)
     histories = latest_histories(log.take(early_rows), tables.n_users, settings.history_len)
-    side = UserSide.of(user_embeddings(tower, tables, histories, cut), tables.user_cat_buckets, log, early_rows)
+    side = UserSide.of(user_embeddings(tower, tables, histories, cut), tables.user_cat_buckets, log, early_rows, places)
     return tasks_for(log, early, train & ~early, 1 << 30, settings.seed), side
 
 
@@ -250,11 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="output folder (default: <artifacts_dir>/report)")
     parser.add_argument("--tasks", type=int, default=300, help="items per window (default 300)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--no-locations", action="store_true", help="the scorer without geohash fields (ablation)")
+    parser.add_argument("--train-seed", type=int, help="seed of the scorer's training alone (default: the settings' seed)")
     args = parser.parse_args(argv)
     settings = settings_or_report()
     if settings is None:
         return 2
-    result = evaluate_lookalike(settings, args.tasks, threads=args.threads)
+    result = evaluate_lookalike(settings, args.tasks, threads=args.threads, locations=not args.no_locations,
+                                train_seed=args.train_seed)
     out = args.out or ArtifactPaths(settings.artifacts_dir).root / "report"
     out.mkdir(parents=True, exist_ok=True)
     (out / "lookalike.json").write_text(json.dumps(result, indent=2))

@@ -35,9 +35,15 @@ class UserSide:
     activity: np.ndarray
 
     @staticmethod
-    def of(embedding: np.ndarray, field_buckets: np.ndarray, log: Interactions, rows: np.ndarray) -> "UserSide":
+    def of(embedding: np.ndarray, field_buckets: np.ndarray, log: Interactions, rows: np.ndarray,
+           places: np.ndarray | None = None) -> "UserSide":
+        """`field_buckets`: the tables' user_cat buckets (the demographic fields are kept);
+        `places`: geohash buckets per user (`cascade.geo.geohash_buckets`), appended as fields."""
         counts = np.bincount(log.user[rows], minlength=len(embedding)).astype(np.float32)
-        return UserSide(embedding.astype(np.float32), field_buckets[:, : len(USER_FIELDS)].astype(np.int64), np.log1p(counts)[:, None])
+        fields = field_buckets[:, : len(USER_FIELDS)].astype(np.int64)
+        if places is not None:
+            fields = np.concatenate([fields, places.astype(np.int64)], axis=1)
+        return UserSide(embedding.astype(np.float32), fields, np.log1p(counts)[:, None])
 
     def tensors(self, users: np.ndarray) -> tuple[torch.Tensor, ...]:
         return tuple(torch.from_numpy(np.ascontiguousarray(a[users])) for a in (self.embedding, self.fields, self.activity))

@@ -79,6 +79,11 @@ def _check_ids(raw: pd.Series, what: str) -> None:
         raise ValueError(f"MovieLens {what} ids are not exactly 1..{len(raw)} in order")
 
 
+def load_zip_codes(cache_dir: Path) -> np.ndarray:
+    """Each user's raw zip code (str [943], row k = user k), for `export.locations`."""
+    return _cached_tables(Path(cache_dir))["users"]["zip_code"].astype(str).to_numpy()
+
+
 def load_movielens(cache_dir: Path) -> Dataset:
     """Load MovieLens-100k (downloading once into `cache_dir`) as a validated `Dataset`."""
     tables = _cached_tables(Path(cache_dir))
