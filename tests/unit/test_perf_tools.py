@@ -66,3 +66,13 @@ def test_extract_binary_and_links(tmp_path: Path) -> None:
         zf.writestr("other", b"")
     with pytest.raises(PerfAnalyzerError):
         extract_binary(empty, tmp_path / "bin2" / "perf_analyzer")
+
+
+def test_the_look_alike_bench_prints_every_stage(capsys: pytest.CaptureFixture[str]) -> None:
+    from perf.bench_lookalike import main
+
+    main(["--users", "5000", "--candidates", "200", "--seeds", "10", "--calls", "5"])
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): float(line.split("|")[3]) for line in out.splitlines() if line.startswith("| ") and "ms" not in line}
+    assert set(rows) == {"query", "ann", "score", "top", "total"} and all(v > 0 for v in rows.values())
+    assert rows["total"] >= rows["score"]
