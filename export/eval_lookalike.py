@@ -35,7 +35,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +46,7 @@ from cascade.geo import geohash_buckets
 from cascade.history import latest_histories
 from cascade.intervals import percentile_interval, ratio_of_means
 from cascade.lookalike.seeds import AttentionParams, attention_scores, mean_pooled_scores, unit_rows
-from cascade.metrics import recall_per_user
+from cascade.lookalike.tasks import MAX_SEEDS, MIN_SEEDS, Ranker, Task, recalls, tasks_for
 from cascade.schema import Interactions
 from cascade.settings import Settings, settings_or_report
 from cascade.specs import USER_EMBEDDING
@@ -56,42 +55,9 @@ from export.eval_scorers import OnnxModel
 from export.locations import user_locations
 from export.lookalike import CUT, UserSide, scores_for, train_seed_attention
 
-MIN_SEEDS = 5
-MAX_SEEDS = 50
 KS = (20, 100)  # Recall@K reported; the bars read K = 100
 EMBED_BATCH = 4_096
 GRID = {"local_temperature": (0.05, 0.1, 0.2), "global_temperature": (0.1,), "mix": (0.0, 0.25, 0.5, 0.75)}
-
-
-@dataclass(frozen=True)
-class Task:
-    item: int
-    seeds: np.ndarray  # int64 user ids, most recent first
-    known: np.ndarray  # every training positive of the item (never candidates)
-    targets: set[int]  # later positives from users outside `known`
-    audience: np.ndarray  # bool [users]: active in the later window (the candidates, `known` aside)
-
-
-def tasks_for(log: Interactions, train: np.ndarray, window: np.ndarray, limit: int, seed: int) -> list[Task]:
-    """Up to `limit` seeded-random tasks whose targets like the item in `window`."""
-    liked = log.label > 0.5
-    rows = np.flatnonzero(train & liked)
-    rows = rows[np.lexsort((-log.ts[rows], log.item[rows]))]  # by item, most recent first
-    items, starts = np.unique(log.item[rows], return_index=True)
-    later = np.flatnonzero(window & liked)
-    audience = np.bincount(log.user[window], minlength=int(log.user.max()) + 1) > 0
-    out = []
-    for item, lo, hi in zip(items, starts, np.r_[starts[1:], len(rows)]):
-        if hi - lo < MIN_SEEDS:
-            continue
-        known = np.unique(log.user[rows[lo:hi]])
-        targets = set(log.user[later[log.item[later] == item]].tolist()) - set(known.tolist())
-        if targets:
-            seeds = log.user[rows[lo:hi]]
-            _, first = np.unique(seeds, return_index=True)
-            out.append(Task(int(item), seeds[np.sort(first)][:MAX_SEEDS], known, targets, audience))
-    order = np.random.default_rng(seed).permutation(len(out))[:limit]
-    return [out[i] for i in order]
 
 
 def user_embeddings(tower: OnnxModel, tables: FeatureTables, histories: np.ndarray, at: int) -> np.ndarray:
@@ -101,25 +67,6 @@ def user_embeddings(tower: OnnxModel, tables: FeatureTables, histories: np.ndarr
                                   np.full(len(users[lo : lo + EMBED_BATCH]), at, np.int64)))
              for lo in range(0, len(users), EMBED_BATCH)]
     return unit_rows(np.concatenate(parts))
-
-
-Ranker = Callable[[Task], np.ndarray]  # a task -> a score for every user (known users are dropped after)
-
-
-def ranked(scores: np.ndarray, task: Task, k: int) -> np.ndarray:
-    """The top-k of the task's candidates by score: its audience without its known users."""
-    candidates = task.audience.copy()
-    candidates[task.known] = False
-    ids = np.flatnonzero(candidates)
-    if len(ids) > k:
-        ids = ids[np.argpartition(-scores[ids], k)[:k]]
-    return ids[np.argsort(-scores[ids], kind="stable")]
-
-
-def recalls(tasks: list[Task], rank: Ranker, ks: tuple[int, ...] = KS) -> dict[int, np.ndarray]:
-    """Each task's Recall@K for every K in `ks`."""
-    lists, targets = [ranked(rank(t), t, max(ks)) for t in tasks], [t.targets for t in tasks]
-    return {k: recall_per_user(lists, targets, k) for k in ks}
 
 
 def rankers(embeddings: np.ndarray, activity: np.ndarray, seed: int) -> dict[str, Ranker]:
@@ -141,7 +88,7 @@ def choose_params(valid: list[Task], attention: Callable[[AttentionParams], Rank
     tried = []
     for values in tqdm(list(itertools.product(*GRID.values())), desc="attention grid", unit="point", leave=False):
         params = AttentionParams(**dict(zip(GRID, values)))
-        tried.append({**dict(zip(GRID, values)), "recall": float(np.nanmean(recalls(valid, attention(params))[max(KS)]))})
+        tried.append({**dict(zip(GRID, values)), "recall": float(np.nanmean(recalls(valid, attention(params), KS)[max(KS)]))})
     best = max(tried, key=lambda row: row["recall"])
     return AttentionParams(**{name: best[name] for name in GRID}), tried
 
@@ -185,10 +132,10 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
     side = UserSide.of(embeddings, tables.user_cat_buckets, log, train_rows, places)
     model, history = train_seed_attention(
         *training_tasks(log, split.train, tower, tables, settings, places), tables.config.user_field_buckets,
-        lambda m: float(np.nanmean(recalls(valid, lambda t: scores_for(m, side, t.seeds))[max(KS)])),
+        lambda m: float(np.nanmean(recalls(valid, lambda t: scores_for(m, side, t.seeds), KS)[max(KS)])),
         seed=settings.seed if train_seed is None else train_seed)
     methods["ralm"] = lambda t: scores_for(model, side, t.seeds)
-    per_task = {name: recalls(test, rank) for name, rank in tqdm(methods.items(), desc="look-alike methods", unit="method", leave=False)}
+    per_task = {name: recalls(test, rank, KS) for name, rank in tqdm(methods.items(), desc="look-alike methods", unit="method", leave=False)}
     by_k = {f"recall@{k}": summary({name: v[k] for name, v in per_task.items()}, resamples, settings.seed) for k in KS}
     return {
         "dataset": dataset.name, "n_users": dataset.n_users, "ks": list(KS), "min_seeds": MIN_SEEDS, "max_seeds": MAX_SEEDS,

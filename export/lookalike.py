@@ -6,7 +6,7 @@ new likers after the cut are the positives, and other users active after the cut
 The users' behaviour embeddings for these tasks come from their histories before the cut, so no
 positive sees its own later like. Each step takes a batch of (seed set, one positive, `NEGATIVES`
 negatives) and a softmax cross-entropy over the 1 + `NEGATIVES` candidates. Training stops when
-Recall@100 on the validation tasks (`export.eval_lookalike`) stops rising.
+the caller's validation score (`export.eval_lookalike`: Recall@100 on validation tasks) stops rising.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cascade.lookalike.tasks import Task
 from cascade.models.lookalike import SeedAttention
 from cascade.schema import USER_FIELDS, Interactions
 
@@ -67,12 +68,12 @@ def scores_for(model: SeedAttention, side: UserSide, seeds: np.ndarray) -> np.nd
     return logits[0].numpy()
 
 
-def training_pairs(tasks) -> list[tuple[int, int]]:  # tasks: list[export.eval_lookalike.Task]
+def training_pairs(tasks: list[Task]) -> list[tuple[int, int]]:
     """(task index, positive user) for every positive of every task."""
     return [(i, user) for i, task in enumerate(tasks) for user in sorted(task.targets)]
 
 
-def train_seed_attention(tasks, side: UserSide, n_field_buckets: int, validate: Callable[[SeedAttention], float],
+def train_seed_attention(tasks: list[Task], side: UserSide, n_field_buckets: int, validate: Callable[[SeedAttention], float],
                          epochs: int = 20, patience: int = 2, seed: int = 7) -> tuple[SeedAttention, list[float]]:
     """The scorer trained on `tasks` (`side`: the users as of the tasks' cut); the epoch with the best
     `validate` score is kept. Returns the model and each epoch's validation score."""

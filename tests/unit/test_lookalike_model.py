@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cascade.models.lookalike import SeedAttention
-from export.eval_lookalike import Task, recalls
+from cascade.lookalike.tasks import Task, recalls
 from export.lookalike import UserSide, padded, scores_for, train_seed_attention
 
 FIELD_BUCKETS = 11
