@@ -19,7 +19,9 @@ window; both take their seeds from training. Each method ranks the candidates an
 * mean-pooled seeds: cosine with the seeds' mean user embedding (`cascade.lookalike.seeds`);
 * soft attention over the seeds (a global and a candidate-aware part, no training), its temperatures
   and mix chosen on the validation window's tasks;
-* the trained RALM-style scorer (`export.lookalike`), its epoch chosen on the validation tasks.
+* the trained RALM-style scorer (`export.lookalike`), its epoch chosen on the validation tasks,
+  exported to `<artifacts>/onnx/lookalike.onnx` and judged through ONNX Runtime, the graph a
+  server would run (its parity with torch is in the result).
 
 Every choice is made on the validation window's tasks; the figures are the test window's.
 
@@ -53,7 +55,8 @@ from cascade.specs import USER_EMBEDDING
 from export.datasets import load_dataset, split_log
 from export.eval_scorers import OnnxModel
 from export.locations import user_locations
-from export.lookalike import CUT, UserSide, scores_for, train_seed_attention
+from export.lookalike import CUT, UserSide, export_scorer, onnx_scores, scores_for, train_seed_attention
+from export.onnx_export import session
 
 KS = (20, 100)  # Recall@K reported; the bars read K = 100
 EMBED_BATCH = 4_096
@@ -134,7 +137,9 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
         *training_tasks(log, split.train, tower, tables, settings, places), tables.config.user_field_buckets,
         lambda m: float(np.nanmean(recalls(valid, lambda t: scores_for(m, side, t.seeds), KS)[max(KS)])),
         seed=settings.seed if train_seed is None else train_seed)
-    methods["ralm"] = lambda t: scores_for(model, side, t.seeds)
+    parity = export_scorer(model, side, paths.onnx("lookalike"), settings.seed)
+    served = session(paths.onnx("lookalike"), threads)
+    methods["ralm"] = lambda t: onnx_scores(served, side, t.seeds)  # the exported graph, as a server runs it
     per_task = {name: recalls(test, rank, KS) for name, rank in tqdm(methods.items(), desc="look-alike methods", unit="method", leave=False)}
     by_k = {f"recall@{k}": summary({name: v[k] for name, v in per_task.items()}, resamples, settings.seed) for k in KS}
     return {
@@ -146,6 +151,7 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
         "attention_params": {name: getattr(params, name) for name in GRID}, "grid": grid,
         "ralm_validation_by_epoch": history, "locations": locations,
         "train_seed": settings.seed if train_seed is None else train_seed,
+        "onnx": {"file": paths.onnx("lookalike").name, "parity_max_abs_diff": parity},
         **by_k, "seconds": time.perf_counter() - started,
     }
 

@@ -11,8 +11,10 @@ the caller's validation score (`export.eval_lookalike`: Recall@100 on validation
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +27,8 @@ from cascade.schema import USER_FIELDS, Interactions
 CUT = 0.8  # the training part's time quantile that splits seeds from positives
 NEGATIVES = 20
 BATCH = 32
+INPUTS = ("seed_embedding", "seed_fields", "seed_activity", "embedding", "fields", "activity")
+OUTPUT = "score"
 
 
 @dataclass(frozen=True)
@@ -106,3 +110,35 @@ def train_seed_attention(tasks: list[Task], side: UserSide, n_field_buckets: int
             break
     model.load_state_dict(best_state)
     return model.eval(), history
+
+
+def export_scorer(model: SeedAttention, side: UserSide, path: Path, seed: int = 0) -> float:
+    """The scorer as ONNX (one seed set [N, ...] against C candidates [C, ...], both dynamic: the
+    graph a server runs); returns the largest |ONNX Runtime - torch| over a few sample shapes."""
+    from export.onnx_export import session
+
+    rng = np.random.default_rng(seed)
+    sample = rng.permutation(len(side.embedding))
+    args = (*side.tensors(sample[:7]), *side.tensors(sample[7:18]))
+    seeds, candidates = torch.export.Dim("seeds", min=1, max=4_096), torch.export.Dim("candidates", min=1, max=1 << 20)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), args, str(path), input_names=list(INPUTS), output_names=[OUTPUT],
+                          dynamic_shapes=tuple({0: seeds} for _ in range(3)) + tuple({0: candidates} for _ in range(3)),
+                          dynamo=True, external_data=False, verbose=False)
+    served, worst = session(path), 0.0
+    for n_seeds, n_candidates in ((1, 1), (5, 40), (min(50, len(sample) // 2), len(sample) // 2)):
+        feed = (*side.tensors(sample[:n_seeds]), *side.tensors(sample[n_seeds : n_seeds + n_candidates]))
+        with torch.inference_mode():
+            expected = model(*feed).numpy()
+        got = served.run([OUTPUT], {name: t.numpy() for name, t in zip(INPUTS, feed)})[0]
+        worst = max(worst, float(np.max(np.abs(got - expected))))
+    return worst
+
+
+def onnx_scores(served, side: UserSide, seeds: np.ndarray) -> np.ndarray:  # served: onnxruntime.InferenceSession
+    """The exported scorer's probabilities for every user against one seed set."""
+    everyone = np.arange(len(side.embedding))
+    feed = dict(zip(INPUTS, (t.numpy() for t in (*side.tensors(seeds), *side.tensors(everyone)))))
+    return served.run([OUTPUT], feed)[0]

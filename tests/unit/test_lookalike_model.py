@@ -8,7 +8,7 @@ import torch
 
 from cascade.models.lookalike import SeedAttention
 from cascade.lookalike.tasks import Task, recalls
-from export.lookalike import UserSide, padded, scores_for, train_seed_attention
+from export.lookalike import UserSide, export_scorer, onnx_scores, padded, scores_for, train_seed_attention
 
 FIELD_BUCKETS = 11
 
@@ -92,3 +92,17 @@ def test_training_on_look_alike_tasks_finds_the_seed_sets_audience() -> None:
     trained = recall(model)
     assert trained == pytest.approx(max(history))  # the best epoch is the one kept
     assert trained > 0.6 and trained > untrained + 0.2, (untrained, history)
+
+
+def test_the_exported_graph_scores_as_the_torch_model(tmp_path) -> None:
+    """Dynamic seeds and candidates: one ONNX graph serves any seed set against any number of users."""
+    from export.onnx_export import session
+
+    side, _ = _toy_world(5, users=300)
+    torch.manual_seed(0)
+    model = SeedAttention(8, 3, FIELD_BUCKETS).eval()
+    assert export_scorer(model, side, tmp_path / "lookalike.onnx") < 1e-5
+    seeds = np.array([3, 17, 42, 99])
+    served = onnx_scores(session(tmp_path / "lookalike.onnx"), side, seeds)
+    np.testing.assert_allclose(served, 1 / (1 + np.exp(-scores_for(model, side, seeds))), rtol=0, atol=1e-5)
+
