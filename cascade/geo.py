@@ -35,7 +35,7 @@ def geohash_cells(lat, lon, precision: int) -> np.ndarray:
     if not 1 <= precision <= 12:
         raise ValueError(f"geohash precision must be 1..12, got {precision}")
     check_coordinates(lat, lon)
-    lat, lon = np.asarray(lat, np.float64).copy(), np.asarray(lon, np.float64).copy()
+    lat, lon = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
     lat_lo, lat_hi = np.full_like(lat, -90.0), np.full_like(lat, 90.0)
     lon_lo, lon_hi = np.full_like(lon, -180.0), np.full_like(lon, 180.0)
     code = np.zeros(np.broadcast(lat, lon).shape, np.int64)

@@ -43,33 +43,23 @@ import numpy as np
 from tqdm import tqdm
 
 from cascade.artifacts import ArtifactPaths
-from cascade.features import FeatureTables, assemble_users
+from cascade.features import FeatureTables
 from cascade.geo import geohash_buckets
-from cascade.history import latest_histories
 from cascade.intervals import percentile_interval, ratio_of_means
-from cascade.lookalike.seeds import AttentionParams, attention_scores, mean_pooled_scores, unit_rows
+from cascade.lookalike.seeds import AttentionParams, attention_scores, mean_pooled_scores
 from cascade.lookalike.tasks import MAX_SEEDS, MIN_SEEDS, Ranker, Task, recalls, tasks_for
-from cascade.schema import Interactions
 from cascade.settings import Settings, settings_or_report
 from cascade.specs import USER_EMBEDDING
 from export.datasets import load_dataset, split_log
 from export.eval_scorers import OnnxModel
 from export.locations import user_locations
-from export.lookalike import CUT, UserSide, export_scorer, onnx_scores, scores_for, train_seed_attention
+from export.lookalike import (
+    UserSide, export_scorer, onnx_scores, scores_for, train_seed_attention, training_tasks, user_embeddings,
+)
 from export.onnx_export import session
 
 KS = (20, 100)  # Recall@K reported; the bars read K = 100
-EMBED_BATCH = 4_096
 GRID = {"local_temperature": (0.05, 0.1, 0.2), "global_temperature": (0.1,), "mix": (0.0, 0.25, 0.5, 0.75)}
-
-
-def user_embeddings(tower: OnnxModel, tables: FeatureTables, histories: np.ndarray, at: int) -> np.ndarray:
-    """Every user's unit-length user-tower embedding for their history as of `at`."""
-    users = np.arange(tables.n_users, dtype=np.int64)
-    parts = [tower(assemble_users(tables, users[lo : lo + EMBED_BATCH], histories[lo : lo + EMBED_BATCH],
-                                  np.full(len(users[lo : lo + EMBED_BATCH]), at, np.int64)))
-             for lo in range(0, len(users), EMBED_BATCH)]
-    return unit_rows(np.concatenate(parts))
 
 
 def rankers(embeddings: np.ndarray, activity: np.ndarray, seed: int) -> dict[str, Ranker]:
@@ -125,16 +115,17 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
     activity = np.bincount(log.user[train_rows], minlength=dataset.n_users).astype(np.float64)
     valid = tasks_for(log, split.train, split.valid, tasks, settings.seed)
     test = tasks_for(log, split.train, split.test, tasks, settings.seed + 1)
-    methods = rankers(embeddings, activity, settings.seed)
-    params, grid = choose_params(valid, soft_attention(embeddings))
-    methods["soft_attention"] = soft_attention(embeddings)(params)
+    methods, attention = rankers(embeddings, activity, settings.seed), soft_attention(embeddings)
+    params, grid = choose_params(valid, attention)
+    methods["soft_attention"] = attention(params)
     places = None
     if locations:
         where = user_locations(settings, dataset, split.train)
         places = geohash_buckets(where.lat, where.lon, tables.config.user_field_buckets)
     side = UserSide.of(embeddings, tables.user_cat_buckets, log, train_rows, places)
     model, history = train_seed_attention(
-        *training_tasks(log, split.train, tower, tables, settings, places), tables.config.user_field_buckets,
+        *training_tasks(log, split.train, tower, tables, settings.history_len, settings.seed, places),
+        tables.config.user_field_buckets,
         lambda m: float(np.nanmean(recalls(valid, lambda t: scores_for(m, side, t.seeds), KS)[max(KS)])),
         seed=settings.seed if train_seed is None else train_seed)
     parity = export_scorer(model, side, paths.onnx("lookalike"), settings.seed)
@@ -154,18 +145,6 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
         "onnx": {"file": paths.onnx("lookalike").name, "parity_max_abs_diff": parity},
         **by_k, "seconds": time.perf_counter() - started,
     }
-
-
-def training_tasks(log: Interactions, train: np.ndarray, tower: OnnxModel, tables: FeatureTables,
-                   settings: Settings, places: np.ndarray | None) -> tuple[list[Task], UserSide]:
-    """Tasks cut from the training part alone (seeds before its `CUT` quantile of time, positives
-    after), and the users as of that cut."""
-    cut = int(np.quantile(log.ts[train], CUT))
-    early = train & (log.ts < cut)
-    early_rows = np.flatnonzero(early)
-    histories = latest_histories(log.take(early_rows), tables.n_users, settings.history_len)
-    side = UserSide.of(user_embeddings(tower, tables, histories, cut), tables.user_cat_buckets, log, early_rows, places)
-    return tasks_for(log, early, train & ~early, 1 << 30, settings.seed), side
 
 
 def markdown(result: dict) -> str:

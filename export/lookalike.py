@@ -20,13 +20,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cascade.lookalike.tasks import Task
+from cascade.features import FeatureTables, assemble_users
+from cascade.history import latest_histories
+from cascade.lookalike.tasks import Task, tasks_for
 from cascade.models.lookalike import SeedAttention
+from cascade.rerank.similarity import unit_rows
 from cascade.schema import USER_FIELDS, Interactions
+from export.eval_scorers import OnnxModel
 
 CUT = 0.8  # the training part's time quantile that splits seeds from positives
 NEGATIVES = 20
 BATCH = 32
+EMBED_BATCH = 4_096
 INPUTS = ("seed_embedding", "seed_fields", "seed_activity", "embedding", "fields", "activity")
 OUTPUT = "score"
 
@@ -66,10 +71,28 @@ def padded(seed_sets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def scores_for(model: SeedAttention, side: UserSide, seeds: np.ndarray) -> np.ndarray:
     """The model's logits for every user against one seed set."""
     with torch.inference_mode():
-        everyone = np.arange(len(side.embedding))
-        logits = model.batch_scores(tuple(t[None] for t in side.tensors(seeds)), torch.ones(1, len(seeds), dtype=torch.bool),
-                                    tuple(t[None] for t in side.tensors(everyone)))
-    return logits[0].numpy()
+        return model.logits(*side.tensors(seeds), *side.tensors(np.arange(len(side.embedding)))).numpy()
+
+
+def user_embeddings(tower: OnnxModel, tables: FeatureTables, histories: np.ndarray, at: int) -> np.ndarray:
+    """Every user's unit-length user-tower embedding for their history as of `at`."""
+    users = np.arange(tables.n_users, dtype=np.int64)
+    parts = [tower(assemble_users(tables, users[lo : lo + EMBED_BATCH], histories[lo : lo + EMBED_BATCH],
+                                  np.full(len(users[lo : lo + EMBED_BATCH]), at, np.int64)))
+             for lo in range(0, len(users), EMBED_BATCH)]
+    return unit_rows(np.concatenate(parts), np.float32)
+
+
+def training_tasks(log: Interactions, train: np.ndarray, tower: OnnxModel, tables: FeatureTables,
+                   history_len: int, seed: int, places: np.ndarray | None) -> tuple[list[Task], UserSide]:
+    """Tasks cut from the training part alone (seeds before its `CUT` quantile of time, positives
+    after), and the users as of that cut."""
+    cut = int(np.quantile(log.ts[train], CUT))
+    early = train & (log.ts < cut)
+    early_rows = np.flatnonzero(early)
+    histories = latest_histories(log.take(early_rows), tables.n_users, history_len)
+    side = UserSide.of(user_embeddings(tower, tables, histories, cut), tables.user_cat_buckets, log, early_rows, places)
+    return tasks_for(log, early, train & ~early, 1 << 30, seed), side
 
 
 def training_pairs(tasks: list[Task]) -> list[tuple[int, int]]:

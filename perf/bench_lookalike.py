@@ -22,10 +22,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 import torch
 
-from cascade.lookalike.seeds import mean_query, unit_rows
+from cascade.lookalike.seeds import mean_query
 from cascade.models.lookalike import SeedAttention
 from cascade.recall.ann import single_threaded_faiss
+from cascade.rerank.similarity import unit_rows
 from export.faiss_index import build_index
+from export.lookalike import UserSide
 
 FIELDS, BUCKETS, K = 5, 1_009, 100
 WARM_UP = 10
@@ -42,28 +44,24 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     single_threaded_faiss()
     rng = np.random.default_rng(0)
-    embedding = unit_rows(rng.normal(size=(args.users, 32)))
-    fields = rng.integers(1, BUCKETS, (args.users, FIELDS))
-    activity = rng.random((args.users, 1)).astype(np.float32)
-    index = build_index(embedding, kind="ivf")
+    users = UserSide(unit_rows(rng.normal(size=(args.users, 32)), np.float32), rng.integers(1, BUCKETS, (args.users, FIELDS)),
+                     rng.random((args.users, 1)).astype(np.float32))
+    index = build_index(users.embedding, kind="ivf")
     index.nprobe = args.nprobe
     torch.manual_seed(0)
     model = SeedAttention(32, FIELDS, BUCKETS).eval()
-
-    def tensors(users: np.ndarray) -> tuple[torch.Tensor, ...]:
-        return tuple(torch.from_numpy(np.ascontiguousarray(a[users])) for a in (embedding, fields, activity))
 
     stages = {"query": [], "ann": [], "score": [], "top": [], "total": []}
     for call in range(WARM_UP + args.calls):
         seeds = rng.choice(args.users, args.seeds, replace=False)
         t0 = time.perf_counter()
-        query = mean_query(embedding[seeds])
+        query = mean_query(users.embedding[seeds])
         t1 = time.perf_counter()
         _, ids = index.search(query[None], args.candidates)
         candidates = ids[0][ids[0] >= 0]
         t2 = time.perf_counter()
         with torch.inference_mode():
-            scores = model(*tensors(seeds), *tensors(candidates)).numpy()
+            scores = model(*users.tensors(seeds), *users.tensors(candidates)).numpy()
         t3 = time.perf_counter()
         top = candidates[np.argsort(-scores)[:K]]
         t4 = time.perf_counter()

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cascade.rerank.similarity import unit_rows
+
 CHUNK = 4_096  # candidates scored at once by the local part ([chunk, seeds] cosines)
 
 
@@ -35,13 +37,6 @@ class AttentionParams:
             raise ValueError(f"mix must be in [0, 1], got {self.mix}")
 
 
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (a zero row stays zero), float32."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-
-
 def _softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=axis, keepdims=True))
     return shifted / shifted.sum(axis=axis, keepdims=True)
@@ -56,30 +51,30 @@ def _check(candidates: np.ndarray, seeds: np.ndarray) -> None:
 
 def mean_query(seeds: np.ndarray) -> np.ndarray:
     """The seeds' mean direction, unit length: the query a nearest-neighbour index is searched with."""
-    return unit_rows(unit_rows(seeds).mean(axis=0, keepdims=True))[0]
+    return unit_rows(unit_rows(seeds, np.float32).mean(axis=0, keepdims=True), np.float32)[0]
 
 
 def global_query(seeds: np.ndarray, temperature: float) -> np.ndarray:
     """The seeds weighted by how typical each is of the set, unit length (the global attention)."""
-    seeds = unit_rows(seeds)
+    seeds = unit_rows(seeds, np.float32)
     if len(seeds) == 1:
         return seeds[0]
     cosines = seeds @ seeds.T
     typical = (cosines.sum(axis=1) - np.diag(cosines)) / (len(seeds) - 1)
-    return unit_rows((_softmax(typical / temperature) @ seeds)[None])[0]
+    return unit_rows((_softmax(typical / temperature) @ seeds)[None], np.float32)[0]
 
 
 def mean_pooled_scores(candidates: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     """Each candidate's cosine with the seeds' mean direction, float32 [m]."""
     _check(candidates, seeds)
-    return unit_rows(candidates) @ mean_query(seeds)
+    return unit_rows(candidates, np.float32) @ mean_query(seeds)
 
 
 def attention_scores(candidates: np.ndarray, seeds: np.ndarray, params: AttentionParams) -> np.ndarray:
     """mix x (cosine with the global query) + (1 - mix) x (the candidate's attention-weighted cosine
     with the seeds), float32 [m]."""
     _check(candidates, seeds)
-    candidates, seeds = unit_rows(candidates), unit_rows(seeds)
+    candidates, seeds = unit_rows(candidates, np.float32), unit_rows(seeds, np.float32)
     out = np.empty(len(candidates), np.float32)
     glob = candidates @ global_query(seeds, params.global_temperature)
     for lo in range(0, len(candidates), CHUNK):

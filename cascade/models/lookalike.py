@@ -75,9 +75,12 @@ class SeedAttention(nn.Module):
         cosines = [F.cosine_similarity(candidates, s, dim=-1).unsqueeze(-1) for s in (glob, local)]
         return self.head(torch.cat([candidates * glob, candidates * local, *cosines], dim=-1)).squeeze(-1)
 
-    def forward(self, seed_embedding, seed_fields, seed_activity, embedding, fields, activity) -> torch.Tensor:
-        """One seed set ([N, ...]) against C candidates ([C, ...]): probabilities [C] (the served graph)."""
+    def logits(self, seed_embedding, seed_fields, seed_activity, embedding, fields, activity) -> torch.Tensor:
+        """One seed set ([N, ...]) against C candidates ([C, ...]): logits [C]."""
         mask = torch.ones(1, seed_embedding.shape[0], dtype=torch.bool)
-        logits = self.batch_scores((seed_embedding[None], seed_fields[None], seed_activity[None]), mask,
-                                   (embedding[None], fields[None], activity[None]))
-        return torch.sigmoid(logits[0])
+        return self.batch_scores((seed_embedding[None], seed_fields[None], seed_activity[None]), mask,
+                                 (embedding[None], fields[None], activity[None]))[0]
+
+    def forward(self, seed_embedding, seed_fields, seed_activity, embedding, fields, activity) -> torch.Tensor:
+        """`logits` as probabilities [C] (the served graph)."""
+        return torch.sigmoid(self.logits(seed_embedding, seed_fields, seed_activity, embedding, fields, activity))

@@ -16,9 +16,9 @@ def minmax(x: np.ndarray) -> np.ndarray:
     return (x - x.min()) / span if span > 0 else np.zeros_like(x)
 
 
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; zero rows stay zero, so their cosine to anything is 0."""
-    x = x.astype(np.float64)
+def unit_rows(x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """Rows scaled to unit length, in `dtype`; zero rows stay zero, so their cosine to anything is 0."""
+    x = np.asarray(x, dtype=dtype)
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
 

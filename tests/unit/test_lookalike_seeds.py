@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 
-from cascade.lookalike.seeds import (
-    AttentionParams, attention_scores, global_query, mean_pooled_scores, mean_query, unit_rows,
-)
+from cascade.lookalike.seeds import AttentionParams, attention_scores, global_query, mean_pooled_scores, mean_query
+from cascade.rerank.similarity import unit_rows
 
 
 def _cluster(center: np.ndarray, n: int, spread: float, rng: np.random.Generator) -> np.ndarray:
@@ -25,7 +24,7 @@ def test_attention_finds_each_audience_of_a_two_audience_seed_set_where_the_mean
     rng = np.random.default_rng(0)
     e1, e2 = np.eye(4)[0], np.eye(4)[1]
     seeds = np.vstack([_cluster(e1, 10, 0.05, rng), _cluster(e2, 10, 0.05, rng)])
-    candidates = np.vstack([unit_rows(e1 + e2), _cluster(e1, 1, 0.05, rng), _cluster(e2, 1, 0.05, rng)])
+    candidates = np.vstack([unit_rows((e1 + e2)[None]), _cluster(e1, 1, 0.05, rng), _cluster(e2, 1, 0.05, rng)])
     assert np.argmax(mean_pooled_scores(candidates, seeds)) == 0
     attention = attention_scores(candidates, seeds, AttentionParams(local_temperature=0.05, mix=0.0))
     assert attention[1] > attention[0] and attention[2] > attention[0]
