@@ -39,6 +39,21 @@ class ArtifactPaths:
         return self.root / "item_to_item.npz"
 
     @property
+    def users(self) -> Path:
+        """Every user's look-alike inputs and location (`cascade.lookalike.users.UserTable`)."""
+        return self.root / "users.npz"
+
+    @property
+    def item_likers(self) -> Path:
+        """Each item's training likers (`cascade.lookalike.audience.Likers`): an item's seed users."""
+        return self.root / "item_likers.npz"
+
+    @property
+    def user_index(self) -> Path:
+        """Inner-product index over the users' embeddings: look-alike candidates."""
+        return self.root / "users.faiss"
+
+    @property
     def calibration(self) -> Path:
         return self.root / "calibration.npz"
 
@@ -77,6 +92,7 @@ class Manifest:
     calibration: dict = field(default_factory=dict)  # the INT8 calibration set: path, rows, sha256, tensors
     served: dict[str, str] = field(default_factory=dict)  # Triton model -> the ONNX file it serves
     item_to_item: dict = field(default_factory=dict)  # file, window, neighbours, items_with_neighbours, seconds
+    lookalike: dict = field(default_factory=dict)  # the look-alike step's files and figures (export.lookalike)
     engines: dict[str, dict] = field(default_factory=dict)  # '<scorer>.<precision>' -> TensorRT engine (export.tensorrt)
     manifest_version: int = MANIFEST_VERSION
 

@@ -19,7 +19,7 @@ from cascade.rerank.registry import build_chain
 
 EXPERIMENT_KEYS = {"name", "arms"}
 ARM_KEYS = {"name", "weight", "rerank_chain", "model_versions"}
-PINNABLE = ("prerank", "rank")
+PINNABLE = ("prerank", "rank", "lookalike")
 MAX_WEIGHT = 2**31 - 1  # the arms' total weight is taken modulo in uint64: any number of such weights fits
 
 

@@ -199,6 +199,23 @@ class Settings(BaseSettings):
         262_144, ge=256, description="body limit of PUT /admin/experiments (8 experiments of 16 arms, names up to 64 characters)",
     )
 
+    # --- look-alike audiences (POST /v1/lookalike) --------------------------------------
+    lookalike_epochs: int = Field(20, ge=1, description="look-alike scorer epochs at most (the best validation Recall@100 is kept)")
+    lookalike_valid_tasks: int = Field(300, ge=1, description="validation tasks the look-alike scorer's training stops on")
+    lookalike_max_seeds: int = Field(500, ge=1, le=4_096, description="seed users a request may name; an item's latest likers up to this")
+    lookalike_pool: int = Field(1_000, ge=1, description="candidates the look-alike scorer scores per request")
+    lookalike_nearby_max: int = Field(2_000, ge=1, description="users within a request's radius read from Redis GEO, nearest first")
+    lookalike_distance_weight: float = Field(0.6, ge=0.0, description="the blend: distance_weight x closeness + similarity_weight x similarity")
+    lookalike_similarity_weight: float = Field(0.4, ge=0.0)
+    lookalike_distance_scale_km: float = Field(5.0, gt=0.0, description="closeness = 1 - d / scale, clipped to [0, 1]")
+    lookalike_cold_radius_km: float = Field(
+        25.0, gt=0.0, le=50.0, description="cold start without a place asked for: candidates near the seeds' centroid within this",
+    )
+    lookalike_deadline_ms: float = Field(50.0, gt=0.0, description="a look-alike request's deadline; its scorer call gets what is left")
+    lookalike_embedding_ttl_s: int = Field(3_600, ge=1, description="a live user's re-embedding stays in Redis this long")
+    lookalike_refresh_s: float = Field(2.0, gt=0.0, description="how often users with new clicks are re-embedded")
+    lookalike_refresh_batch: int = Field(256, ge=1, description="users re-embedded per user-tower call")
+
     # --- deadlines ---------------------------------------------------------------------
     request_deadline_ms: float = Field(50.0, gt=0.0, description="the whole request's deadline")
     stage_budgets_ms: dict[str, float] = Field(

@@ -79,6 +79,13 @@ KEPT = TensorSpec("kept", np.int64, (-1,))
 PRERANK_SCORES = TensorSpec("prerank_scores", np.float32, (-1,))
 TWO_STAGE_OUTPUTS = (KEPT, PRERANK_SCORES, PIPELINE_OUTPUT)
 
+# The look-alike scorer (`cascade.models.lookalike.SeedAttention`): its ONNX graph takes one seed set's
+# user inputs ([N, ...]) and C candidates' ([C, ...]) and gives a probability per candidate. Triton's
+# look-alike model takes user ids and looks the inputs up in its `users.npz` (`cascade.lookalike.users`).
+LOOKALIKE_GRAPH_INPUTS = ("seed_embedding", "seed_fields", "seed_activity", "embedding", "fields", "activity")
+LOOKALIKE_GRAPH_OUTPUT = "score"
+LOOKALIKE_INPUTS = (TensorSpec("seed_ids", np.int64, (-1,)), TensorSpec("candidate_ids", np.int64, (-1,)))
+
 PRERANK_FEATURES = ("user_cat", "user_num", "item_id", "item_cat", "item_num", "hist_item", "hist_cat", "ctx")
 RANK_FEATURES = ("user_cat", "user_num", "item_id", "item_cat", "item_num", "hist_item", "hist_cat", "ctx")
 USER_TOWER_FEATURES = ("user_cat", "user_num", "hist_item", "hist_cat")

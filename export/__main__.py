@@ -19,7 +19,8 @@ from export.item_to_item import write_item_to_item
 from export.model_cost import onnx_cost
 from export.onnx_export import check_parity, check_row_parity, export_onnx, export_row_graphs
 from export.quantize import QUANTIZED, quantize_all
-from export.repository import GpuScorers, write_repositories
+from export.lookalike import export_lookalike
+from export.repository import GpuScorers, write_lookalike, write_repositories
 from export.calibrate import calibration_features, write_calibration_set
 from export.checkpoints import Checkpoints
 from export.train import RowFeatures, train_with
@@ -30,6 +31,7 @@ ROLES = {
     "rank": "student ranker distilled from the teacher, served as Triton `rank`",
     "prerank": "COLD-style pre-ranker distilled from the student, served as Triton `prerank`",
     "user_tower": "two-tower user side, run in the orchestrator for ANN recall",
+    "lookalike": "RALM-style seed-set scorer, served as Triton `lookalike_v<N>` (POST /v1/lookalike)",
 }
 TRAINING_FIELDS = {
     "data_source", "seed", "n_users", "n_items", "n_interactions", "n_categories", "history_len",
@@ -99,6 +101,13 @@ def run_export(settings: Settings) -> Manifest:
     np.save(paths.item_embeddings, embeddings)
     write_index(build_index(embeddings), paths.faiss_index)
     item_to_item_entry = write_item_to_item(train_log, dataset.n_items, settings, paths.item_to_item)
+    lookalike_entry = export_lookalike(settings, dataset, log, train_mask, split.valid, tables, paths)
+    parity["lookalike"] = lookalike_entry["parity_max_abs_diff"]
+    model_entries["lookalike"] = {"file": paths.onnx("lookalike").name, "sha256": sha256_file(paths.onnx("lookalike")),
+                                  "role": ROLES["lookalike"]}
+    print(f"look-alike: {paths.onnx('lookalike')}, {paths.users.name} ({lookalike_entry['users_located']} of "
+          f"{dataset.n_users} users located), {paths.user_index.name}; validation Recall@100 by epoch "
+          + ", ".join(f"{r:.3f}" for r in lookalike_entry["validation_recall@100_by_epoch"]))
     configs = write_repositories(
         settings.model_repository, settings.ensemble_repository, paths.tables,
         {n: (models[n][1], served[n]) for n in ("prerank", "rank")},
@@ -106,19 +115,23 @@ def run_export(settings: Settings) -> Manifest:
         profile=settings.triton_profile,
         gpu=GpuScorers(settings.gpu_scorer_backend, settings.gpu_precision, settings.gpu_max_rows, row_graphs),
     )
+    configs.append(write_lookalike(
+        settings.ensemble_repository, MODEL_VERSION, paths.onnx("lookalike"), paths.users,
+        settings.max_batch_size, settings.max_queue_delay_us, settings.model_instances,
+    ))
     manifest = Manifest(
         dataset=dataset.name, n_users=dataset.n_users, n_items=dataset.n_items, n_categories=dataset.n_categories,
         history_len=L, embedding_dim=int(embeddings.shape[1]),
-        model_versions={"prerank": MODEL_VERSION, "rank": MODEL_VERSION, "user_tower": MODEL_VERSION},
+        model_versions={"prerank": MODEL_VERSION, "rank": MODEL_VERSION, "user_tower": MODEL_VERSION, "lookalike": MODEL_VERSION},
         source_commit=source_commit(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         metrics=trained.metrics, train_seconds=trained.seconds, parity_max_abs_diff=parity,
         models=model_entries, quantized=quantized, calibration=calibration_entry,
-        served={n: p.name for n, p in served.items()}, item_to_item=item_to_item_entry,
+        served={n: p.name for n, p in served.items()}, item_to_item=item_to_item_entry, lookalike=lookalike_entry,
     )
     manifest.write(paths.manifest)
     print(f"triton: wrote {len(configs)} configs under {settings.model_repository}/ and {settings.ensemble_repository}/")
     print("metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in trained.metrics.items()))
-    print("cost per item: " + ", ".join(f"{n} {e['flops_per_item']:,} FLOPs / {e['params']:,} params" for n, e in model_entries.items()))
+    print("cost per item: " + ", ".join(f"{n} {e['flops_per_item']:,} FLOPs / {e['params']:,} params" for n, e in model_entries.items() if "flops_per_item" in e))
     print("quantized: " + ", ".join(f"{k} tau {e['kendall_tau']:.3f}" for k, e in quantized.items()))
     print(f"serving: {', '.join(f'{n} <- {p.name}' for n, p in served.items())}")
     print("train seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in trained.seconds.items())

@@ -20,7 +20,7 @@ window; both take their seeds from training. Each method ranks the candidates an
 * soft attention over the seeds (a global and a candidate-aware part, no training), its temperatures
   and mix chosen on the validation window's tasks;
 * the trained RALM-style scorer (`export.lookalike`), its epoch chosen on the validation tasks,
-  exported to `<artifacts>/onnx/lookalike.onnx` and judged through ONNX Runtime, the graph a
+  exported to `<artifacts>/onnx/lookalike.eval.onnx` (beside the export's served one) and judged through ONNX Runtime, the graph a
   server would run (its parity with torch is in the result).
 
 Every choice is made on the validation window's tasks; the figures are the test window's.
@@ -44,7 +44,6 @@ from tqdm import tqdm
 
 from cascade.artifacts import ArtifactPaths
 from cascade.features import FeatureTables
-from cascade.geo import geohash_buckets
 from cascade.intervals import percentile_interval, ratio_of_means
 from cascade.lookalike.seeds import AttentionParams, attention_scores, mean_pooled_scores
 from cascade.lookalike.tasks import MAX_SEEDS, MIN_SEEDS, Ranker, Task, recalls, tasks_for
@@ -53,9 +52,7 @@ from cascade.specs import USER_EMBEDDING
 from export.datasets import load_dataset, split_log
 from export.eval_scorers import OnnxModel
 from export.locations import user_locations
-from export.lookalike import (
-    UserSide, export_scorer, onnx_scores, scores_for, train_seed_attention, training_tasks, user_embeddings,
-)
+from export.lookalike import fit_lookalike, onnx_scores
 from export.onnx_export import session
 
 KS = (20, 100)  # Recall@K reported; the bars read K = 100
@@ -110,26 +107,17 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
         raise RuntimeError(f"{paths.root} holds {tables.n_users} users, the data {dataset.n_users}: evaluate with the export's settings")
     tower = OnnxModel(paths.onnx("user_tower"), USER_EMBEDDING, threads)
     train_rows = np.flatnonzero(split.train)
-    at = int(log.ts[train_rows].max()) + 1
-    embeddings = user_embeddings(tower, tables, np.load(paths.user_history), at)
     activity = np.bincount(log.user[train_rows], minlength=dataset.n_users).astype(np.float64)
     valid = tasks_for(log, split.train, split.valid, tasks, settings.seed)
     test = tasks_for(log, split.train, split.test, tasks, settings.seed + 1)
-    methods, attention = rankers(embeddings, activity, settings.seed), soft_attention(embeddings)
+    graph = paths.onnx("lookalike.eval")  # the export's own lookalike.onnx is what Triton serves: left alone
+    fitted = fit_lookalike(settings, log, split.train, tables, tower, np.load(paths.user_history),
+                           user_locations(settings, dataset, split.train), valid, graph, locations, train_seed)
+    side = fitted.table.side
+    methods, attention = rankers(side.embedding, activity, settings.seed), soft_attention(side.embedding)
     params, grid = choose_params(valid, attention)
     methods["soft_attention"] = attention(params)
-    places = None
-    if locations:
-        where = user_locations(settings, dataset, split.train)
-        places = geohash_buckets(where.lat, where.lon, tables.config.user_field_buckets)
-    side = UserSide.of(embeddings, tables.user_cat_buckets, log, train_rows, places)
-    model, history = train_seed_attention(
-        *training_tasks(log, split.train, tower, tables, settings.history_len, settings.seed, places),
-        tables.config.user_field_buckets,
-        lambda m: float(np.nanmean(recalls(valid, lambda t: scores_for(m, side, t.seeds), KS)[max(KS)])),
-        seed=settings.seed if train_seed is None else train_seed)
-    parity = export_scorer(model, side, paths.onnx("lookalike"), settings.seed)
-    served = session(paths.onnx("lookalike"), threads)
+    served = session(graph, threads)
     methods["ralm"] = lambda t: onnx_scores(served, side, t.seeds)  # the exported graph, as a server runs it
     per_task = {name: recalls(test, rank, KS) for name, rank in tqdm(methods.items(), desc="look-alike methods", unit="method", leave=False)}
     by_k = {f"recall@{k}": summary({name: v[k] for name, v in per_task.items()}, resamples, settings.seed) for k in KS}
@@ -140,9 +128,9 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
         "mean_seeds": float(np.mean([len(t.seeds) for t in test])) if test else float("nan"),
         "mean_candidates": float(np.mean([t.audience.sum() - t.audience[t.known].sum() for t in test])) if test else float("nan"),
         "attention_params": {name: getattr(params, name) for name in GRID}, "grid": grid,
-        "ralm_validation_by_epoch": history, "locations": locations,
+        "ralm_validation_by_epoch": fitted.validation, "locations": locations,
         "train_seed": settings.seed if train_seed is None else train_seed,
-        "onnx": {"file": paths.onnx("lookalike").name, "parity_max_abs_diff": parity},
+        "onnx": {"file": graph.name, "parity_max_abs_diff": fitted.parity},
         **by_k, "seconds": time.perf_counter() - started,
     }
 

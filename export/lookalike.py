@@ -11,6 +11,7 @@ the caller's validation score (`export.eval_lookalike`: Recall@100 on validation
 from __future__ import annotations
 
 import copy
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,43 +21,28 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cascade.artifacts import ArtifactPaths
 from cascade.features import FeatureTables, assemble_users
+from cascade.geo import geohash_buckets
 from cascade.history import latest_histories
-from cascade.lookalike.tasks import Task, tasks_for
+from cascade.lookalike.audience import Likers
+from cascade.lookalike.tasks import Task, recalls, tasks_for
+from cascade.lookalike.scorer import MAX_SEEDS, graph_scores
+from cascade.lookalike.users import UserSide, UserTable
 from cascade.models.lookalike import SeedAttention
 from cascade.rerank.similarity import unit_rows
-from cascade.schema import USER_FIELDS, Interactions
+from cascade.schema import Dataset, Interactions
+from cascade.settings import Settings
+from cascade.specs import LOOKALIKE_GRAPH_INPUTS, LOOKALIKE_GRAPH_OUTPUT, USER_EMBEDDING
 from export.eval_scorers import OnnxModel
+from export.faiss_index import build_index, write_index
+from export.locations import Locations, user_locations
 
 CUT = 0.8  # the training part's time quantile that splits seeds from positives
 NEGATIVES = 20
 BATCH = 32
+VALIDATION_K = 100  # training keeps the epoch with the best validation Recall@100
 EMBED_BATCH = 4_096
-INPUTS = ("seed_embedding", "seed_fields", "seed_activity", "embedding", "fields", "activity")
-OUTPUT = "score"
-
-
-@dataclass(frozen=True)
-class UserSide:
-    """Every user's scorer inputs: behaviour embedding [U, E], field buckets [U, F], log activity [U, 1]."""
-
-    embedding: np.ndarray
-    fields: np.ndarray
-    activity: np.ndarray
-
-    @staticmethod
-    def of(embedding: np.ndarray, field_buckets: np.ndarray, log: Interactions, rows: np.ndarray,
-           places: np.ndarray | None = None) -> "UserSide":
-        """`field_buckets`: the tables' user_cat buckets (the demographic fields are kept);
-        `places`: geohash buckets per user (`cascade.geo.geohash_buckets`), appended as fields."""
-        counts = np.bincount(log.user[rows], minlength=len(embedding)).astype(np.float32)
-        fields = field_buckets[:, : len(USER_FIELDS)].astype(np.int64)
-        if places is not None:
-            fields = np.concatenate([fields, places.astype(np.int64)], axis=1)
-        return UserSide(embedding.astype(np.float32), fields, np.log1p(counts)[:, None])
-
-    def tensors(self, users: np.ndarray) -> tuple[torch.Tensor, ...]:
-        return tuple(torch.from_numpy(np.ascontiguousarray(a[users])) for a in (self.embedding, self.fields, self.activity))
 
 
 def padded(seed_sets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -143,11 +129,11 @@ def export_scorer(model: SeedAttention, side: UserSide, path: Path, seed: int = 
     rng = np.random.default_rng(seed)
     sample = rng.permutation(len(side.embedding))
     args = (*side.tensors(sample[:7]), *side.tensors(sample[7:18]))
-    seeds, candidates = torch.export.Dim("seeds", min=1, max=4_096), torch.export.Dim("candidates", min=1, max=1 << 20)
+    seeds, candidates = torch.export.Dim("seeds", min=1, max=MAX_SEEDS), torch.export.Dim("candidates", min=1, max=1 << 20)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), args, str(path), input_names=list(INPUTS), output_names=[OUTPUT],
+        torch.onnx.export(model.eval(), args, str(path), input_names=list(LOOKALIKE_GRAPH_INPUTS), output_names=[LOOKALIKE_GRAPH_OUTPUT],
                           dynamic_shapes=tuple({0: seeds} for _ in range(3)) + tuple({0: candidates} for _ in range(3)),
                           dynamo=True, external_data=False, verbose=False)
     served, worst = session(path), 0.0
@@ -155,13 +141,64 @@ def export_scorer(model: SeedAttention, side: UserSide, path: Path, seed: int = 
         feed = (*side.tensors(sample[:n_seeds]), *side.tensors(sample[n_seeds : n_seeds + n_candidates]))
         with torch.inference_mode():
             expected = model(*feed).numpy()
-        got = served.run([OUTPUT], {name: t.numpy() for name, t in zip(INPUTS, feed)})[0]
+        got = graph_scores(served, side, sample[:n_seeds], sample[n_seeds : n_seeds + n_candidates])
         worst = max(worst, float(np.max(np.abs(got - expected))))
     return worst
 
 
 def onnx_scores(served, side: UserSide, seeds: np.ndarray) -> np.ndarray:  # served: onnxruntime.InferenceSession
     """The exported scorer's probabilities for every user against one seed set."""
-    everyone = np.arange(len(side.embedding))
-    feed = dict(zip(INPUTS, (t.numpy() for t in (*side.tensors(seeds), *side.tensors(everyone)))))
-    return served.run([OUTPUT], feed)[0]
+    return graph_scores(served, side, seeds, np.arange(side.n_users))
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The trained scorer, the users as serving reads them, and how training went."""
+
+    table: UserTable
+    model: SeedAttention
+    validation: list[float]  # Recall@`VALIDATION_K` on the validation tasks, by epoch
+    parity: float  # the exported graph's largest |ONNX Runtime - torch|
+
+
+def fit_lookalike(settings: Settings, log: Interactions, train: np.ndarray, tables: FeatureTables, tower: OnnxModel,
+                  histories: np.ndarray, where: Locations, valid: list[Task], onnx_path: Path, locations: bool = True,
+                  train_seed: int | None = None) -> Fitted:
+    """Every user as of the end of training (`histories`: the exported ones), the scorer trained on
+    tasks from the training part and stopped on `valid`, exported to `onnx_path`. `locations` False:
+    the scorer without geohash fields (the evaluation's ablation)."""
+    train_rows = np.flatnonzero(train)
+    at = int(log.ts[train_rows].max()) + 1
+    places = geohash_buckets(where.lat, where.lon, tables.config.user_field_buckets) if locations else None
+    side = UserSide.of(user_embeddings(tower, tables, histories, at), tables.user_cat_buckets, log, train_rows, places)
+    model, history = train_seed_attention(
+        *training_tasks(log, train, tower, tables, settings.history_len, settings.seed, places),
+        tables.config.user_field_buckets,
+        lambda m: float(np.nanmean(recalls(valid, lambda t: scores_for(m, side, t.seeds), (VALIDATION_K,))[VALIDATION_K])),
+        epochs=settings.lookalike_epochs, seed=settings.seed if train_seed is None else train_seed)
+    parity = export_scorer(model, side, onnx_path, settings.seed)
+    return Fitted(UserTable(side, where.lat, where.lon), model, history, parity)
+
+
+def export_lookalike(settings: Settings, dataset: Dataset, log: Interactions, train: np.ndarray, valid: np.ndarray,
+                     tables: FeatureTables, paths: ArtifactPaths) -> dict:
+    """The export's look-alike step: the scorer (`<artifacts>/onnx/lookalike.onnx`), the users' table
+    with their locations (`users.npz`), each item's training likers (`item_likers.npz`: an item's
+    seeds) and an inner-product index over the users' embeddings (`users.faiss`). Returns the
+    manifest's entry."""
+    started = time.perf_counter()
+    tower = OnnxModel(paths.onnx("user_tower"), USER_EMBEDDING)
+    tasks = tasks_for(log, train, valid, settings.lookalike_valid_tasks, settings.seed)
+    where = user_locations(settings, dataset, train)
+    fitted = fit_lookalike(settings, log, train, tables, tower, np.load(paths.user_history), where, tasks, paths.onnx("lookalike"))
+    fitted.table.save(paths.users)
+    liked = np.flatnonzero(train & (log.label > 0.5))
+    likers = Likers.of(log.item[liked], log.user[liked], log.ts[liked], dataset.n_items)
+    np.savez(paths.item_likers, ptr=likers.ptr, users=likers.users)
+    write_index(build_index(fitted.table.side.embedding), paths.user_index)
+    return {
+        "file": paths.onnx("lookalike").name, "users": paths.users.name, "index": paths.user_index.name,
+        "validation_tasks": len(tasks), f"validation_recall@{VALIDATION_K}_by_epoch": fitted.validation,
+        "users_located": int(fitted.table.located.sum()), "users_with_behaviour": int(fitted.table.behaviour.sum()),
+        "parity_max_abs_diff": fitted.parity, "seconds": time.perf_counter() - started,
+    }

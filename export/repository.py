@@ -40,6 +40,7 @@ from cascade.triton.config import (
     GpuScorerBackend,
     fused_pipeline_config,
     gpu_scorer_config,
+    lookalike_config,
     parse,
     pin_ensemble,
     render,
@@ -51,6 +52,7 @@ from cascade.triton.config import (
 from cascade.triton.layout import (
     FEATURE_ASSEMBLY_ADAPTER,
     FUSED_ADAPTER,
+    LOOKALIKE_ADAPTER,
     ONNX_FILE,
     PINNED_PIPELINE_VERSION,
     PROGRAM_FILE,
@@ -60,7 +62,9 @@ from cascade.triton.layout import (
     TABLES_FILE,
     TORCH_SCORER_ADAPTER,
     TWO_STAGE_ADAPTER,
+    USERS_FILE,
     Profile,
+    lookalike_name,
     pipeline_name,
     two_stage_name,
     two_stage_versions,
@@ -184,6 +188,17 @@ def write_repositories(
             pinned = pin_ensemble(latest, pipeline_name(name, version), name, version)
             _write_ensemble(ensemble_root, render(pinned), pinned.name)
     return sorted([*model_root.glob("*/config.pbtxt"), *ensemble_root.glob("*/config.pbtxt")])
+
+
+def write_lookalike(
+    ensemble_root: Path, version: int, onnx_path: Path, users_path: Path, max_batch_size: int, max_queue_delay_us: int,
+    instances: int,
+) -> Path:
+    """The look-alike scorer's version `version` as its own model `lookalike_v<N>` (CPU, either profile)."""
+    config = lookalike_config(lookalike_name(version), max_batch_size, max_queue_delay_us, instances)
+    _write_model(ensemble_root, config.name, render(config), LOOKALIKE_ADAPTER,
+                 {ONNX_FILE: onnx_path, USERS_FILE: users_path}, PINNED_PIPELINE_VERSION)
+    return ensemble_root / config.name / "config.pbtxt"
 
 
 def scorer_versions(model_root: Path, scorer: str, profile: Profile) -> list[int]:

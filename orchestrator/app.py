@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from contextlib import asynccontextmanager
 
@@ -10,6 +11,7 @@ from prometheus_client import multiprocess
 
 from cascade.settings import Settings, load_settings
 from orchestrator.admission import Admission, AdmissionGate
+from orchestrator.clients.audience import LiveEmbeddings, Places
 from orchestrator.clients.exposure import ExposureStore
 from orchestrator.clients.feedback import FeedbackLimits, FeedbackStore
 from orchestrator.clients.kserve_http import HttpInference
@@ -19,9 +21,13 @@ from orchestrator.clients.ratelimit import RateLimiter
 from orchestrator.errors import RETRY_AFTER_S, install_error_handlers
 from orchestrator.logs import AdminAudit, configure_logging
 from orchestrator.metrics import FunnelMetrics, RequestMetrics, multiprocess_mode
+from orchestrator.live_embeddings import refresh_forever
+from orchestrator.lookalike import LookalikeService
 from orchestrator.service import FunnelService
-from orchestrator.resources import Resources
-from orchestrator.routes import admin, feedback, health, metrics, recommend
+from orchestrator.resources import Audience, Resources
+from orchestrator.routes import admin, feedback, health, lookalike, metrics, recommend
+
+log = logging.getLogger("cascade.orchestrator")
 
 
 async def publish_metrics(metrics: FunnelMetrics, door: Admission, every_s: float = 1.0) -> None:
@@ -29,6 +35,28 @@ async def publish_metrics(metrics: FunnelMetrics, door: Admission, every_s: floa
     while True:
         metrics.publish(door)
         await asyncio.sleep(every_s)
+
+
+async def open_lookalike(
+    settings: Settings, resources: Resources, scorer: TritonScorer, exposure: ExposureStore, live: LiveEmbeddings,
+    funnel: FunnelService, metrics: FunnelMetrics,
+) -> LookalikeService | None:
+    """The look-alike service over the export's users (None without them), Redis GEO filled from the
+    export's locations once per export (a failure is logged: requests with `near` then fall back to
+    the export's locations)."""
+    audience = Audience.load(settings, resources.manifest)
+    if audience is None:
+        return None
+    places = Places(exposure.redis)
+    try:
+        added = await places.fill(audience.table, audience.version)
+        if added:
+            log.info("look-alike: %d users' locations written to Redis GEO", added)
+    except Exception as err:  # noqa: BLE001 - Redis down at start: `near` degrades to the export's locations
+        log.warning("look-alike: locations not written to Redis GEO: %s", err)
+    version = resources.manifest.model_versions.get("lookalike", 1)
+    return LookalikeService(settings, audience.table, audience.likers, audience.index, places, live, scorer, version,
+                            funnel.runner.contexts, metrics)
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -53,8 +81,15 @@ def build_app(settings: Settings) -> FastAPI:
         app.state.feedback_limiter = RateLimiter(exposure.redis, settings.feedback_rate_per_s, settings.feedback_burst)
         app.state.funnel = FunnelService(settings, resources, scorer, exposure, app.state.metrics, RedisOperatorBoard(exposure.redis))
         await app.state.funnel.warm_up()
+        live = LiveEmbeddings(exposure.redis, settings.lookalike_embedding_ttl_s)
+        app.state.live_embeddings = live
+        app.state.lookalike = await open_lookalike(settings, resources, scorer, exposure, live, app.state.funnel, app.state.metrics)
         app.state.metrics.set_active_versions(app.state.funnel.versions.active)
         tasks = [asyncio.create_task(app.state.funnel.follow_shared())]
+        if app.state.lookalike is not None:
+            tasks.append(asyncio.create_task(refresh_forever(
+                live, exposure, resources, settings.lookalike_refresh_s, settings.lookalike_refresh_batch,
+            )))
         if multiprocess_mode():
             tasks.append(asyncio.create_task(publish_metrics(app.state.metrics, app.state.admission)))
         try:
@@ -65,7 +100,7 @@ def build_app(settings: Settings) -> FastAPI:
             if multiprocess_mode():
                 app.state.metrics.tally.flush()  # its last counts stay in the totals
                 multiprocess.mark_process_dead(os.getpid())  # its live gauges leave /metrics
-            app.state.funnel = app.state.feedback = None
+            app.state.funnel = app.state.feedback = app.state.lookalike = app.state.live_embeddings = None
             await scorer.close()
             await exposure.close()
             await resources.channels.close()
@@ -84,6 +119,7 @@ def build_app(settings: Settings) -> FastAPI:
     )
     app.include_router(recommend.router)
     app.include_router(feedback.router)
+    app.include_router(lookalike.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)

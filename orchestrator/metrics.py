@@ -171,6 +171,17 @@ class FunnelMetrics:
             "cascade_http_request_duration_seconds", "HTTP request latency, by route", ["path"],
             buckets=LATENCY_BUCKETS_S, registry=r,
         )
+        self.lookalike_answers = Counter(
+            "cascade_lookalike_answers", "Look-alike answers, by whose similarity they carry (model, embedding: the "
+            "scorer was skipped, rules: cold start)", ["scored_by"], registry=r,
+        )
+        self.lookalike_stage_seconds = Histogram(
+            "cascade_lookalike_stage_duration_seconds", "Time in each look-alike stage (total: the whole request)",
+            ["stage"], buckets=LATENCY_BUCKETS_S, registry=r,
+        )
+        self.lookalike_degradations = Counter(
+            "cascade_lookalike_degradations", "Look-alike stages that fell back, by reason", ["stage", "reason"], registry=r,
+        )
         # The children the request path touches, looked up once each.
         self._stage, self._candidates = Children(self.stage_seconds), Children(self.stage_candidates)
         self._recall, self._triton = Children(self.recall_candidates), Children(self.triton_seconds)
@@ -178,6 +189,7 @@ class FunnelMetrics:
         self._ratio, self._arm = Children(self.exposure_ratio), Children(self.arm_requests)
         self._requests, self._request_seconds = Children(self.requests), Children(self.request_seconds)
         self._triton_errors, self._degradations = Children(self.triton_errors), Children(self.degradations)
+        self._lookalike, self._lookalike_stage = Children(self.lookalike_answers), Children(self.lookalike_stage_seconds)
         self.tally = Tally()
 
     # --- hooks the funnel calls (into the tally; see `Tally`) ---------------------------
@@ -205,6 +217,14 @@ class FunnelMetrics:
 
     def count_degradation(self, stage: str, reason: str, arm: str) -> None:
         self._degradations(stage, reason, arm).inc()
+
+    def count_lookalike(self, scored_by: str, latency_ms: Mapping[str, float], degraded: list[tuple[str, str]]) -> None:
+        """One look-alike answer: whose similarity it carries, each stage's time, what fell back."""
+        self.tally.inc(self._lookalike(scored_by))
+        for stage, ms in latency_ms.items():
+            self.tally.observe(self._lookalike_stage(stage), ms / 1e3)
+        for stage, reason in degraded:
+            self.lookalike_degradations.labels(stage, reason).inc()
 
     def count_arm(self, experiment: str, arm: str) -> None:
         self.tally.inc(self._arm(experiment, arm))

@@ -38,6 +38,34 @@ class Scorer(Protocol):
         ...
 
 
+class AudienceScorer(Protocol):
+    async def score_lookalike(self, version: int, seeds: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """float32 [C]: each candidate user's probability of joining the seed users' audience."""
+        ...
+
+
+class UserIndex(Protocol):
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores [q, k], user ids [q, k]; -1: none) by inner product, as a FAISS index answers."""
+        ...
+
+
+class Places(Protocol):
+    async def nearby(self, lat: float, lon: float, radius_km: float, most: int) -> tuple[np.ndarray, np.ndarray]:
+        """(user ids, distances in km) within the radius, nearest first, at most `most`."""
+        ...
+
+    async def where(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lat, lon) of each user, NaN where unknown."""
+        ...
+
+
+class LiveEmbeddings(Protocol):
+    async def get(self, user_ids: np.ndarray, dim: int) -> dict[int, np.ndarray]:
+        """The embeddings re-computed from live clicks that are still fresh, by user."""
+        ...
+
+
 class UserStore(Protocol):
     async def user_state(self, user_id: int) -> UserState:
         """What the user was shown (both buffers) and clicked live."""

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cascade.artifacts import ArtifactPaths, Manifest
+from cascade.artifacts import ArtifactPaths, Manifest, sha256_file
 from cascade.features import FeatureTables
+from cascade.lookalike.audience import Likers
+from cascade.lookalike.users import UserTable
 from cascade.recall.ann import AnnRecall, load_index
 from cascade.recall.item_to_item import ItemToItemIndex
 from cascade.recall.popular import popular_items
@@ -20,6 +22,34 @@ log = logging.getLogger("cascade.orchestrator")
 
 class ArtifactMismatch(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class Audience:
+    """What look-alike requests read from the export: the users' table, each item's likers, the users' index."""
+
+    table: UserTable
+    likers: Likers
+    index: object  # faiss.Index | ExactInnerProduct (`cascade.recall.ann.load_index`)
+    version: str  # the users' table's SHA-256: which export Redis GEO was filled from
+
+    @staticmethod
+    def load(settings: Settings, manifest: Manifest) -> "Audience | None":
+        """None (look-alike requests answer 503) for an export made before look-alike existed."""
+        paths = ArtifactPaths(settings.artifacts_dir)
+        if not paths.users.exists():
+            log.warning("%s not found: POST /v1/lookalike answers 503; re-run the export", paths.users)
+            return None
+        table = UserTable.load(paths.users)
+        with np.load(paths.item_likers, allow_pickle=False) as z:
+            likers = Likers(z["ptr"], z["users"])
+        index = load_index(paths.user_index, use_gpu=settings.triton_profile == "gpu", nprobe=settings.faiss_nprobe)
+        checks = {"users' table": (table.n_users, manifest.n_users), "users' index": (index.ntotal, manifest.n_users),
+                  "item likers": (len(likers.ptr) - 1, manifest.n_items)}
+        for what, (got, want) in checks.items():
+            if got != want:
+                raise ArtifactMismatch(f"{paths.root}: {what} holds {got}, manifest says {want}; re-run the export")
+        return Audience(table, likers, index, sha256_file(paths.users))
 
 
 @dataclass(frozen=True)

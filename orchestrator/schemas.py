@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import (
-    BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationError, ValidationInfo, field_validator,
+    BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, ValidationInfo, field_validator,
 )
 
 MAX_K = 200
@@ -157,6 +157,74 @@ class FeedbackRequest(BaseModel):
 class FeedbackResponse(BaseModel):
     accepted: int = Field(description="new events, applied")
     duplicates: int = Field(description="events whose event_id was seen before: ignored")
+
+
+MAX_LOOKALIKE_K = 1_000
+MAX_RADIUS_KM = 50.0
+MAX_SEED_USERS = 4_096  # the scorer's limit; CASCADE_LOOKALIKE_MAX_SEEDS is the served one (422 beyond)
+Latitude = Annotated[float, Field(strict=True, ge=-90.0, le=90.0, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(strict=True, ge=-180.0, le=180.0, allow_inf_nan=False)]
+
+
+class NearPlace(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lat: Latitude
+    lon: Longitude
+    radius_km: Annotated[float, Field(strict=True, gt=0.0, le=MAX_RADIUS_KM, allow_inf_nan=False)]
+
+
+class LookalikeRequest(BaseModel):
+    """Either `seed_user_ids` or `item_id` (its users who liked it in training are the seeds)."""
+
+    model_config = ConfigDict(extra="forbid")
+    seed_user_ids: list[Int64] | None = Field(None, min_length=1, max_length=MAX_SEED_USERS)
+    item_id: Int64 | None = Field(None, validate_default=True, description="seed from the item's likers instead")
+    k: Annotated[StrictInt, Field(ge=1, le=MAX_LOOKALIKE_K), BeforeValidator(integral)] = 100
+    near: NearPlace | None = Field(None, description="only users within radius_km of (lat, lon), ordered by the blend")
+    exclude_seeds: StrictBool = True
+
+    @field_validator("item_id")
+    @classmethod
+    def _one_source(cls, value: int | None, info: ValidationInfo) -> int | None:
+        seeds_given = info.data.get("seed_user_ids") is not None or "seed_user_ids" not in info.data
+        if value is None and not seeds_given:
+            raise ValueError("give seed_user_ids or item_id")
+        if value is not None and info.data.get("seed_user_ids") is not None:
+            raise ValueError("give seed_user_ids or item_id, not both")
+        return value
+
+
+class LookalikeUser(BaseModel):
+    user_id: int
+    similarity: float = Field(description="the scorer's probability that the user joins the seeds' audience "
+                              "(scored_by embedding: cosine with the seeds' mean; rules: demographic match)")
+    distance_km: float | None = Field(description="from `near`; null without it")
+    score: float = Field(description="the blend of distance and similarity the users are ordered by (similarity without `near`)")
+
+
+class LookalikeResponse(BaseModel):
+    request_id: str
+    users: list[LookalikeUser]
+    n_seeds: int
+    model_version: int
+    scored_by: Literal["model", "embedding", "rules"]
+    cold_start: bool = Field(description="no seed has behaviour: demographic and location rules chose the users")
+    experiment: ExperimentArm | None = None
+    latency_ms: dict[str, float]
+    degraded: list[Degradation]
+
+
+class LocationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lat: Latitude
+    lon: Longitude
+
+
+class LocationResponse(BaseModel):
+    user_id: int
+    lat: float
+    lon: float
+    geohash: str = Field(description="the neighbourhood cell (5 characters, about 4.9 km)")
 
 
 class Check(BaseModel):

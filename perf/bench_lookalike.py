@@ -27,7 +27,7 @@ from cascade.models.lookalike import SeedAttention
 from cascade.recall.ann import single_threaded_faiss
 from cascade.rerank.similarity import unit_rows
 from export.faiss_index import build_index
-from export.lookalike import UserSide
+from cascade.lookalike.users import UserSide
 
 FIELDS, BUCKETS, K = 5, 1_009, 100
 WARM_UP = 10

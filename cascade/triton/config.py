@@ -19,6 +19,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from cascade.specs import (
+    LOOKALIKE_INPUTS,
     PIPELINE_OUTPUT,
     REQUEST_INPUTS,
     TWO_STAGE_INPUTS,
@@ -110,6 +111,17 @@ def two_stage_config(
 ) -> mc.ModelConfig:
     """Pre-rank -> top-k -> rank as one Python-backend model (`cascade.triton.two_stage_model`)."""
     spec = ModelSpec(name, TWO_STAGE_INPUTS, TWO_STAGE_OUTPUTS)
+    return _per_request_python_config(spec, max_batch_size, max_queue_delay_us, instances, intra_op_threads)
+
+
+def lookalike_config(
+    name: str, max_batch_size: int, max_queue_delay_us: int, instances: int, intra_op_threads: int = 1
+) -> mc.ModelConfig:
+    """The look-alike scorer as a Python-backend model (`cascade.triton.lookalike_model`): a seed set's
+    user ids and its candidates' in ([1, N] and [1, C]), a probability per candidate out. Requests the
+    batcher gathers are scored one graph run each (two seed sets share no run); a run scores all of
+    its request's candidates."""
+    spec = ModelSpec(name, LOOKALIKE_INPUTS, (PIPELINE_OUTPUT,))
     return _per_request_python_config(spec, max_batch_size, max_queue_delay_us, instances, intra_op_threads)
 
 

@@ -14,6 +14,8 @@ FUSED_ADAPTER = "cascade.triton.fused_model"
 TWO_STAGE_ADAPTER = "cascade.triton.two_stage_model"
 PRERANK_ONNX_FILE = "prerank.onnx"  # the two-stage model holds both scorers
 RANK_ONNX_FILE = "rank.onnx"
+LOOKALIKE_ADAPTER = "cascade.triton.lookalike_model"
+USERS_FILE = "users.npz"  # the look-alike model's users' table (`cascade.lookalike.users.UserTable`)
 
 PINNED_PIPELINE_VERSION = 1  # a pinned pipeline `<scorer>_pipeline_v<N>` is model version 1 of its own
 TWO_STAGE = "two_stage"  # the metrics' name for the two-stage models (`two_stage_name`)
@@ -41,6 +43,11 @@ def pinned_version(scorer: str, model: str) -> int | None:
     prefix = f"{pipeline_name(scorer)}_v"
     suffix = model[len(prefix):]
     return int(suffix) if model.startswith(prefix) and suffix.isdigit() else None
+
+
+def lookalike_name(version: int) -> str:
+    """`lookalike_v2`: the look-alike scorer's version 2 (the ensemble repository, like pinned pipelines)."""
+    return f"lookalike_v{int(version)}"
 
 
 def two_stage_name(prerank_version: int, rank_version: int) -> str:

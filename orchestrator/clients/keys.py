@@ -11,7 +11,8 @@ the claims of the user's event ids (so an event id is unique per user).
 Trending's sorted set and its epoch share the tag `{trending}`: they are read in one transaction
 (`orchestrator.recall`) and rolled together by the feedback script, which claims the clicks it
 weighs under that tag too. The rest is one key per command: the samples stream, the operator board,
-the rate-limit buckets.
+the rate-limit buckets, and the look-alike keys: the users' places (one GEO set, so one GEOSEARCH
+reads it), the set of users with new clicks, and each live user's embedding under the user's tag.
 """
 from __future__ import annotations
 
@@ -52,3 +53,13 @@ def event_claim(user_id: int, event_id: str) -> str:
 def trending_claim(user_id: int, event_id: str) -> str:
     """String: the call that added the user's click `event_id` to trending (on trending's node)."""
     return f"cascade:feedback:trending:{{trending}}:{user_id}:{event_id}"
+
+
+PLACES = "cascade:lookalike:places"  # GEO set: member = user id (orchestrator.clients.audience)
+PLACES_LOADED = "cascade:lookalike:places:loaded"  # string: the users' table the GEO set was filled from
+LIVE_USERS = "cascade:lookalike:live"  # set: users with clicks not yet re-embedded
+
+
+def live_embedding(user_id: int) -> str:
+    """String: the user's float32 embedding re-computed from live clicks, with a TTL."""
+    return f"cascade:lookalike:embedding:{user_tag(user_id)}"

@@ -31,6 +31,7 @@ from tritonclient.utils import InferenceServerException
 
 from cascade.specs import (
     KEPT,
+    LOOKALIKE_INPUTS,
     PIPELINE_OUTPUT,
     PRERANK_SCORES,
     REQUEST_INPUTS,
@@ -38,7 +39,7 @@ from cascade.specs import (
     TWO_STAGE_OUTPUTS,
     TensorSpec,
 )
-from cascade.triton.layout import pipeline_name, two_stage_name
+from cascade.triton.layout import lookalike_name, pipeline_name, two_stage_name
 from cascade.triton.two_stage import TwoStageScores
 from orchestrator.clients.errors import BackendTimeout, BackendUnavailable
 from orchestrator.clients.kserve_http import HttpInference, RawOutput
@@ -186,6 +187,15 @@ class TritonScorer:
         arrays = {**request_arrays(user_id, item_ids, history, timestamp), "keep": np.array([[keep]], dtype=_INT64)}
         raw = await self._infer(model, arrays, TWO_STAGE_INPUTS, TWO_STAGE_OUTPUTS)
         return two_stage_of(raw, item_ids.shape[0], keep, model)
+
+    async def score_lookalike(self, version: int, seeds: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """float32 [C]: each candidate's probability of joining the seeds' audience, from the look-alike
+        scorer's `version` (`orchestrator.ports.AudienceScorer`). Cancelling the caller leaves the call running."""
+        if candidates.shape[0] == 0:
+            return np.empty(0, np.float32)
+        model = lookalike_name(version)
+        arrays = {"seed_ids": seeds.reshape(1, -1), "candidate_ids": candidates.reshape(1, -1)}
+        return scores_of(await self._infer(model, arrays, LOOKALIKE_INPUTS, (PIPELINE_OUTPUT,)), candidates.shape[0], model)
 
     async def _infer(
         self, model: str, arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],

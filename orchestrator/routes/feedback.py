@@ -2,6 +2,7 @@
 client's rate (a token bucket per client in Redis, `orchestrator.clients.ratelimit`: a 429 beyond)."""
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -9,11 +10,12 @@ from collections.abc import Callable
 from fastapi import APIRouter, Request
 
 from cascade.feedback import Event
-from orchestrator.deps import get_feedback, get_feedback_limiter, get_funnel, get_metrics
+from orchestrator.deps import get_feedback, get_feedback_limiter, get_funnel, get_live_embeddings, get_metrics
 from orchestrator.errors import TOO_LARGE, TOO_MANY, UNAVAILABLE, UNPROCESSABLE, InvalidInput, RateLimited
 from orchestrator.schemas import FeedbackRequest, FeedbackResponse, parse_body, request_body, timestamp_problem
 
 router = APIRouter()
+log = logging.getLogger("cascade.orchestrator")
 
 
 def refused(
@@ -45,6 +47,18 @@ async def within_rate(request: Request, client_header: str | None, events: int) 
         raise RateLimited(verdict.retry_after_s, f"client {client} is over its feedback rate; retry in {verdict.retry_after_s} s")
 
 
+async def mark_clickers(request: Request, users: list[int]) -> None:
+    """Users with new clicks, for their look-alike re-embedding (`orchestrator.live_embeddings`). The
+    events are applied already: a failure here is logged, not answered."""
+    live = get_live_embeddings(request)
+    if live is None or not users:
+        return
+    try:
+        await live.mark(sorted(set(users)))
+    except Exception as err:  # noqa: BLE001 - the clicks count; the embedding waits for the next click
+        log.warning("clickers not queued for re-embedding: %s", err)
+
+
 @router.post(
     "/v1/feedback",
     response_model=FeedbackResponse,
@@ -67,5 +81,6 @@ async def feedback(request: Request) -> FeedbackResponse:
     await within_rate(request, funnel.settings.feedback_client_header, len(events))
     fresh = await store.record(events)
     metrics.count_feedback(Counter((e.type, "accepted" if new else "duplicate") for e, new in zip(events, fresh)))
+    await mark_clickers(request, [e.user_id for e, new in zip(events, fresh) if new and e.type == "click"])
     accepted = sum(fresh)
     return FeedbackResponse(accepted=accepted, duplicates=len(events) - accepted)

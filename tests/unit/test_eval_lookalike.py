@@ -14,7 +14,7 @@ def test_the_evaluation_on_a_tiny_export_learns_and_writes_its_report(exported: 
     assert result["n_test_tasks"] > 10 and all(0.0 <= m["low"] <= m["point"] <= m["high"] <= 1.0 for m in at_100.values())
     assert at_100["ralm"]["point"] > at_100["random"]["point"], at_100
     assert "| ralm |" in markdown(result)
-    assert result["onnx"]["parity_max_abs_diff"] < 1e-5 and (exported.artifacts_dir / "onnx" / "lookalike.onnx").is_file()
+    assert result["onnx"]["parity_max_abs_diff"] < 1e-5 and (exported.artifacts_dir / "onnx" / "lookalike.eval.onnx").is_file()
     for name, value in exported.model_dump(mode="json").items():  # the CLI reads the export's settings from CASCADE_*
         if value is not None:
             monkeypatch.setenv(f"CASCADE_{name.upper()}", value if isinstance(value, str) else json.dumps(value))

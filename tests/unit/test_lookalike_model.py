@@ -8,7 +8,9 @@ import torch
 
 from cascade.models.lookalike import SeedAttention
 from cascade.lookalike.tasks import Task, recalls
-from export.lookalike import UserSide, export_scorer, onnx_scores, padded, scores_for, train_seed_attention
+from cascade.lookalike.scorer import SeedScorer
+from cascade.lookalike.users import UserSide
+from export.lookalike import export_scorer, onnx_scores, padded, scores_for, train_seed_attention
 
 FIELD_BUCKETS = 11
 
@@ -105,4 +107,16 @@ def test_the_exported_graph_scores_as_the_torch_model(tmp_path) -> None:
     seeds = np.array([3, 17, 42, 99])
     served = onnx_scores(session(tmp_path / "lookalike.onnx"), side, seeds)
     np.testing.assert_allclose(served, 1 / (1 + np.exp(-scores_for(model, side, seeds))), rtol=0, atol=1e-5)
+
+    # Triton's model: ids in, the same probabilities out, bad ids refused naming the tensor
+    scorer = SeedScorer(side, session(tmp_path / "lookalike.onnx"))
+    request = scorer.parse({"seed_ids": seeds[None], "candidate_ids": np.arange(300)[None]})
+    np.testing.assert_allclose(scorer.score([request, (seeds[:1], np.array([], np.int64))])[0], served, atol=1e-6)
+    assert scorer.score([(seeds[:1], np.array([], np.int64))])[0].shape == (0,)
+    for bad, message in (({"seed_ids": np.array([[300]]), "candidate_ids": np.array([[1]])}, "seed_ids holds ids outside 0..299"),
+                         ({"seed_ids": np.array([[1]]), "candidate_ids": np.array([[-1]])}, "candidate_ids holds ids outside"),
+                         ({"seed_ids": np.zeros((1, 0), np.int64), "candidate_ids": np.array([[1]])}, "seed_ids must hold 1.."),
+                         ({"candidate_ids": np.array([[1]])}, "seed_ids is missing")):
+        with pytest.raises(ValueError, match=message):
+            scorer.parse(bad)
 

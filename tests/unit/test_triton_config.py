@@ -12,6 +12,7 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from cascade.specs import (
+    LOOKALIKE_INPUTS,
     PIPELINE_OUTPUT,
     REQUEST_INPUTS,
     TWO_STAGE_INPUTS,
@@ -27,6 +28,7 @@ from cascade.triton.config import GpuScorerBackend, gpu_scorer_config, parse, re
 from cascade.triton.layout import (
     FEATURE_ASSEMBLY_ADAPTER,
     FUSED_ADAPTER,
+    LOOKALIKE_ADAPTER,
     ONNX_FILE,
     PRERANK_ONNX_FILE,
     PROGRAM_FILE,
@@ -34,10 +36,11 @@ from cascade.triton.layout import (
     TABLES_FILE,
     TORCH_SCORER_ADAPTER,
     TWO_STAGE_ADAPTER,
+    USERS_FILE,
     Profile,
 )
-from cascade.triton.layout import pipeline_name
-from export.repository import GpuScorers, prune_versions, publish_version, scorer_versions, write_repositories
+from cascade.triton.layout import lookalike_name, pipeline_name
+from export.repository import GpuScorers, prune_versions, publish_version, scorer_versions, write_lookalike, write_repositories
 
 L = 3
 MAX_BATCH = 8
@@ -412,3 +415,21 @@ def test_pruning_keeps_the_newest_and_those_in_use(
 def test_versions_are_read_where_the_profile_keeps_them(cpu: Repo) -> None:
     with pytest.raises(FileNotFoundError, match="profile gpu"):
         scorer_versions(cpu.model_root, "rank", "gpu")
+
+
+def test_the_lookalike_scorer_is_a_cpu_model_of_its_own_taking_user_ids(tmp_path: Path) -> None:
+    onnx, users = tmp_path / "lookalike.onnx", tmp_path / "users.npz"
+    onnx.write_bytes(b"graph")
+    users.write_bytes(b"users")
+    path = write_lookalike(tmp_path / "ensemble", 2, onnx, users, MAX_BATCH, QUEUE_US, INSTANCES)
+    assert path == tmp_path / "ensemble" / lookalike_name(2) / "config.pbtxt" and lookalike_name(2) == "lookalike_v2"
+    config = parse(path.read_text())
+    assert config.name == "lookalike_v2" and config.backend == "python" and config.max_batch_size == MAX_BATCH
+    assert [(i.name, i.data_type, list(i.dims), i.allow_ragged_batch) for i in config.input] == [
+        (spec.name, mc.TYPE_INT64, [-1], True) for spec in LOOKALIKE_INPUTS
+    ]
+    assert [(o.name, o.data_type) for o in config.output] == [(PIPELINE_OUTPUT.name, mc.TYPE_FP32)]
+    assert config.instance_group[0].kind == KIND_CPU and config.instance_group[0].count == INSTANCES
+    version = path.parent / "1"
+    assert (version / "model.py").read_text().startswith(f"from {LOOKALIKE_ADAPTER} import TritonPythonModel")
+    assert (version / ONNX_FILE).read_bytes() == b"graph" and (version / USERS_FILE).read_bytes() == b"users"
