@@ -36,7 +36,8 @@ from cascade.lookalike.seeds import mean_query
 from cascade.lookalike.users import UserTable
 from cascade.ordering import best_first
 from cascade.settings import Settings
-from orchestrator.context import ContextFactory
+from orchestrator.context import NONE, ContextFactory
+from orchestrator.logs import log_degraded
 from orchestrator.metrics import FunnelMetrics
 from orchestrator.ports import AudienceScorer, LiveEmbeddings, Places, UserIndex
 from orchestrator.schemas import Reason
@@ -130,6 +131,8 @@ class LookalikeService:
         answer.model_version, answer.experiment = version, arm
         answer.latency_ms, answer.degraded = run.finish(), run.degraded
         self.metrics.count_lookalike(answer.scored_by, answer.latency_ms, [(d.stage, d.reason) for d in run.degraded])
+        if run.degraded:
+            log_degraded(answer.request_id, int(seeds[0]), arm[1] if arm else NONE, answer.scored_by, run.degraded_stages())
         return answer
 
     async def _seed_embeddings(self, seeds: np.ndarray, run: "_Run") -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +141,7 @@ class LookalikeService:
         try:
             live = await self.live.get(seeds, embeddings.shape[1])
         except Exception as err:  # noqa: BLE001 - the exported embeddings stand
-            run.degrade("seeds", why(err))
+            run.degrade("seeds", err)
             live = {}
         for row, user in enumerate(seeds.tolist()):
             if user in live:
@@ -152,7 +155,7 @@ class LookalikeService:
             try:
                 return await self.places.nearby(near.lat, near.lon, near.radius_km, most)
             except Exception as err:  # noqa: BLE001 - the exported locations stand in
-                run.degrade("geo", why(err))
+                run.degrade("geo", err)
                 t = self.table
                 located = np.flatnonzero(t.located)
                 km = haversine_km(near.lat, near.lon, t.lat[located], t.lon[located])
@@ -174,7 +177,7 @@ class LookalikeService:
             try:
                 similarity = await asyncio.wait_for(self.scorer.score_lookalike(version, seeds, pool), run.left_s())
             except Exception as err:  # noqa: BLE001 - the seeds' mean direction stands in
-                run.degrade("score", why(err))
+                run.degrade("score", err)
                 scored_by, similarity = "embedding", self.table.side.embedding[pool] @ q
         distance = None if nearby is None else _distances(pool, nearby, km)
         with run.stage("blend"):
@@ -187,7 +190,7 @@ class LookalikeService:
             try:
                 lat, lon = await self.places.where(seeds)
             except Exception as err:  # noqa: BLE001 - the exported locations stand in
-                run.degrade("geo", why(err))
+                run.degrade("geo", err)
                 lat, lon = self.table.lat[seeds], self.table.lon[seeds]
             known = ~np.isnan(lat)
             if known.any():
@@ -220,12 +223,17 @@ class _Run:
         self.started, self.deadline = started, started + deadline_s
         self.latency_ms: dict[str, float] = {}
         self.degraded: list[Degradation] = []
+        self.errors: list[str] = []  # each degradation's error, for the log line
 
     def left_s(self) -> float:
         return max(0.0, self.deadline - time.perf_counter())
 
-    def degrade(self, stage: str, reason: Reason) -> None:
-        self.degraded.append(Degradation(stage, reason))
+    def degrade(self, stage: str, err: BaseException) -> None:
+        self.degraded.append(Degradation(stage, why(err)))
+        self.errors.append(str(err) or type(err).__name__)
+
+    def degraded_stages(self) -> list[dict[str, str]]:
+        return [{"stage": d.stage, "reason": d.reason, "error": e} for d, e in zip(self.degraded, self.errors)]
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

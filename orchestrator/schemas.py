@@ -174,24 +174,20 @@ class NearPlace(BaseModel):
 
 
 class LookalikeRequest(BaseModel):
-    """Either `seed_user_ids` or `item_id` (its users who liked it in training are the seeds)."""
+    """Either `seed_user_ids` or `item_id` (its users who liked it in training are the seeds): the
+    route says which is missing, or that both came, in a 422 naming `item_id`."""
 
-    model_config = ConfigDict(extra="forbid")
-    seed_user_ids: list[Int64] | None = Field(None, min_length=1, max_length=MAX_SEED_USERS)
-    item_id: Int64 | None = Field(None, validate_default=True, description="seed from the item's likers instead")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [{"required": ["seed_user_ids"]}, {"required": ["item_id"]}]})
+    seed_user_ids: list[Int64] = Field(None, min_length=1, max_length=MAX_SEED_USERS)  # type: ignore[assignment]
+    item_id: Int64 = Field(None, description="seed from the item's likers instead")  # type: ignore[assignment]
     k: Annotated[StrictInt, Field(ge=1, le=MAX_LOOKALIKE_K), BeforeValidator(integral)] = 100
-    near: NearPlace | None = Field(None, description="only users within radius_km of (lat, lon), ordered by the blend")
+    near: NearPlace = Field(None, description="only users within radius_km of (lat, lon), ordered by the blend")  # type: ignore[assignment]
     exclude_seeds: StrictBool = True
 
-    @field_validator("item_id")
-    @classmethod
-    def _one_source(cls, value: int | None, info: ValidationInfo) -> int | None:
-        seeds_given = info.data.get("seed_user_ids") is not None or "seed_user_ids" not in info.data
-        if value is None and not seeds_given:
-            raise ValueError("give seed_user_ids or item_id")
-        if value is not None and info.data.get("seed_user_ids") is not None:
-            raise ValueError("give seed_user_ids or item_id, not both")
-        return value
+    def source_problem(self) -> str | None:
+        if (self.seed_user_ids is None) == (self.item_id is None):
+            return "give seed_user_ids or item_id" + (", not both" if self.item_id is not None else "")
+        return None
 
 
 class LookalikeUser(BaseModel):

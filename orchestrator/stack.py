@@ -109,6 +109,28 @@ def demo(settings: Settings) -> None:
         print("   latency ms: " + ", ".join(f"{k} {v:.2f}" for k, v in answer["latency_ms"].items()))
         print(f"   models {answer['model_versions']}  scored_by={answer['scored_by']}  cold_start={answer['cold_start']}"
               f"  degraded={answer['degraded']}")
+    for title, path, body in [
+        ("users most like users 1, 2 and 3", "/v1/lookalike", {"seed_user_ids": [1, 2, 3], "k": 5}),
+        ("user 4 moves to central Manhattan", "/v1/users/4/location", {"lat": 40.7580, "lon": -73.9855}),
+        ("...and is found there, nearest first", "/v1/lookalike",
+         {"seed_user_ids": [1, 2, 3], "k": 5, "near": {"lat": 40.7580, "lon": -73.9855, "radius_km": 5}}),
+        ("bad request (radius 80 km)", "/v1/lookalike",
+         {"seed_user_ids": [1], "near": {"lat": 40.7, "lon": -74.0, "radius_km": 80}}),
+    ]:
+        status, answer = _http("POST", f"{base}{path}", body)
+        print(f"\n== POST {path} {json.dumps(body)}  [{title}] -> HTTP {status}")
+        if status != 200:
+            print(f"   {answer.get('error')}")
+        elif "users" in answer:
+            users = ", ".join(f"{u['user_id']}(sim {u['similarity']:.3f}"
+                              + (f", {u['distance_km']:.2f} km" if u["distance_km"] is not None else "") + f", {u['score']:.3f})"
+                              for u in answer["users"])
+            print(f"   users (id(similarity, distance, score)): {users or 'none'}")
+            print("   latency ms: " + ", ".join(f"{k} {v:.2f}" for k, v in answer["latency_ms"].items()))
+            print(f"   seeds {answer['n_seeds']}  model v{answer['model_version']}  scored_by={answer['scored_by']}"
+                  f"  cold_start={answer['cold_start']}  degraded={answer['degraded']}")
+        else:
+            print(f"   {answer}")
     print(f"\n== GET /readyz -> {_http('GET', f'{base}/readyz')[1]}")
     print("\nThe stack keeps running; stop it with `make stop`.")
 

@@ -1,6 +1,12 @@
 """Closed-loop load on the orchestrator with wrk and `perf/count.lua`: the measurement that counts.
 
     python -m perf.wrk --url http://127.0.0.1:8080 --levels 1,2,4,8,16 --duration 10
+    python -m perf.wrk --endpoint lookalike --users 100000 --k 100 --near-share 0.5 --prefix lookalike
+
+`--endpoint lookalike` drives POST /v1/lookalike with `perf/lookalike.lua` instead: five random seed
+users below `--users`, `k`, and `near` (10 km around one of 64 exported users' places, read from
+CASCADE_ARTIFACTS_DIR's users.npz) on a `--near-share` of requests; "ranked" counts answers the
+look-alike scorer scored (`scored_by: model`).
 
 Per level: `wrk -t<threads> -c<level> -d<duration>s --latency -s perf/count.lua <url>/v1/recommend`
 (one wrk thread unless --threads says more: one thread drives thousands of requests per second,
@@ -32,6 +38,7 @@ from perf.stackcpu import (
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "count.lua"
+LOOKALIKE_SCRIPT = HERE / "lookalike.lua"
 RESULTS = HERE / "results"
 UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 COUNT_FIELDS = ("ok", "shed", "non200", "degraded", "ranked")
@@ -79,9 +86,39 @@ def parse_wrk_output(text: str) -> WrkRun:
                   parse_time_ms(total.group(2)) / 1000, percentiles, socket_errors)
 
 
-def wrk_argv(wrk: str, url: str, connections: int, duration_s: int, threads: int, timeout_s: float) -> list[str]:
-    return [wrk, f"-t{min(threads, connections)}", f"-c{connections}", f"-d{duration_s}s", f"--timeout={timeout_s:g}s",
-            "--latency", "-s", str(SCRIPT), f"{url}/v1/recommend"]
+@dataclass(frozen=True)
+class Target:
+    """What wrk drives: a path, its Lua script, and the script's arguments."""
+
+    path: str = "/v1/recommend"
+    script: Path = SCRIPT
+    args: tuple[str, ...] = ()
+
+
+def lookalike_target(users: int, k: int, near_share: float, points: list[tuple[float, float]]) -> Target:
+    spots = ";".join(f"{lat:.5f},{lon:.5f}" for lat, lon in points)
+    return Target("/v1/lookalike", LOOKALIKE_SCRIPT, (str(users), str(k), f"{near_share:g}", spots))
+
+
+def exported_places(n: int, seed: int = 0) -> list[tuple[float, float]]:
+    """`n` located users' places from the export CASCADE_ARTIFACTS_DIR names."""
+    import numpy as np
+
+    from cascade.artifacts import ArtifactPaths
+    from cascade.lookalike.users import UserTable
+    from cascade.settings import load_settings
+
+    table = UserTable.load(ArtifactPaths(load_settings().artifacts_dir).users)
+    located = np.flatnonzero(table.located)
+    chosen = np.random.default_rng(seed).choice(located, min(n, len(located)), replace=False)
+    return [(float(table.lat[u]), float(table.lon[u])) for u in chosen]
+
+
+def wrk_argv(wrk: str, url: str, connections: int, duration_s: int, threads: int, timeout_s: float,
+             target: Target = Target()) -> list[str]:
+    argv = [wrk, f"-t{min(threads, connections)}", f"-c{connections}", f"-d{duration_s}s", f"--timeout={timeout_s:g}s",
+            "--latency", "-s", str(target.script), f"{url}{target.path}"]
+    return argv + ["--", *target.args] if target.args else argv
 
 
 def children_cpu() -> float:
@@ -121,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="unmeasured wrk seconds before each level (0: none)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (capped at the level)")
     p.add_argument("--timeout", type=float, default=2.0, help="wrk's socket timeout, seconds")
+    p.add_argument("--endpoint", choices=("recommend", "lookalike"), default="recommend")
+    p.add_argument("--users", type=int, default=5_000, help="lookalike: seeds are drawn below this user id")
+    p.add_argument("--k", type=int, default=100, help="lookalike: users per answer")
+    p.add_argument("--near-share", type=float, default=0.0, help="lookalike: share of requests with `near`")
     add_orchestrator_pids(p)
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--prefix", default="wrk")
@@ -135,11 +176,15 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("wrk is not installed: `apt-get install wrk` (Debian/Ubuntu)")
     if args.duration < 1 or args.threads < 1:
         raise SystemExit("--duration and --threads must be positive")
+    target = Target()
+    if args.endpoint == "lookalike":
+        target = lookalike_target(args.users, args.k, args.near_share, exported_places(64) if args.near_share > 0 else [])
     processes = discover(args.orchestrator_pids)
     print(describe(processes))
     note = {
         "tool": "wrk", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "url": url,
-        "script": "perf/count.lua", "threads": args.threads, "duration_per_level_s": args.duration,
+        "script": str(target.script.relative_to(HERE.parent)), "path": target.path, "script_args": list(target.args[:3]),
+        "threads": args.threads, "duration_per_level_s": args.duration,
         "warmup_s": args.warmup, "timeout_s": args.timeout, "machine": machine_note(),
         "processes": pids_by_name(processes), "orchestrator": orchestrator_settings(processes),
         "notes": "req/s = 200 answers / wrk's duration; percentiles are wrk's over every answer (503s included)",
@@ -148,9 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     results, raw = [], {}
     for level in args.levels:
         if args.warmup:
-            run_wrk(wrk_argv(wrk, url, level, args.warmup, args.threads, args.timeout), args.warmup)
-        result, raw[str(level)] = run_level(sampler, wrk_argv(wrk, url, level, args.duration, args.threads, args.timeout),
-                                            level, args.duration)
+            run_wrk(wrk_argv(wrk, url, level, args.warmup, args.threads, args.timeout, target), args.warmup)
+        result, raw[str(level)] = run_level(
+            sampler, wrk_argv(wrk, url, level, args.duration, args.threads, args.timeout, target), level, args.duration,
+        )
         print(f"  c={level:<3} {result.rps:.1f} answered/s, p99 {result.p99_ms} ms, shed {result.shed}, "
               f"non-2xx {result.other}, errors {result.errors}, stack CPU {result.cpu.stack_s:.2f}s", flush=True)
         results.append(result)

@@ -36,13 +36,16 @@ def tasks_for(log: Interactions, seed_window: np.ndarray, window: np.ndarray, li
     rows = rows[np.lexsort((-log.ts[rows], log.item[rows]))]  # by item, most recent first
     items, starts = np.unique(log.item[rows], return_index=True)
     later = np.flatnonzero(window & liked)
+    later = later[np.argsort(log.item[later], kind="stable")]  # grouped by item: each task reads its slice
+    later_items = log.item[later]
     audience = np.bincount(log.user[window], minlength=int(log.user.max()) + 1) > 0
     out = []
     for item, lo, hi in zip(items, starts, np.r_[starts[1:], len(rows)]):
         if hi - lo < MIN_SEEDS:
             continue
         known = np.unique(log.user[rows[lo:hi]])
-        targets = set(log.user[later[log.item[later] == item]].tolist()) - set(known.tolist())
+        first_later, end_later = np.searchsorted(later_items, item, "left"), np.searchsorted(later_items, item, "right")
+        targets = set(log.user[later[first_later:end_later]].tolist()) - set(known.tolist())
         if targets:
             seeds = log.user[rows[lo:hi]]
             _, first = np.unique(seeds, return_index=True)

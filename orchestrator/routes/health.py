@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from cascade.triton.layout import lookalike_name
 from orchestrator.deps import get_funnel
 from orchestrator.errors import RETRY_AFTER_S, UNAVAILABLE
 from orchestrator.schemas import ErrorBody, Readiness
@@ -21,9 +22,12 @@ async def healthz() -> dict[str, str]:
     200: {"model": Readiness},
     503: {**UNAVAILABLE, "model": Readiness | ErrorBody, "description": "not ready: the checks, or why there are none"},
 })
-async def readyz(funnel: FunnelService = Depends(get_funnel)) -> JSONResponse:
-    """Readiness: the pipelines of the active scorer versions ready, Redis reachable, recall index loaded; 503 until then."""
-    triton = await funnel.scorer.ready(funnel.versions.pipelines())
+async def readyz(request: Request, funnel: FunnelService = Depends(get_funnel)) -> JSONResponse:
+    """Readiness: the pipelines of the active scorer versions (and the look-alike scorer, where the
+    export has one) ready, Redis reachable, recall index loaded; 503 until then."""
+    lookalike = getattr(request.app.state, "lookalike", None)
+    models = funnel.versions.pipelines() + ([lookalike_name(lookalike.version)] if lookalike is not None else [])
+    triton = await funnel.scorer.ready(models)
     checks = {
         "triton": {"ready": all(triton.values()), "models": triton},
         "redis": {"ready": await funnel.exposure.ping()},

@@ -45,7 +45,8 @@ async def lookalike(request: Request) -> Response:
     body = parse_body(LookalikeRequest, await request.body())
     service = get_lookalike(request)
     n_users, n_items = service.table.n_users, len(service.likers.ptr) - 1
-    problems = []
+    problem = body.source_problem()
+    problems = [("item_id", problem)] if problem is not None else []
     if body.seed_user_ids is not None:
         most = service.settings.lookalike_max_seeds
         if len(body.seed_user_ids) > most:

@@ -1,6 +1,6 @@
 """Schemathesis over the public API's OpenAPI document, positive and negative cases, against an app
-whose lifespan never ran but whose funnel and feedback store are in-memory fakes (the real funnel code
-over fake recall and scorers): every answer must be documented and match its schema, valid input must
+whose lifespan never ran but whose funnel, feedback store and look-alike ports are in-memory fakes
+(the real funnel and look-alike code over fake recall, scorers and places): every answer must be documented and match its schema, valid input must
 be accepted, invalid input refused, and no 5xx.
 
 The /admin routes are fuzzed too, over fakes of the scorer versions (every version servable) and the
@@ -28,15 +28,22 @@ from schemathesis.generation.modes import GenerationMode
 
 from cascade.feedback import Event, effects_of
 from cascade.features import FeatureTables
+from cascade.geo import haversine_km
+from cascade.lookalike.audience import Likers
+from cascade.lookalike.users import UserSide, UserTable
+from cascade.recall.exact import ExactInnerProduct
 from cascade.recall.merge import Candidates
 from cascade.settings import Settings
 from orchestrator.app import build_app
+from orchestrator.context import ContextFactory
+from orchestrator.lookalike import LookalikeService
 from orchestrator.funnel import FunnelPorts
 from orchestrator.experiments import SharedExperiments
 from orchestrator.memory_store import MemoryOperatorBoard, MemoryUserStore
 from orchestrator.service import FunnelRunner
 
 N_ITEMS = 4  # the tiny tables' catalogue
+N_USERS = 12  # the look-alike users' table
 EXAMPLES = 300  # per operation and generation mode
 # Invalid input is refused with a 4xx; a 413 refuses it too: an invalid body of nested lists (PUT
 # /admin/experiments, extra properties with any JSON in them) outgrows CASCADE_MAX_BODY_BYTES.
@@ -136,6 +143,44 @@ class FakeFunnel:
         pass
 
 
+class MemoryPlaces:
+    def __init__(self, table: UserTable) -> None:
+        self.table = table
+
+    async def nearby(self, lat: float, lon: float, radius_km: float, most: int) -> tuple[np.ndarray, np.ndarray]:
+        km = haversine_km(lat, lon, self.table.lat, self.table.lon)
+        inside = np.flatnonzero(km <= radius_km)[:most]
+        return inside.astype(np.int64), km[inside]
+
+    async def where(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.table.lat[user_ids], self.table.lon[user_ids]
+
+    async def put(self, user_id: int, lat: float, lon: float) -> None:
+        self.table.lat[user_id], self.table.lon[user_id] = lat, lon
+
+
+class NoLiveEmbeddings:
+    async def get(self, user_ids: np.ndarray, dim: int) -> dict[int, np.ndarray]:
+        return {}
+
+
+class FakeAudienceScorer:
+    async def score_lookalike(self, version: int, seeds: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        return np.linspace(0.9, 0.1, len(candidates), dtype=np.float32)
+
+
+def lookalike_service(settings: Settings, app: FastAPI) -> LookalikeService:
+    """The real look-alike request path over N_USERS users in memory, half of them with behaviour."""
+    rng = np.random.default_rng(0)
+    embedding = rng.normal(size=(N_USERS, 4)).astype(np.float32)
+    side = UserSide(embedding, rng.integers(0, 5, (N_USERS, 5)), (np.arange(N_USERS) % 2)[:, None].astype(np.float32))
+    table = UserTable(side, rng.uniform(-60, 60, N_USERS), rng.uniform(-170, 170, N_USERS))
+    items = np.arange(N_ITEMS).repeat(2)
+    likers = Likers.of(items, np.arange(len(items)) % N_USERS, np.zeros(len(items), np.int64), N_ITEMS)
+    return LookalikeService(settings, table, likers, ExactInnerProduct(embedding), MemoryPlaces(table), NoLiveEmbeddings(),
+                            FakeAudienceScorer(), 1, ContextFactory(settings, {"prerank": 1, "rank": 1}), app.state.metrics)
+
+
 @asynccontextmanager
 async def no_servers(_: FastAPI) -> AsyncIterator[None]:
     yield
@@ -144,11 +189,13 @@ async def no_servers(_: FastAPI) -> AsyncIterator[None]:
 def fuzzed_app(tables: FeatureTables, tmp_path: Path) -> FastAPI:
     settings = Settings(
         artifacts_dir=tmp_path / "none", run_dir=tmp_path / "run", rerank_chain=[{"name": "truncate"}],
-        request_deadline_ms=5_000.0, admission_wait_ms=1_000.0, max_in_flight=64,
+        request_deadline_ms=5_000.0, admission_wait_ms=1_000.0, max_in_flight=64, lookalike_max_seeds=4_096,
+        lookalike_deadline_ms=5_000.0,
     )
     app = build_app(settings)
     app.router.lifespan_context = no_servers  # schemathesis's ASGI client runs the lifespan: the fakes replace it
     app.state.funnel, app.state.feedback = FakeFunnel(settings, tables, app), MemoryFeedback()
+    app.state.lookalike = lookalike_service(settings, app)
     return app
 
 
@@ -179,6 +226,7 @@ def within_rules(body: Any, now: int, past_s: int) -> Any:
     """A valid body kept valid under the rules the document cannot say: timestamps in the window
     around now (a JSON Schema has no `now`), item ids in the catalogue (known only when serving),
     request ids the service issued (signed: none can be generated; "" is "unknown", always valid),
+    seed users among the known ones,
     names unique within a list (experiments, arms), rerank chains of known operators with valid
     parameters (a free-form list of objects in the document)."""
     if isinstance(body, dict):
@@ -189,6 +237,8 @@ def within_rules(body: Any, now: int, past_s: int) -> Any:
             fixed["timestamp"] = now - int(fixed["timestamp"]) % past_s
         if isinstance(fixed.get("item_id"), (int, float)):
             fixed["item_id"] = int(fixed["item_id"]) % N_ITEMS
+        if isinstance(fixed.get("seed_user_ids"), list):
+            fixed["seed_user_ids"] = [int(u) % N_USERS if isinstance(u, (int, float)) else u for u in fixed["seed_user_ids"]]
         if isinstance(fixed.get("rerank_chain"), list):
             fixed["rerank_chain"] = [{"name": "truncate"}]
         return fixed
@@ -213,6 +263,8 @@ def test_api_answers_as_documented(
     def answers_as_documented(case: schemathesis.Case) -> None:
         if mode.is_positive:
             case.body = within_rules(case.body, int(time.time()), past_s)
+            if isinstance((case.path_parameters or {}).get("user_id"), int):  # a location for a known user
+                case.path_parameters["user_id"] %= N_USERS
         response = case.call_and_validate()
         tally[response.status_code] += 1
         assert response.status_code < 500, response.text

@@ -25,7 +25,7 @@ from perf.stackcpu import (
     CpuSample, LevelCpu, StackProcess, busy_share, cascade_settings, classify, discover, level_cpu, per_answer_ms,
     process_cpu, stub_model, unique_names,
 )
-from perf.wrk import SCRIPT, parse_time_ms, parse_wrk_output, wrk_argv
+from perf.wrk import LOOKALIKE_SCRIPT, SCRIPT, lookalike_target, parse_time_ms, parse_wrk_output, wrk_argv
 
 # ---- wrk output ----------------------------------------------------------------------------
 
@@ -79,6 +79,14 @@ def test_wrk_argv_caps_threads_and_uses_count_lua() -> None:
                     "http://127.0.0.1:8080/v1/recommend"]
     assert "-t2" in wrk_argv("wrk", "http://127.0.0.1:8080", 16, 10, 2, 2.0)
     assert 'COUNTS ok=%d shed=%d' in SCRIPT.read_text()
+
+
+def test_the_lookalike_target_passes_its_script_arguments_after_a_double_dash() -> None:
+    target = lookalike_target(100_000, 100, 0.5, [(40.1, -73.25), (-33.5, 151.0)])
+    argv = wrk_argv("wrk", "http://127.0.0.1:8080", 4, 10, 1, 2.0, target)
+    assert argv[-7:] == [str(LOOKALIKE_SCRIPT), "http://127.0.0.1:8080/v1/lookalike", "--", "100000", "100", "0.5",
+                         "40.10000,-73.25000;-33.50000,151.00000"]
+    assert 'COUNTS ok=%d shed=%d' in LOOKALIKE_SCRIPT.read_text() and '"scored_by":"model"' in LOOKALIKE_SCRIPT.read_text()
 
 
 # ---- stack CPU -----------------------------------------------------------------------------
