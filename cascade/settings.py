@@ -204,7 +204,10 @@ class Settings(BaseSettings):
     lookalike_valid_tasks: int = Field(300, ge=1, description="validation tasks the look-alike scorer's training stops on")
     lookalike_max_seeds: int = Field(500, ge=1, le=4_096, description="seed users a request may name; an item's latest likers up to this")
     lookalike_pool: int = Field(1_000, ge=1, description="candidates the look-alike scorer scores per request")
-    lookalike_nearby_max: int = Field(2_000, ge=1, description="users within a request's radius read from Redis GEO, nearest first")
+    lookalike_nearby_max: int = Field(
+        1_000, ge=1, description="users within a request's radius read from Redis GEO, nearest first (1,000 over 2,000 "
+        "by measurement: at concurrency 4 with half the requests near a city, 280 over 205 answers/s, p99 30 over 37 ms)",
+    )
     lookalike_distance_weight: float = Field(0.6, ge=0.0, description="the blend: distance_weight x closeness + similarity_weight x similarity")
     lookalike_similarity_weight: float = Field(0.4, ge=0.0)
     lookalike_distance_scale_km: float = Field(5.0, gt=0.0, description="closeness = 1 - d / scale, clipped to [0, 1]")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from contextlib import asynccontextmanager
@@ -47,7 +48,7 @@ async def open_lookalike(
     audience = Audience.load(settings, resources.manifest)
     if audience is None:
         return None
-    places = Places(exposure.redis)
+    places = Places(exposure.redis, exposure.batches)
     try:
         added = await places.fill(audience.table, audience.version)
         if added:
@@ -57,6 +58,17 @@ async def open_lookalike(
     version = resources.manifest.model_versions.get("lookalike", 1)
     return LookalikeService(settings, audience.table, audience.likers, audience.index, places, live, scorer, version,
                             funnel.runner.contexts, metrics)
+
+
+def freeze_startup_objects() -> None:
+    """Move everything start-up made out of the garbage collector's reach (`gc.freeze`). A full
+    collection walks every tracked object, and the libraries this process imports (fastapi, faiss,
+    onnxruntime, redis, grpc) and its artefacts leave some 100k of them: one took 40-50 ms here,
+    and it came in the middle of a request (measured: look-alike requests at concurrency 1 with
+    p50 13 ms and p99 54 ms, the slow ones all inside one await). Frozen, they are never walked
+    again; what requests allocate is collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -85,6 +97,7 @@ def build_app(settings: Settings) -> FastAPI:
         app.state.live_embeddings = live
         app.state.lookalike = await open_lookalike(settings, resources, scorer, exposure, live, app.state.funnel, app.state.metrics)
         app.state.metrics.set_active_versions(app.state.funnel.versions.active)
+        freeze_startup_objects()
         tasks = [asyncio.create_task(app.state.funnel.follow_shared())]
         if app.state.lookalike is not None:
             tasks.append(asyncio.create_task(refresh_forever(
