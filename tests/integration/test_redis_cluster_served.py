@@ -142,3 +142,28 @@ async def test_keys_of_one_user_share_a_slot_on_the_real_cluster(cluster: RedisC
         await cluster.set(key, "x")
     slots = {key_slot(k.encode()) for k in await cluster.keys("*", target_nodes=RedisCluster.PRIMARIES)}
     assert slots == {key_slot(b"{u42}")}
+
+
+async def test_lookalike_places_and_live_embeddings_work_on_the_cluster(redis_cluster: str, cluster: RedisCluster) -> None:
+    from cascade.lookalike.users import UserSide, UserTable
+    from orchestrator.clients.audience import LiveEmbeddings, Places
+
+    store = ExposureStore(redis_cluster, ttl_s=600, max_items=50, cluster=True)
+    try:
+        lat, lon = np.array([40.0, 40.01, 45.0, np.nan]), np.array([-74.0, -74.0, -74.0, 0.0])
+        table = UserTable(UserSide(np.zeros((4, 2), np.float32), np.zeros((4, 3), np.int64), np.zeros((4, 1), np.float32)), lat, lon)
+        places = Places(store.redis, store.batches)
+        assert await places.fill(table, "v1") == 3 and await places.fill(table, "v1") == 0  # once per table
+        users, km = await places.nearby(40.0, -74.0, 5.0, 10)
+        assert users.tolist() == [0, 1] and km[0] < 0.01 and 1.0 < km[1] < 1.2
+        await places.put(2, 40.0, -74.001)
+        assert (await places.nearby(40.0, -74.0, 5.0, 10))[0].tolist() == [0, 2, 1]
+        live = LiveEmbeddings(store.redis, ttl_s=60)
+        spread = users_on_every_node(cluster, per_node=1)  # their keys on each node
+        await live.put(np.array(spread), np.eye(len(spread), 2, dtype=np.float32))
+        got = await live.get(np.array([*spread, 10_000]), 2)
+        assert sorted(got) == sorted(spread) and got[spread[0]].tolist() == [1.0, 0.0]
+        await live.mark(spread)
+        assert sorted((await live.take(10)).tolist()) == sorted(spread) and len(await live.take(10)) == 0
+    finally:
+        await store.close()
