@@ -97,7 +97,7 @@ class ContextFactory:
                 self.ids.issue(user_id), user_id, k, ts, versions, self.chain, None, NONE, self._one_call(versions)
             )
         arm = experiment.assign(user_id)
-        versions.update(arm.model_versions or {})
+        versions.update({s: v for s, v in (arm.model_versions or {}).items() if s in versions})  # a look-alike pin is not the funnel's
         return RequestContext(
             self.ids.issue(user_id), user_id, k, ts, versions, in_force.chains[arm.name], experiment.name, arm.name,
             self._one_call(versions),

@@ -99,7 +99,9 @@ class Resources:
 
     @property
     def model_versions(self) -> dict[str, int]:
-        return self.manifest.model_versions
+        """The exported versions of the models a recommendation calls (the look-alike scorer answers
+        another route, which names its own version)."""
+        return {name: v for name, v in self.manifest.model_versions.items() if name != "lookalike"}
 
     def history_of(self, user_id: int) -> np.ndarray | None:
         """The user's behaviour sequence, or None for a user the export never saw (cold start)."""

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from cascade.triton.layout import (
     PINNED_PIPELINE_VERSION,
     SCORERS,
+    lookalike_version,
     pinned_version,
     pipeline_name,
     two_stage_name,
@@ -44,6 +45,7 @@ from orchestrator.ports import OperatorBoard
 
 log = logging.getLogger("cascade.orchestrator")
 READY = "READY"
+LOOKALIKE = "lookalike"
 
 
 Warm = Callable[[Mapping[str, int], bool], Awaitable[object]]
@@ -65,12 +67,15 @@ def has_scorer_model(index: Iterable[tuple[str, int, str]], scorer: str) -> bool
 
 
 def servable_versions(index: Iterable[tuple[str, int, str]], scorer: str) -> list[int]:
-    """Versions of `scorer` whose pinned pipeline Triton has ready, ascending.
+    """Versions of `scorer` whose pinned pipeline Triton has ready, ascending (the look-alike scorer:
+    its `lookalike_v<N>` models ready).
 
     Where the scorer is a model of its own, that version must be ready too: reloading the scorer after
     a prune drops versions that a loaded pinned ensemble still names. A fused pipeline holds its model.
     """
     index = list(index)
+    if scorer == LOOKALIKE:  # a model of its own per version (`lookalike_v<N>`)
+        return sorted({v for name, _, state in index if state == READY and (v := lookalike_version(name)) is not None})
     ready = {(name, version) for name, version, state in index if state == READY}
     pinned = {pinned_version(scorer, name) for name, version in ready if version == PINNED_PIPELINE_VERSION} - {None}
     if has_scorer_model(index, scorer):

@@ -1,5 +1,5 @@
-"""The look-alike request's compute, in process, before the endpoint exists: how much of the 50 ms
-budget the models take over 100k users.
+"""The look-alike request's model compute, in process: how much of the 50 ms budget the models take
+over 100k users (the endpoint under load: `python -m perf.wrk --endpoint lookalike`).
 
     python -m perf.bench_lookalike [--users 100000] [--candidates 1000] [--seeds 50] [--calls 300]
 
@@ -9,7 +9,7 @@ runs), the RALM-style scorer (`cascade.models.lookalike.SeedAttention`, torch, o
 those candidates against the seeds, and the top 100. Users are seeded random unit vectors with
 random fields; the scorer has initial weights (its time does not depend on them). It prints p50
 and p99 wall ms of each stage and of the whole, over `--calls` calls after 10 warm-ups.
-Not measured: Redis reads, HTTP and JSON, which the endpoint will add.
+Not measured here: Redis, HTTP, JSON and the Triton call, which the endpoint adds.
 """
 from __future__ import annotations
 

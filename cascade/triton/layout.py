@@ -50,6 +50,12 @@ def lookalike_name(version: int) -> str:
     return f"lookalike_v{int(version)}"
 
 
+def lookalike_version(model: str) -> int | None:
+    """N when `model` is the look-alike scorer's version `lookalike_v<N>`, else None."""
+    match = re.fullmatch(r"lookalike_v(\d+)", model)
+    return int(match[1]) if match else None
+
+
 def two_stage_name(prerank_version: int, rank_version: int) -> str:
     """`two_stage_p1_r2`: pre-rank version 1 -> top-k -> rank version 2, in one call (CPU profile)."""
     return f"two_stage_p{int(prerank_version)}_r{int(rank_version)}"

@@ -94,5 +94,5 @@ async def test_health_and_readiness_report_triton_and_redis(client: httpx.AsyncC
     ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
     body = ready.json()
-    assert body["triton"] == {"ready": True, "models": {"prerank_pipeline_v1": True, "rank_pipeline_v1": True}}
+    assert body["triton"] == {"ready": True, "models": {"prerank_pipeline_v1": True, "rank_pipeline_v1": True, "lookalike_v1": True}}
     assert body["redis"] == {"ready": True} and body["index"]["ready"] is True

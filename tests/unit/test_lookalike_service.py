@@ -162,3 +162,4 @@ async def test_an_experiment_arm_picks_the_scorer_version() -> None:
     answer = await svc.expand(query(), time.perf_counter())
     assert answer.model_version == 2 and answer.experiment == ("la", "v2") and scorer.calls[0][0] == 2
     assert parse_experiments(arms)[0].arms[0].model_versions == {"lookalike": 2}
+    assert dict(svc.contexts.build(1, 10, None).versions) == {"prerank": 1, "rank": 1}  # recommendations never call it

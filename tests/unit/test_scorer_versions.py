@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cascade.triton.layout import pinned_version, pipeline_name, two_stage_name, two_stage_versions
+from cascade.triton.layout import lookalike_version, pinned_version, pipeline_name, two_stage_name, two_stage_versions
+from orchestrator.experiments import unservable_pins
 from orchestrator.memory_store import MemoryOperatorBoard
 from orchestrator.versions import (
     ScorerVersions,
@@ -38,6 +39,14 @@ def test_cpu_layout_a_version_is_servable_when_its_fused_pipeline_is_ready() -> 
     assert servable_versions(index, "rank") == [1, 3]
     assert servable_versions(index, "prerank") == [4]
     assert servable_versions([("rank_pipeline_v1", 1, "LOADING")], "rank") == []
+
+
+def test_a_lookalike_version_is_servable_when_its_model_is_ready() -> None:
+    index = [("lookalike_v1", 1, "READY"), ("lookalike_v2", 1, "LOADING"), ("lookalike_v3", 1, "READY"),
+             ("lookalike_vx", 1, "READY"), ("rank_pipeline_v5", 1, "READY")]
+    assert servable_versions(index, "lookalike") == [1, 3]
+    assert [lookalike_version(m) for m in ("lookalike_v12", "lookalike", "lookalike_v", "rank_pipeline_v1")] == [12, None, None, None]
+    assert unservable_pins([("a", "lookalike", 2), ("b", "lookalike", 3)], index) == ["arm 'a': lookalike version 2"]
 
 
 def test_pinned_version_of_a_model_name() -> None:
