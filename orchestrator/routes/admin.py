@@ -47,6 +47,7 @@ class PinnedVersions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     prerank: Version | None = None
     rank: Version | None = None
+    lookalike: Version | None = Field(None, description="the look-alike scorer's version (POST /v1/lookalike)")
 
 
 class RerankOperatorSpec(BaseModel):

@@ -18,6 +18,8 @@ from cascade.lookalike.users import UserTable
 from cascade.settings import Settings
 from export.onnx_export import session
 from orchestrator.clients import keys
+from orchestrator.clients.operator_board import EXPERIMENTS_KEY
+from tests.integration.conftest import cleared
 
 pytestmark = pytest.mark.integration
 
@@ -153,3 +155,20 @@ async def test_an_experiment_arm_picks_the_model_version(configure, serve, trito
     answers = {s.labels["scored_by"]: s.value for f in text_string_to_metric_families(text)
                for s in f.samples if s.name == "cascade_lookalike_answers_total"}
     assert answers.get("embedding", 0) >= 1
+
+
+async def test_an_operator_pins_a_lookalike_version_triton_serves_and_is_refused_one_it_does_not(
+    configure, serve, triton, redis_server,
+) -> None:
+    settings = configure()
+    with cleared(settings, EXPERIMENTS_KEY):
+        async with serve(settings) as (_, http):
+            absent = [{"name": "audience", "arms": [{"name": "v9", "weight": 1, "model_versions": {"lookalike": 9}}]}]
+            refused = await http.put("/admin/experiments", json=absent)
+            assert refused.status_code == 409 and "arm 'v9': lookalike version 9" in refused.json()["error"]
+            served = [{"name": "audience", "arms": [{"name": "v1", "weight": 1, "model_versions": {"lookalike": 1}}]}]
+            assert (await http.put("/admin/experiments", json=served)).status_code == 200
+            body = await lookalike(http, seed_user_ids=[3, 8], k=10)
+            assert body["experiment"] == {"name": "audience", "arm": "v1"} and body["scored_by"] == "model"
+            recommended = (await http.post("/v1/recommend", json={"user_id": 3, "k": 5})).json()
+            assert "lookalike" not in recommended["model_versions"]
