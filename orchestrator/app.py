@@ -7,6 +7,7 @@ import logging
 import os
 from contextlib import asynccontextmanager
 
+import numpy as np
 from fastapi import FastAPI
 from prometheus_client import multiprocess
 
@@ -56,6 +57,11 @@ async def open_lookalike(
     except Exception as err:  # noqa: BLE001 - Redis down at start: `near` degrades to the export's locations
         log.warning("look-alike: locations not written to Redis GEO: %s", err)
     version = resources.manifest.model_versions.get("lookalike", 1)
+    pool = np.arange(min(settings.lookalike_pool, audience.table.n_users), dtype=np.int64)
+    try:  # a full-size call, so the first request pays no lazy initialisation in the model's stub
+        await scorer.score_lookalike(version, pool[:5], pool)
+    except Exception as err:  # noqa: BLE001 - Triton not up yet: /readyz says so, requests degrade
+        log.warning("warm-up of the look-alike scorer failed: %s", err)
     return LookalikeService(settings, audience.table, audience.likers, audience.index, places, live, scorer, version,
                             funnel.runner.contexts, metrics)
 

@@ -22,6 +22,7 @@ ROOMY_DEADLINES = {
     "request_deadline_ms": 5_000.0,
     "stage_budgets_ms": {stage: 400.0 for stage in DEFAULT_STAGE_BUDGETS_MS},
     "admission_wait_ms": 2_000.0,  # tests of healthy behaviour queue at the door; none is shed
+    "lookalike_deadline_ms": 5_000.0,
 }
 
 Serve = Callable[[Settings], AbstractAsyncContextManager[tuple[FastAPI, httpx.AsyncClient]]]
