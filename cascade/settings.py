@@ -245,6 +245,10 @@ class Settings(BaseSettings):
         10.0, ge=0.0, description="how long a request may wait for a slot (it counts against its deadline); "
         "after that it is shed: 503 with Retry-After",
     )
+    lookalike_max_in_flight: int = Field(
+        2, ge=1, description="look-alike requests each orchestrator process works on at once; more wait for a slot "
+        "(CASCADE_ADMISSION_WAIT_MS), then are shed",
+    )
 
     @model_validator(mode="before")
     @classmethod

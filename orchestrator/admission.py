@@ -1,4 +1,5 @@
-"""Admission control at the door: a bounded number of recommend requests in flight.
+"""Admission control at the door: a bounded number of requests in flight, per route that has a door
+(POST /v1/recommend, POST /v1/lookalike: each its own).
 
 Beyond capacity, answering every request late (stages skipped for want of CPU) helps nobody. So at
 most `limit` requests run the funnel at once; the next ones wait for a slot in arrival order, at most
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,15 +64,20 @@ class Admission:
 
 
 class AdmissionGate:
-    """Pure ASGI middleware, outermost: the door for one route (POST /v1/recommend).
+    """Pure ASGI middleware, outermost: the door for one route (`path`); `shed` counts a request it
+    turned away (default: `FunnelMetrics.count_shed`, the recommend route's).
 
     Shedding happens here, before any framework layer, so an overloaded server spends as little as
     possible on the requests it turns away (a closed-loop client sends the next one at once). The
     arrival time is put in the scope (`ARRIVED`): the request's deadline counts from there.
     """
 
-    def __init__(self, app: ASGIApp, door: Admission, metrics: FunnelMetrics, path: str, retry_after_s: int = 1) -> None:
+    def __init__(
+        self, app: ASGIApp, door: Admission, metrics: FunnelMetrics, path: str, retry_after_s: int = 1,
+        shed: Callable[[], None] | None = None,
+    ) -> None:
         self.app, self.door, self.metrics, self.path = app, door, metrics, path
+        self.shed = shed if shed is not None else metrics.count_shed
         body = orjson.dumps({"error": "service unavailable: overloaded, try again shortly", "fields": []})
         self._shed_start: Message = {
             "type": "http.response.start", "status": 503,
@@ -85,7 +92,7 @@ class AdmissionGate:
             return
         arrived = scope[ARRIVED] = time.perf_counter()
         if not await self.door.enter():
-            self.metrics.count_shed()
+            self.shed()
             await send(self._shed_start)
             await send(self._shed_body)
             self.metrics.observe_request(self.path, 503, time.perf_counter() - arrived)

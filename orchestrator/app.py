@@ -136,6 +136,10 @@ def build_app(settings: Settings) -> FastAPI:
     app.add_middleware(  # outermost: sheds before any other layer runs (it counts its own answers)
         AdmissionGate, door=app.state.admission, metrics=app.state.metrics, path="/v1/recommend", retry_after_s=RETRY_AFTER_S,
     )
+    app.add_middleware(  # the look-alike route's own door
+        AdmissionGate, door=Admission(settings.lookalike_max_in_flight, settings.admission_wait_ms / 1e3),
+        metrics=app.state.metrics, path="/v1/lookalike", retry_after_s=RETRY_AFTER_S, shed=app.state.metrics.count_lookalike_shed,
+    )
     app.include_router(recommend.router)
     app.include_router(feedback.router)
     app.include_router(lookalike.router)

@@ -179,6 +179,9 @@ class FunnelMetrics:
             "cascade_lookalike_stage_duration_seconds", "Time in each look-alike stage (total: the whole request)",
             ["stage"], buckets=LATENCY_BUCKETS_S, registry=r,
         )
+        self.lookalike_shed = Counter(
+            "cascade_lookalike_shed_requests", "Look-alike requests shed at their door (503 with Retry-After)", registry=r,
+        )
         self.lookalike_degradations = Counter(
             "cascade_lookalike_degradations", "Look-alike stages that fell back, by reason", ["stage", "reason"], registry=r,
         )
@@ -231,6 +234,9 @@ class FunnelMetrics:
 
     def count_shed(self) -> None:
         self.shed.inc()
+
+    def count_lookalike_shed(self) -> None:
+        self.lookalike_shed.inc()
 
     def watch_admission(self, admission: "Admission") -> None:
         """The door's in-flight and waiting counts, read at scrape time (one process; with several,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from cascade.geo import geohash_cells, geohash_text
+from orchestrator.admission import ARRIVED
 from orchestrator.deps import get_lookalike
 from orchestrator.errors import TOO_LARGE, UNAVAILABLE, UNPROCESSABLE, InvalidInput
 from orchestrator.lookalike import LookalikeAnswer, LookalikeQuery, Near, NoSeeds
@@ -41,7 +42,7 @@ def encode(answer: LookalikeAnswer) -> bytes:
     openapi_extra=request_body(LookalikeRequest),
 )
 async def lookalike(request: Request) -> Response:
-    started = time.perf_counter()
+    started = request.scope.get(ARRIVED) or time.perf_counter()  # a wait at the door counts against the deadline
     body = parse_body(LookalikeRequest, await request.body())
     service = get_lookalike(request)
     n_users, n_items = service.table.n_users, len(service.likers.ptr) - 1

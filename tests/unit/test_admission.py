@@ -130,3 +130,36 @@ async def test_gate_sheds_with_retry_after_and_counts_it() -> None:
     assert arrivals[0] is not None and gate.door.in_flight == 0
     families = {f.name: f for f in text_string_to_metric_families(metrics.exposition()[0].decode())}
     assert families["cascade_shed_requests"].samples[0].value == 1.0
+
+
+async def test_the_lookalike_door_is_its_own_and_counts_its_own_sheds() -> None:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from orchestrator.admission import AdmissionGate
+    from orchestrator.metrics import FunnelMetrics
+
+    release, entered = asyncio.Event(), asyncio.Event()
+
+    async def slow_app(scope, receive, send) -> None:
+        entered.set()
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    metrics = FunnelMetrics()
+    recommend = AdmissionGate(slow_app, Admission(1, wait_s=0.0), metrics, "/v1/recommend")
+    both = AdmissionGate(recommend, Admission(1, wait_s=0.0), metrics, "/v1/lookalike", shed=metrics.count_lookalike_shed)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=both), base_url="http://t") as http:
+        first = asyncio.create_task(http.post("/v1/lookalike", json={}))
+        await entered.wait()
+        shed = await http.post("/v1/lookalike", json={})
+        entered.clear()
+        other = asyncio.create_task(http.post("/v1/recommend", json={}))  # the recommend door is free
+        await entered.wait()
+        release.set()
+        assert (await first).status_code == 200 and (await other).status_code == 200
+    assert shed.status_code == 503 and "overloaded" in shed.json()["error"]
+    families = {f.name: f for f in text_string_to_metric_families(metrics.exposition()[0].decode())}
+    assert families["cascade_lookalike_shed_requests"].samples[0].value == 1.0
+    assert families["cascade_shed_requests"].samples[0].value == 0.0
