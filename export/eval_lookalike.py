@@ -95,9 +95,11 @@ def summary(per_task: dict[str, np.ndarray], resamples: int, seed: int) -> dict:
 
 
 def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 200, threads: int = 1,
-                       locations: bool = True, train_seed: int | None = None) -> dict:
+                       locations: bool = True, train_seed: int | None = None, everyone: bool = False) -> dict:
     """`locations`: the scorer gets the users' geohash fields (`export.locations`); False for the ablation.
-    `train_seed` seeds the scorer's training alone (default: settings.seed, which also seeds the data)."""
+    `train_seed` seeds the scorer's training alone (default: settings.seed, which also seeds the data).
+    `everyone`: every user but the item's earlier likers is a candidate, not only those active in the
+    test window (`tasks_for`); validation tasks are cut the same way."""
     started = time.perf_counter()
     paths = ArtifactPaths(settings.artifacts_dir)
     tables = FeatureTables.load(paths.tables)
@@ -108,8 +110,8 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
     tower = OnnxModel(paths.onnx("user_tower"), USER_EMBEDDING, threads)
     train_rows = np.flatnonzero(split.train)
     activity = np.bincount(log.user[train_rows], minlength=dataset.n_users).astype(np.float64)
-    valid = tasks_for(log, split.train, split.valid, tasks, settings.seed)
-    test = tasks_for(log, split.train, split.test, tasks, settings.seed + 1)
+    valid = tasks_for(log, split.train, split.valid, tasks, settings.seed, everyone)
+    test = tasks_for(log, split.train, split.test, tasks, settings.seed + 1, everyone)
     graph = paths.onnx("lookalike.eval")  # the export's own lookalike.onnx is what Triton serves: left alone
     fitted = fit_lookalike(settings, log, split.train, tables, tower, np.load(paths.user_history),
                            user_locations(settings, dataset, split.train), valid, graph, locations, train_seed)
@@ -129,6 +131,7 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
         "mean_candidates": float(np.mean([t.audience.sum() - t.audience[t.known].sum() for t in test])) if test else float("nan"),
         "attention_params": {name: getattr(params, name) for name in GRID}, "grid": grid,
         "ralm_validation_by_epoch": fitted.validation, "locations": locations,
+        "candidates": "every user" if everyone else "users active in the test window",
         "train_seed": settings.seed if train_seed is None else train_seed,
         "onnx": {"file": graph.name, "parity_max_abs_diff": fitted.parity},
         **by_k, "seconds": time.perf_counter() - started,
@@ -138,7 +141,8 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
 def markdown(result: dict) -> str:
     lines = [f"## Look-alike audiences ({result['dataset']}, {result['n_users']:,} users)", "",
              f"{result['n_test_tasks']} test tasks (items; {result['mean_seeds']:.1f} seeds and "
-             f"{result['mean_targets']:.1f} later likers among {result['mean_candidates']:,.0f} candidates each on average), "
+             f"{result['mean_targets']:.1f} later likers among {result['mean_candidates']:,.0f} candidates each on average; "
+             f"candidates: {result.get('candidates', 'users active in the test window')}), "
              f"bootstrap 95 % over tasks. Soft attention's parameters chosen on {result['n_valid_tasks']} validation tasks: "
              f"{result['attention_params']}; the RALM scorer's validation Recall@{max(result['ks'])} by epoch: "
              + ", ".join(f"{v:.3f}" for v in result["ralm_validation_by_epoch"]) + ".", "",
@@ -183,12 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="ONNX Runtime intra-op threads")
     parser.add_argument("--no-locations", action="store_true", help="the scorer without geohash fields (ablation)")
     parser.add_argument("--train-seed", type=int, help="seed of the scorer's training alone (default: the settings' seed)")
+    parser.add_argument("--everyone", action="store_true",
+                        help="every user is a candidate, not only those active in the test window (no future information)")
     args = parser.parse_args(argv)
     settings = settings_or_report()
     if settings is None:
         return 2
     result = evaluate_lookalike(settings, args.tasks, threads=args.threads, locations=not args.no_locations,
-                                train_seed=args.train_seed)
+                                train_seed=args.train_seed, everyone=args.everyone)
     out = args.out or ArtifactPaths(settings.artifacts_dir).root / "report"
     out.mkdir(parents=True, exist_ok=True)
     (out / "lookalike.json").write_text(json.dumps(result, indent=2))

@@ -28,9 +28,12 @@ class Task:
     audience: np.ndarray  # bool [users]: active in the later window (the candidates, `known` aside)
 
 
-def tasks_for(log: Interactions, seed_window: np.ndarray, window: np.ndarray, limit: int, seed: int) -> list[Task]:
+def tasks_for(log: Interactions, seed_window: np.ndarray, window: np.ndarray, limit: int, seed: int,
+              everyone: bool = False) -> list[Task]:
     """Up to `limit` seeded-random tasks: seeds from the rows in `seed_window`, targets and audience
-    from the rows in `window` (both boolean masks over the log)."""
+    from the rows in `window` (both boolean masks over the log). `everyone`: every user is in the
+    audience, not only those active in `window`: who will be active later is not known when a
+    campaign is planned, so only this candidate set uses no future information."""
     liked = log.label > 0.5
     rows = np.flatnonzero(seed_window & liked)
     rows = rows[np.lexsort((-log.ts[rows], log.item[rows]))]  # by item, most recent first
@@ -39,6 +42,8 @@ def tasks_for(log: Interactions, seed_window: np.ndarray, window: np.ndarray, li
     later = later[np.argsort(log.item[later], kind="stable")]  # grouped by item: each task reads its slice
     later_items = log.item[later]
     audience = np.bincount(log.user[window], minlength=int(log.user.max()) + 1) > 0
+    if everyone:
+        audience[:] = True
     out = []
     for item, lo, hi in zip(items, starts, np.r_[starts[1:], len(rows)]):
         if hi - lo < MIN_SEEDS:

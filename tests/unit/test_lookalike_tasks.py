@@ -26,6 +26,9 @@ def test_a_task_holds_recent_seeds_new_likers_and_the_later_audience() -> None:
     assert task.seeds.tolist() == [5, 4, 3, 2, 1, 0]  # most recent first
     assert task.targets == {7}  # user 3 liked it in training already
     assert np.flatnonzero(task.audience).tolist() == [3, 7, 8, 9]
+    everyone = tasks_for(log, train, later, limit=10, seed=0, everyone=True)[0]
+    assert everyone.audience.all() and len(everyone.audience) == 10 and everyone.targets == task.targets
+    assert 6 in ranked(np.zeros(10), everyone, 10).tolist()  # inactive later, a candidate still
 
 
 def test_ranking_keeps_to_the_audience_and_leaves_out_known_users() -> None:
