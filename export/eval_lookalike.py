@@ -1,13 +1,14 @@
 """Look-alike audiences on held-out behaviour: given the users who liked an item in training (the
 seeds), find the users who will like it later.
 
-    python -m export.eval_lookalike [--out DIR] [--tasks 300]   # the export named by CASCADE_* settings
+    python -m export.eval_lookalike [--out DIR] [--tasks 300] [--no-locations] [--everyone]   # the export CASCADE_* names
 
 A task is an item with at least `MIN_SEEDS` training positives and a later positive from a user who
 had not liked it in training. Its seeds are its `MAX_SEEDS` most recent training positives; its
 targets are the users who like it in a later window and had not in training; the candidates are
 the users active in that later window (the audience a campaign could reach then), but the item's
-training positives. The audience matters on MovieLens: its later windows are mostly users who joined
+training positives; with `--everyone`, every user but those (who will be active later is not known
+when a campaign is planned). The audience matters on MovieLens: its later windows are mostly users who joined
 late (no training events: the models see their demographics alone), so over all users the most
 active ones in training score below random. It is also small there (166 users are active in the
 test window), so Recall@100 takes most of it and cannot be 3x random's; Recall@20 is given beside
