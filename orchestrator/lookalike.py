@@ -107,7 +107,8 @@ class LookalikeService:
         return np.unique(seeds)
 
     def arm(self, key: int) -> tuple[int, tuple[str, str] | None]:
-        """The scorer version for a request keyed `key` (its first seed or its item) and its arm."""
+        """The scorer version for a request keyed `key` (its item, else its smallest seed id: the same
+        arm for a seed set in any order) and its arm."""
         experiment = self.contexts.in_force.experiment
         if experiment is None:
             return self.version, None
@@ -137,7 +138,7 @@ class LookalikeService:
 
     async def _seed_embeddings(self, seeds: np.ndarray, run: "_Run") -> tuple[np.ndarray, np.ndarray]:
         """The seeds' embeddings (live where fresh) and which seeds have behaviour."""
-        embeddings, behaviour = self.table.side.embedding[seeds].copy(), self.table.behaviour[seeds].copy()
+        embeddings, behaviour = self.table.side.embedding[seeds], self.table.side.activity[seeds, 0] > 0  # fancy indexing: copies
         try:
             live = await self.live.get(seeds, embeddings.shape[1])
         except Exception as err:  # noqa: BLE001 - the exported embeddings stand
