@@ -109,15 +109,14 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
     if tables.n_users != dataset.n_users:
         raise RuntimeError(f"{paths.root} holds {tables.n_users} users, the data {dataset.n_users}: evaluate with the export's settings")
     tower = OnnxModel(paths.onnx("user_tower"), USER_EMBEDDING, threads)
-    train_rows = np.flatnonzero(split.train)
-    activity = np.bincount(log.user[train_rows], minlength=dataset.n_users).astype(np.float64)
     valid = tasks_for(log, split.train, split.valid, tasks, settings.seed, everyone)
     test = tasks_for(log, split.train, split.test, tasks, settings.seed + 1, everyone)
     graph = paths.onnx("lookalike.eval")  # the export's own lookalike.onnx is what Triton serves: left alone
     fitted = fit_lookalike(settings, log, split.train, tables, tower, np.load(paths.user_history),
                            user_locations(settings, dataset, split.train), valid, graph, locations, train_seed)
     side = fitted.table.side
-    methods, attention = rankers(side.embedding, activity, settings.seed), soft_attention(side.embedding)
+    # the scorer's activity field, log(1 + training events), orders users as their event counts do
+    methods, attention = rankers(side.embedding, side.activity[:, 0], settings.seed), soft_attention(side.embedding)
     params, grid = choose_params(valid, attention)
     methods["soft_attention"] = attention(params)
     served = session(graph, threads)

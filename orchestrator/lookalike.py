@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-import redis.exceptions
 
 from cascade.geo import haversine_km
 from cascade.lookalike.audience import Blend, Likers, candidate_pool, rule_candidates
@@ -40,7 +39,6 @@ from orchestrator.context import NONE, ContextFactory
 from orchestrator.logs import log_degraded
 from orchestrator.metrics import FunnelMetrics
 from orchestrator.ports import AudienceScorer, LiveEmbeddings, Places, UserIndex
-from orchestrator.schemas import Reason
 from orchestrator.stages import Degradation, reason_for
 
 ScoredBy = Literal["model", "embedding", "rules"]
@@ -80,12 +78,6 @@ class LookalikeAnswer:
 
 class NoSeeds(ValueError):
     """The item has no likers to seed an audience from."""
-
-
-def why(err: BaseException) -> Reason:
-    if isinstance(err, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
-        return "unavailable" if isinstance(err, redis.exceptions.ConnectionError) else "timeout"
-    return reason_for(err)
 
 
 class LookalikeService:
@@ -230,7 +222,7 @@ class _Run:
         return max(0.0, self.deadline - time.perf_counter())
 
     def degrade(self, stage: str, err: BaseException) -> None:
-        self.degraded.append(Degradation(stage, why(err)))
+        self.degraded.append(Degradation(stage, reason_for(err)))
         self.errors.append(str(err) or type(err).__name__)
 
     def degraded_stages(self) -> list[dict[str, str]]:

@@ -45,7 +45,7 @@ class Audience:
             likers = Likers(z["ptr"], z["users"])
         index = load_index(paths.user_index, use_gpu=settings.triton_profile == "gpu", nprobe=settings.faiss_nprobe)
         checks = {"users' table": (table.n_users, manifest.n_users), "users' index": (index.ntotal, manifest.n_users),
-                  "item likers": (len(likers.ptr) - 1, manifest.n_items)}
+                  "item likers": (likers.n_items, manifest.n_items)}
         for what, (got, want) in checks.items():
             if got != want:
                 raise ArtifactMismatch(f"{paths.root}: {what} holds {got}, manifest says {want}; re-run the export")

@@ -57,6 +57,10 @@ class Likers:
         np.add.at(ptr, items + 1, 1)
         return Likers(np.cumsum(ptr), users[by_time].astype(np.int64))
 
+    @property
+    def n_items(self) -> int:
+        return len(self.ptr) - 1
+
     def of_item(self, item: int, most: int) -> np.ndarray:
         """The item's latest `most` likers."""
         lo, hi = self.ptr[item], self.ptr[item + 1]

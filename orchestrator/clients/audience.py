@@ -1,6 +1,8 @@
 """Redis behind the look-alike endpoint: where users are (a GEO set: GEOADD, GEOSEARCH, GEOPOS) and
 the embeddings of users re-computed from their live clicks (a string each, with a TTL; the set of
-users waiting for it). Keys: `orchestrator.clients.keys`."""
+users waiting for it). Keys: `orchestrator.clients.keys`. What a request reads raises redis-py's
+failures as the backend errors every client raises (`redis_errors`), so a stage that falls back
+names its reason as the funnel's do."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +10,7 @@ import numpy as np
 from cascade.lookalike.users import UserTable
 from orchestrator.clients import keys
 from orchestrator.clients.redis_client import Client
-from orchestrator.clients.resp import Batches
+from orchestrator.clients.resp import Batches, redis_errors
 
 LOAD_CHUNK = 10_000  # GEOADD members per command while filling the set from the export
 
@@ -50,7 +52,8 @@ class Places:
 
     async def where(self, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lat, lon) of each user, NaN where the set has none."""
-        found = await self.redis.geopos(keys.PLACES, *user_ids.tolist()) if len(user_ids) else []
+        async with redis_errors():
+            found = await self.redis.geopos(keys.PLACES, *user_ids.tolist()) if len(user_ids) else []
         lat = np.array([p[1] if p else np.nan for p in found], np.float64)
         lon = np.array([p[0] if p else np.nan for p in found], np.float64)
         return lat, lon
@@ -80,7 +83,7 @@ class LiveEmbeddings:
         """The live embeddings Redis holds for these users (absent: none, or expired)."""
         if not len(user_ids):
             return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
             for user in user_ids.tolist():
                 pipe.get(keys.live_embedding(user))
             found = await pipe.execute()

@@ -45,7 +45,7 @@ async def lookalike(request: Request) -> Response:
     started = request.scope.get(ARRIVED) or time.perf_counter()  # a wait at the door counts against the deadline
     body = parse_body(LookalikeRequest, await request.body())
     service = get_lookalike(request)
-    n_users, n_items = service.table.n_users, len(service.likers.ptr) - 1
+    n_users, n_items = service.table.n_users, service.likers.n_items
     problem = body.source_problem()
     problems = [("item_id", problem)] if problem is not None else []
     if body.seed_user_ids is not None:
