@@ -1,8 +1,8 @@
 """Redis behind the look-alike endpoint: where users are (a GEO set: GEOADD, GEOSEARCH, GEOPOS) and
 the embeddings of users re-computed from their live clicks (a string each, with a TTL; the set of
-users waiting for it). Keys: `orchestrator.clients.keys`. What a request reads raises redis-py's
-failures as the backend errors every client raises (`redis_errors`), so a stage that falls back
-names its reason as the funnel's do."""
+users waiting for it). Keys: `orchestrator.clients.keys`. What a request reads or writes raises
+redis-py's failures as the backend errors every client raises (`redis_errors`): a stage that falls
+back names its reason as the funnel's do, and a route that cannot write answers 503."""
 from __future__ import annotations
 
 import numpy as np
@@ -38,7 +38,8 @@ class Places:
         return len(users)
 
     async def put(self, user_id: int, lat: float, lon: float) -> None:
-        await self.redis.geoadd(keys.PLACES, [lon, lat, user_id])
+        async with redis_errors():
+            await self.redis.geoadd(keys.PLACES, [lon, lat, user_id])
 
     async def nearby(self, lat: float, lon: float, radius_km: float, most: int) -> tuple[np.ndarray, np.ndarray]:
         """(user ids int64, distances km float64) within `radius_km` of the point, nearest first, at most `most`."""
@@ -66,7 +67,8 @@ class LiveEmbeddings:
     async def mark(self, user_ids: list[int]) -> None:
         """These users clicked: re-embed them at the next pass."""
         if user_ids:
-            await self.redis.sadd(keys.LIVE_USERS, *user_ids)
+            async with redis_errors():
+                await self.redis.sadd(keys.LIVE_USERS, *user_ids)
 
     async def take(self, most: int) -> np.ndarray:
         """Up to `most` users waiting for a re-embedding, each handed to one taker only."""

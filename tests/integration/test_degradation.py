@@ -136,6 +136,14 @@ async def test_redis_down_serves_unfiltered_then_recovers(own_redis, triton, ser
         assert body["degraded"] == [
             {"stage": "exposure_filter", "reason": "unavailable"}, {"stage": "exposure_write", "reason": "unavailable"},
         ]
+        # look-alike: the seeds' exported embeddings and places stand in; a location cannot be kept
+        near = {"lat": 0.0, "lon": 0.0, "radius_km": 50}
+        audience = await http.post("/v1/lookalike", json={"seed_user_ids": [3, 8], "k": 5, "near": near})
+        assert audience.status_code == 200 and audience.json()["scored_by"] == "model"
+        assert {"stage": "seeds", "reason": "unavailable"} in audience.json()["degraded"]
+        moved = await http.post("/v1/users/3/location", json={"lat": 48.85, "lon": 2.35})
+        assert moved.status_code == 503 and moved.json()["error"].startswith("service unavailable: redis")
+        assert moved.headers["Retry-After"]
 
         await redis.start()
         assert (await until_healthy(http, range(42, 100), k))["degraded"] == []

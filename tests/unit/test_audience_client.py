@@ -1,5 +1,5 @@
-"""The look-alike Redis client's reads fail as every client's do: a Redis that is not there is the
-backend unavailable, which a request's fallback names `unavailable`."""
+"""The look-alike Redis client fails as every client does: a Redis that is not there is the backend
+unavailable, which a request's fallback names `unavailable` and a route answers with a 503."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,5 +22,9 @@ async def test_reads_from_a_redis_that_is_not_there_are_the_backend_unavailable(
         with pytest.raises(BackendUnavailable):
             await Places(client, None).where(np.array([1]))
         assert reason_for(live_err.value) == "unavailable"
+        with pytest.raises(BackendUnavailable):
+            await Places(client, None).put(1, 48.85, 2.35)
+        with pytest.raises(BackendUnavailable):
+            await LiveEmbeddings(client, 60).mark([1])
     finally:
         await client.aclose()
