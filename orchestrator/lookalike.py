@@ -39,7 +39,7 @@ from orchestrator.context import NONE, ContextFactory
 from orchestrator.logs import log_degraded
 from orchestrator.metrics import FunnelMetrics
 from orchestrator.ports import AudienceScorer, LiveEmbeddings, Places, UserIndex
-from orchestrator.stages import Degradation, reason_for
+from orchestrator.stages import Degradation, Degradations
 
 ScoredBy = Literal["model", "embedding", "rules"]
 
@@ -209,24 +209,16 @@ def _answer(users, similarity, distance, score, n_seeds, scored_by: ScoredBy, co
                            score, n_seeds, 0, scored_by, cold_start, None)
 
 
-class _Run:
+class _Run(Degradations):
     """One request's clock: per-stage latencies, what degraded, and what is left of its deadline."""
 
     def __init__(self, started: float, deadline_s: float) -> None:
+        super().__init__()
         self.started, self.deadline = started, started + deadline_s
         self.latency_ms: dict[str, float] = {}
-        self.degraded: list[Degradation] = []
-        self.errors: list[str] = []  # each degradation's error, for the log line
 
     def left_s(self) -> float:
         return max(0.0, self.deadline - time.perf_counter())
-
-    def degrade(self, stage: str, err: BaseException) -> None:
-        self.degraded.append(Degradation(stage, reason_for(err)))
-        self.errors.append(str(err) or type(err).__name__)
-
-    def degraded_stages(self) -> list[dict[str, str]]:
-        return [{"stage": d.stage, "reason": d.reason, "error": e} for d, e in zip(self.degraded, self.errors)]
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

@@ -59,21 +59,34 @@ class ThrottledLog:
         log.warning("%s%s", message, f" (and {held} more like it since {now - last:.1f}s ago)" if held else "")
 
 
-class RequestRun:
-    def __init__(self, plan: DeadlinePlan, started: float, metrics: FunnelMetrics, arm: str) -> None:
-        self.plan, self.started, self.metrics, self.arm = plan, started, metrics, arm
-        self.latency_ms: dict[str, float] = {}
-        self.degraded: list[Degradation] = []
-        self.errors: list[str] = []  # each degradation's error, for the log line (the answer says stage and reason)
+class Degradations:
+    """A request's skipped stages: `degraded`, what the answer says (stage and reason), and each one's
+    error, which only the log line carries (`degraded_stages`)."""
 
-    def degrade(self, stage: str, err: BaseException) -> None:
+    def __init__(self) -> None:
+        self.degraded: list[Degradation] = []
+        self.errors: list[str] = []
+
+    def degrade(self, stage: str, err: BaseException) -> Reason:
         reason = reason_for(err)
         self.degraded.append(Degradation(stage, reason))
         self.errors.append(str(err) or type(err).__name__)
-        self.metrics.count_degradation(stage, reason, self.arm)
+        return reason
 
     def degraded_stages(self) -> list[dict[str, str]]:
         return [{"stage": d.stage, "reason": d.reason, "error": e} for d, e in zip(self.degraded, self.errors)]
+
+
+class RequestRun(Degradations):
+    def __init__(self, plan: DeadlinePlan, started: float, metrics: FunnelMetrics, arm: str) -> None:
+        super().__init__()
+        self.plan, self.started, self.metrics, self.arm = plan, started, metrics, arm
+        self.latency_ms: dict[str, float] = {}
+
+    def degrade(self, stage: str, err: BaseException) -> Reason:
+        reason = super().degrade(stage, err)
+        self.metrics.count_degradation(stage, reason, self.arm)
+        return reason
 
     def _finish(self, stage: str, started: float) -> None:
         seconds = time.perf_counter() - started
