@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +53,17 @@ def padded(seed_sets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
-def scores_for(model: SeedAttention, side: UserSide, seeds: np.ndarray) -> np.ndarray:
-    """The model's logits for every user against one seed set."""
+def scorer_for(model: SeedAttention, side: UserSide) -> Callable[[np.ndarray], np.ndarray]:
+    """seeds -> the model's logits for every user against them. Every user is encoded once, here, not
+    once per seed set (with 100k users: 0.37 s of a seed set's 0.51 s)."""
     with torch.inference_mode():
-        return model.logits(*side.tensors(seeds), *side.tensors(np.arange(len(side.embedding)))).numpy()
+        everyone = model.users(*side.tensors(np.arange(len(side.embedding))))
+
+    def scores(seeds: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            mask = torch.ones(1, len(seeds), dtype=torch.bool)
+            return model.encoded_scores(everyone[torch.from_numpy(seeds)][None], mask, everyone[None])[0].numpy()
+    return scores
 
 
 def user_embeddings(tower: OnnxModel, tables: FeatureTables, histories: np.ndarray, at: int) -> np.ndarray:
@@ -121,21 +127,21 @@ def train_seed_attention(tasks: list[Task], side: UserSide, n_field_buckets: int
     return model.eval(), history
 
 
+def _validation_recall(valid: list[Task], scores: Callable[[np.ndarray], np.ndarray]) -> float:
+    return float(np.nanmean(recalls(valid, lambda t: scores(t.seeds), (VALIDATION_K,))[VALIDATION_K]))
+
+
 def export_scorer(model: SeedAttention, side: UserSide, path: Path, seed: int = 0) -> float:
     """The scorer as ONNX (one seed set [N, ...] against C candidates [C, ...], both dynamic: the
     graph a server runs); returns the largest |ONNX Runtime - torch| over a few sample shapes."""
-    from export.onnx_export import session
+    from export.onnx_export import session, write_onnx
 
     rng = np.random.default_rng(seed)
     sample = rng.permutation(len(side.embedding))
     args = (*side.tensors(sample[:7]), *side.tensors(sample[7:18]))
     seeds, candidates = torch.export.Dim("seeds", min=1, max=MAX_SEEDS), torch.export.Dim("candidates", min=1, max=1 << 20)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), args, str(path), input_names=list(LOOKALIKE_GRAPH_INPUTS), output_names=[LOOKALIKE_GRAPH_OUTPUT],
-                          dynamic_shapes=tuple({0: seeds} for _ in range(3)) + tuple({0: candidates} for _ in range(3)),
-                          dynamo=True, external_data=False, verbose=False)
+    write_onnx(model, args, path, list(LOOKALIKE_GRAPH_INPUTS), [LOOKALIKE_GRAPH_OUTPUT],
+               tuple({0: seeds} for _ in range(3)) + tuple({0: candidates} for _ in range(3)))
     served, worst = session(path), 0.0
     for n_seeds, n_candidates in ((1, 1), (5, 40), (min(50, len(sample) // 2), len(sample) // 2)):
         feed = (*side.tensors(sample[:n_seeds]), *side.tensors(sample[n_seeds : n_seeds + n_candidates]))
@@ -174,7 +180,7 @@ def fit_lookalike(settings: Settings, log: Interactions, train: np.ndarray, tabl
     model, history = train_seed_attention(
         *training_tasks(log, train, tower, tables, settings.history_len, settings.seed, places),
         tables.config.user_field_buckets,
-        lambda m: float(np.nanmean(recalls(valid, lambda t: scores_for(m, side, t.seeds), (VALIDATION_K,))[VALIDATION_K])),
+        lambda m: _validation_recall(valid, scorer_for(m, side)),
         epochs=settings.lookalike_epochs, seed=settings.seed if train_seed is None else train_seed)
     parity = export_scorer(model, side, onnx_path, settings.seed)
     return Fitted(UserTable(side, where.lat, where.lon), model, history, parity)

@@ -36,19 +36,18 @@ def export_onnx(model: torch.nn.Module, spec: ModelSpec, sample: dict[str, np.nd
     rows = torch.export.Dim("rows", min=1, max=1 << 20)
     users = torch.export.Dim("users", min=1, max=1 << 20) if USER_ROW in spec.inputs else rows
     dynamic_shapes = tuple({0: users if t.name in USER_SIDE else rows} for t in spec.inputs)
+    write_onnx(model, args, path, spec.input_names, spec.output_names, dynamic_shapes)
+
+
+def write_onnx(model: torch.nn.Module, args: tuple[torch.Tensor, ...], path: Path, input_names: list[str],
+               output_names: list[str], dynamic_shapes: tuple[dict, ...]) -> None:
+    """`model` (in eval mode) as one self-contained ONNX file, through the dynamo exporter."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model,
-            args,
-            str(path),
-            input_names=spec.input_names,
-            output_names=spec.output_names,
-            dynamic_shapes=dynamic_shapes,
-            dynamo=True,
-            external_data=False,
-            verbose=False,
+            model.eval(), args, str(path), input_names=input_names, output_names=output_names,
+            dynamic_shapes=dynamic_shapes, dynamo=True, external_data=False, verbose=False,
         )
 
 

@@ -69,7 +69,10 @@ class SeedAttention(nn.Module):
     def batch_scores(self, seed_inputs: tuple[torch.Tensor, ...], seed_mask: torch.Tensor,
                      candidate_inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Logits [B, C]: B seed sets ([B, N, ...] inputs) against their C candidates each."""
-        seeds, candidates = self.users(*seed_inputs), self.users(*candidate_inputs)
+        return self.encoded_scores(self.users(*seed_inputs), seed_mask, self.users(*candidate_inputs))
+
+    def encoded_scores(self, seeds: torch.Tensor, seed_mask: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """`batch_scores` of users already encoded (`self.users`): seeds [B, N, dim], candidates [B, C, dim]."""
         glob, local = self.summaries(seeds, seed_mask, candidates)
         glob = glob.expand_as(candidates)
         cosines = [F.cosine_similarity(candidates, s, dim=-1).unsqueeze(-1) for s in (glob, local)]

@@ -10,7 +10,7 @@ from cascade.models.lookalike import SeedAttention
 from cascade.lookalike.tasks import Task, recalls
 from cascade.lookalike.scorer import SeedScorer
 from cascade.lookalike.users import UserSide
-from export.lookalike import export_scorer, onnx_scores, padded, scores_for, train_seed_attention
+from export.lookalike import export_scorer, onnx_scores, padded, scorer_for, train_seed_attention
 
 FIELD_BUCKETS = 11
 
@@ -86,7 +86,8 @@ def test_training_on_look_alike_tasks_finds_the_seed_sets_audience() -> None:
     train, valid = _tasks(group, 120, 1), _tasks(group, 40, 2)
 
     def recall(m: SeedAttention) -> float:
-        return float(np.nanmean(recalls(valid, lambda t: scores_for(m, side, t.seeds), (100,))[100]))
+        scores = scorer_for(m, side)
+        return float(np.nanmean(recalls(valid, lambda t: scores(t.seeds), (100,))[100]))
 
     torch.manual_seed(3)
     untrained = recall(SeedAttention(8, 3, FIELD_BUCKETS).eval())
@@ -106,7 +107,8 @@ def test_the_exported_graph_scores_as_the_torch_model(tmp_path) -> None:
     assert export_scorer(model, side, tmp_path / "lookalike.onnx") < 1e-5
     seeds = np.array([3, 17, 42, 99])
     served = onnx_scores(session(tmp_path / "lookalike.onnx"), side, seeds)
-    np.testing.assert_allclose(served, 1 / (1 + np.exp(-scores_for(model, side, seeds))), rtol=0, atol=1e-5)
+    # the evaluation's scorer (every user encoded once) gives the graph's scores too
+    np.testing.assert_allclose(served, 1 / (1 + np.exp(-scorer_for(model, side)(seeds))), rtol=0, atol=1e-5)
 
     # Triton's model: ids in, the same probabilities out, bad ids refused naming the tensor
     scorer = SeedScorer(side, session(tmp_path / "lookalike.onnx"))
