@@ -23,6 +23,7 @@ from cascade.settings import Settings
 from cascade.specs import PRERANK_FEATURES, RANK_FEATURES, USER_TOWER_FEATURES
 from export.checkpoints import Checkpoints
 from export.distill import DistillWeights, distillation_loss
+from export.lists import CandidateLists, ListDistillation, graded_ndcg_within, list_kl
 
 Batch = dict[str, torch.Tensor]
 
@@ -94,9 +95,11 @@ def fit(name: str, model: torch.nn.Module, loss_fn: Callable[[np.ndarray], torch
     if progress.epochs_done:
         print(f"{name}: resumed after epoch {progress.epochs_done}/{schedule.epochs}")
     start = time.perf_counter()
+    scores: list[float] = []  # this run's validation scores, the start's first when it ran
     if validate is not None and progress.epochs_done == 0:  # the starting state competes too (a warm start)
         holder.eval()
-        progress.best = {"epoch": 0, "score": validate(), "state": copy.deepcopy(model.state_dict())}
+        scores.append(validate())
+        progress.best = {"epoch": 0, "score": scores[-1], "state": copy.deepcopy(model.state_dict())}
     for epoch in range(progress.epochs_done, schedule.epochs):
         if progress.stopped:
             break
@@ -114,6 +117,7 @@ def fit(name: str, model: torch.nn.Module, loss_fn: Callable[[np.ndarray], torch
         if validate is not None:
             holder.eval()
             score = validate()
+            scores.append(score)
             if progress.best is None or score > progress.best["score"]:
                 progress.best = {"epoch": epoch + 1, "score": score, "state": copy.deepcopy(model.state_dict())}
             progress.stopped = epoch + 1 - progress.best["epoch"] >= schedule.patience
@@ -124,7 +128,7 @@ def fit(name: str, model: torch.nn.Module, loss_fn: Callable[[np.ndarray], torch
         model.load_state_dict(progress.best["state"])
     holder.eval()
     best = progress.best or {}
-    return FitResult(time.perf_counter() - start, progress.epochs_done, best.get("epoch"), best.get("score"))
+    return FitResult(time.perf_counter() - start, progress.epochs_done, best.get("epoch"), best.get("score"), scores)
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,7 @@ class FitResult:
     epochs: int  # trained in all
     best_epoch: int | None  # the epoch whose weights the model keeps (None: no validation, the last)
     best_score: float | None
+    scores: list[float]  # validation scores of the epochs this run trained, the start's first (empty: no validation)
 
 
 @torch.no_grad()
@@ -172,11 +177,55 @@ def hide_user_ids(batch: Batch, fraction: float) -> Batch:
     return {**batch, "user_cat": user_cat}
 
 
+VALIDATION_METRIC = {"rank_lists": "valid_ndcg"}  # the phases not judged by validation AUC
+VALIDATION_LISTS = 256  # validation rows whose candidate lists judge the listwise phase
+LIST_LR = 3e-4  # the listwise phase fine-tunes a trained student: a third of a fresh model's rate
+
+
+def distil_lists(student: StudentRanker, teacher: TeacherRanker, candidates: CandidateLists, features: RowFeatures,
+                 train_rows: np.ndarray, valid_rows: np.ndarray, labels: torch.Tensor, weights: DistillWeights,
+                 lists: ListDistillation, schedule: Schedule) -> FitResult:
+    """The student's listwise phase (`export.lists`): each step, `lists.rows` training rows get the
+    pointwise distillation loss and a candidate list each, whose teacher order the student learns.
+    Epochs of `lists.steps` steps, over one seeded draw of training rows; kept: the epoch (the start
+    included) whose order of VALIDATION_LISTS fixed validation lists agrees best with the teacher's."""
+    rng = np.random.default_rng([schedule.seed, 17])
+    valid = features(np.sort(rng.choice(valid_rows, min(len(valid_rows), VALIDATION_LISTS), replace=False)))
+    valid_lists = candidates.features(valid, candidates.draw(valid, rng))
+    gains = torch.sigmoid(list_logits(teacher, valid_lists, len(valid["item_id"]))).numpy()
+
+    def validate() -> float:
+        return graded_ndcg_within(list_logits(student, valid_lists, len(valid["item_id"])).numpy(), gains)
+
+    def loss(rows: np.ndarray) -> torch.Tensor:
+        f = features(rows)
+        x = [f[n] for n in RANK_FEATURES]
+        items = candidates.features(f, candidates.draw(f, rng))
+        with torch.no_grad():
+            t_logits = teacher.logits(*x)
+        t_lists = list_logits(teacher, items, len(rows))
+        s_lists = student.logits(*[items[n] for n in RANK_FEATURES]).view(len(rows), -1)
+        return distillation_loss(student.logits(*x), t_logits, labels[rows], weights) + lists.weight * list_kl(
+            s_lists, t_lists, lists.temperature)
+
+    drawn = rng.choice(train_rows, min(len(train_rows), lists.steps * lists.rows), replace=False)
+    phase = Schedule(lists.epochs, lists.rows, schedule.seed, schedule.checkpoints, schedule.patience, schedule.embedding_decay)
+    return fit("student_lists", student, loss, drawn, phase, lr=LIST_LR, validate=validate)
+
+
+@torch.no_grad()
+def list_logits(model: torch.nn.Module, rows: Batch, n_lists: int) -> torch.Tensor:
+    """[n_lists, M] logits of list row tensors (`CandidateLists.features`)."""
+    return model.logits(*[rows[n] for n in RANK_FEATURES]).view(n_lists, -1)
+
+
 def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules: dict[str, Schedule],
-              weights: DistillWeights, hidden_user_ids: float = 0.3, head_weights: tuple[float, float] = (1.0, 0.0)) -> Trained:
+              weights: DistillWeights, hidden_user_ids: float = 0.3, head_weights: tuple[float, float] = (1.0, 0.0),
+              lists: ListDistillation | None = None) -> Trained:
     """`schedules` names one Schedule per model: teacher, student, prerank, two_tower. The rankers
     train on `split.train` until their (click) AUC on (up to VALIDATION_ROWS of) `split.valid` stops
-    rising; the metrics are AUCs on `split.test`.
+    rising; the metrics are AUCs on `split.test`. With `lists`, the student then learns the teacher's
+    order of candidate lists drawn from the two-tower (`distil_lists`), which trains before it.
 
     The student learns its click head from the teacher and the labels, its second head from
     `log.second_label` (`cascade.heads`); it serves their mix by `head_weights`, and the pre-ranker
@@ -207,6 +256,19 @@ def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules:
     fits["teacher"] = fit("teacher", teacher, teacher_loss, train_rows, schedules["teacher"], lr=1e-3,
                           validate=validation(teacher, RANK_FEATURES))
 
+    torch.manual_seed(schedules["two_tower"].seed + 3)
+    two_tower = TwoTower(cfg)
+    log_q = torch.from_numpy(np.log((tables.item_positives + 1.0) / (tables.item_positives + 1.0).sum()).astype(np.float32))
+
+    def retrieval_loss(rows: np.ndarray) -> torch.Tensor:
+        f = training(rows)
+        user = {n: f[n] for n in USER_TOWER_FEATURES}
+        item = {n: f[n] for n in ("item_id", "item_cat", "item_num")}
+        return two_tower.in_batch_loss(user, item, log_q[torch.from_numpy(log.item[rows])])
+
+    positive_rows = train_rows[log.label[train_rows] > 0.5]
+    fits["two_tower"] = fit("two_tower", two_tower, retrieval_loss, positive_rows, schedules["two_tower"])
+
     torch.manual_seed(schedules["student"].seed + 1)
     student = StudentRanker(cfg, head_weights=head_weights)
     regressor = torch.nn.Linear(student.hint_dim, teacher.hint_dim)  # training only, never exported
@@ -224,6 +286,10 @@ def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules:
 
     fits["rank"] = fit("student", student, student_loss, train_rows, schedules["student"], extra=(regressor,),
                        validate=validation(student, RANK_FEATURES))
+    if lists is not None and lists.rows > 0:
+        candidates = CandidateLists(two_tower, tables, lists.depth, lists.size)
+        fits["rank_lists"] = distil_lists(student, teacher, candidates, features, train_rows, valid_rows, labels,
+                                          weights, lists, schedules["student"])
 
     # The second head learnt again on the trained body, from p(second | click) = 1/2 (its ranking the
     # click head's), keeping its best epoch on the second label's validation AUC, the start included:
@@ -256,19 +322,6 @@ def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules:
     fits["prerank"] = fit("prerank", prerank, prerank_loss, train_rows, schedules["prerank"],
                           validate=validation(prerank, PRERANK_FEATURES))
 
-    torch.manual_seed(schedules["two_tower"].seed + 3)
-    two_tower = TwoTower(cfg)
-    log_q = torch.from_numpy(np.log((tables.item_positives + 1.0) / (tables.item_positives + 1.0).sum()).astype(np.float32))
-
-    def retrieval_loss(rows: np.ndarray) -> torch.Tensor:
-        f = training(rows)
-        user = {n: f[n] for n in USER_TOWER_FEATURES}
-        item = {n: f[n] for n in ("item_id", "item_cat", "item_num")}
-        return two_tower.in_batch_loss(user, item, log_q[torch.from_numpy(log.item[rows])])
-
-    positive_rows = train_rows[log.label[train_rows] > 0.5]
-    fits["two_tower"] = fit("two_tower", two_tower, retrieval_loss, positive_rows, schedules["two_tower"])
-
     y = log.label[test_rows]
     scored = (("teacher", teacher, RANK_FEATURES), ("rank", student, RANK_FEATURES), ("prerank", prerank, PRERANK_FEATURES))
     metrics = {f"{name}_auc": roc_auc(y, predict_logits(model, names, features, test_rows)) for name, model, names in scored}
@@ -276,7 +329,9 @@ def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules:
     for name, result in fits.items():
         if result.best_epoch is not None:
             metrics[f"{name}_best_epoch"] = float(result.best_epoch)
-            metrics[f"{name}_valid_auc"] = float(result.best_score)
+            metrics[f"{name}_{VALIDATION_METRIC.get(name, 'valid_auc')}"] = float(result.best_score)
+    if "rank_lists" in fits and fits["rank_lists"].scores:
+        metrics["rank_lists_start_ndcg"] = float(fits["rank_lists"].scores[0])
     return Trained(teacher, student, prerank, two_tower, metrics, {n: r.seconds for n, r in fits.items()})
 
 
@@ -296,4 +351,7 @@ def train_with(settings: Settings, tables: FeatureTables, log: Interactions, spl
     weights = DistillWeights(
         settings.distill_temperature, settings.distill_label_weight, settings.distill_hint_weight, settings.second_head_loss_weight,
     )
-    return train_all(tables, log, split, schedules, weights, settings.hidden_user_ids, settings.head_weights)
+    lists = ListDistillation(settings.distill_list_rows, settings.distill_list_size, settings.distill_list_temperature,
+                             settings.distill_list_weight, settings.distill_list_steps, settings.distill_list_epochs,
+                             settings.recall_ann_k)
+    return train_all(tables, log, split, schedules, weights, settings.hidden_user_ids, settings.head_weights, lists)

@@ -30,6 +30,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         n_users=200, n_items=400, n_interactions=20_000, n_categories=8, epochs=3, distill_epochs=3, retrieval_epochs=6,
         artifacts_dir=tmp / "a", model_repository=tmp / "m", ensemble_repository=tmp / "e",
         recall_ann_k=100, recall_popular_k=20, prerank_keep=40, rank_keep=20,
+        distill_list_steps=30, distill_list_epochs=1,
     )
     run_export(settings)
     return settings

@@ -1,0 +1,87 @@
+"""Listwise distillation: the student learns the teacher's order of the candidates serving hands it.
+
+Pointwise distillation teaches the student the teacher's probability of each logged row. What the
+funnel needs is the teacher's order of a user's recall candidates, mostly items the log never showed
+that user: there the pointwise student's top 10 over the synthetic catalogue reached a graded NDCG@10
+of 0.83 against the teacher's. Each list here holds, for one training row's user side, items drawn
+from that user's two-tower top `depth` (the ANN channel's candidates) and from the whole catalogue;
+the loss is the KL divergence from the teacher's softmax over the list to the student's, at a
+temperature (ListNet). Probes on the synthetic export's trained student (30 held-out users outside
+the report's funnel users, their whole catalogue top 10 graded by the teacher; 32 lists of 100 a
+step, temperature 0.5): from 0.830, list weight 1 gave 0.887 after 1,200 steps and 0.895 after
+2,000; weight 3 gave 0.905 after 1,200 (the default); weight 10, 0.906. Test AUC rose from 0.748
+to 0.751 in each. Pointwise distillation on the same candidates (one epoch) had moved it by 0.008.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from cascade.features import FeatureTables, assemble_items
+from cascade.models.two_tower import TwoTower
+from cascade.specs import USER_TOWER_FEATURES
+
+Batch = dict[str, torch.Tensor]
+ITEM_SIDE = ("item_id", "item_cat", "item_num")
+ANN_SHARE = 0.64  # of a list, the items drawn from the user's two-tower top `depth`; the rest from the catalogue
+
+
+@dataclass(frozen=True)
+class ListDistillation:
+    rows: int  # rows of a step that each get a list (0: no listwise phase)
+    size: int  # items per list
+    temperature: float
+    weight: float  # of the list loss beside the pointwise distillation loss
+    steps: int  # steps per epoch
+    epochs: int  # at most: the phase keeps its best epoch by `graded_ndcg_within` on validation lists
+    depth: int  # the two-tower top the lists draw from: the ANN channel's (CASCADE_RECALL_ANN_K)
+
+
+def list_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) between the softmaxes of [B, M] logits over each list at `temperature`,
+    mean over lists, scaled by T^2 (its gradient keeps its size across temperatures)."""
+    return F.kl_div(F.log_softmax(student / temperature, dim=1), F.log_softmax(teacher / temperature, dim=1),
+                    reduction="batchmean", log_target=True) * temperature * temperature
+
+
+def _dcg(gains: np.ndarray) -> np.ndarray:
+    return (gains / np.log2(np.arange(2, gains.shape[1] + 2))).sum(axis=1)
+
+
+def graded_ndcg_within(scores: np.ndarray, gains: np.ndarray, k: int = 10) -> float:
+    """Mean over lists ([B, M]) of the NDCG@k of the order `scores` give, graded by `gains` (the
+    teacher's probabilities): 1 when the top k are the teacher's top k."""
+    rows = np.arange(len(scores))[:, None]
+    ranked = gains[rows, np.argsort(-scores, axis=1, kind="stable")[:, :k]]
+    ideal = -np.sort(-gains, axis=1)[:, :k]
+    return float(np.mean(_dcg(ranked) / _dcg(ideal)))
+
+
+class CandidateLists:
+    """Per training row, a list of items as serving would hand the ranker: from the user's two-tower
+    top `depth`, topped up from the whole catalogue."""
+
+    def __init__(self, two_tower: TwoTower, tables: FeatureTables, depth: int, size: int) -> None:
+        self.two_tower, self.tables = two_tower, tables
+        self.depth, self.size = min(depth, tables.n_items), size
+        self.from_ann = min(int(round(ANN_SHARE * size)), self.depth)
+        items = {k: torch.from_numpy(v) for k, v in assemble_items(tables, np.arange(tables.n_items)).items()}
+        with torch.no_grad():
+            self.item_vectors = two_tower.item_tower(*[items[n] for n in ITEM_SIDE])
+
+    def draw(self, batch: Batch, rng: np.random.Generator) -> np.ndarray:
+        """[B, size] item ids for the rows of `batch` (assembled row tensors)."""
+        with torch.no_grad():
+            users = self.two_tower.user_tower(*[batch[n] for n in USER_TOWER_FEATURES])
+            top = torch.topk(users @ self.item_vectors.T, self.depth, dim=1).indices.numpy()
+        ann = np.stack([rng.choice(row, self.from_ann, replace=False) for row in top])
+        return np.concatenate([ann, rng.integers(0, self.tables.n_items, (len(top), self.size - self.from_ann))], axis=1)
+
+    def features(self, batch: Batch, items: np.ndarray) -> Batch:
+        """Row tensors for each row's list: its user side repeated, the items' side as serving knows it."""
+        n = items.shape[1]
+        side = {k: torch.from_numpy(v) for k, v in assemble_items(self.tables, items.reshape(-1)).items()}
+        return {**{k: v.repeat_interleave(n, dim=0) for k, v in batch.items() if k not in ITEM_SIDE}, **side}
