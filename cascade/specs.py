@@ -81,10 +81,15 @@ TWO_STAGE_OUTPUTS = (KEPT, PRERANK_SCORES, PIPELINE_OUTPUT)
 
 # The look-alike scorer (`cascade.models.lookalike.SeedAttention`): its ONNX graph takes one seed set's
 # user inputs ([N, ...]) and C candidates' ([C, ...]) and gives a probability per candidate. Triton's
-# look-alike model takes user ids and looks the inputs up in its `users.npz` (`cascade.lookalike.users`).
+# look-alike model takes user ids and looks the inputs up in its `users.npz` (`cascade.lookalike.users`),
+# but for the seeds' embeddings, which the caller sends (flat, N x d): live ones where a seed's clicks
+# were re-embedded since the export (`orchestrator.live_embeddings`).
 LOOKALIKE_GRAPH_INPUTS = ("seed_embedding", "seed_fields", "seed_activity", "embedding", "fields", "activity")
 LOOKALIKE_GRAPH_OUTPUT = "score"
-LOOKALIKE_INPUTS = (TensorSpec("seed_ids", np.int64, (-1,)), TensorSpec("candidate_ids", np.int64, (-1,)))
+LOOKALIKE_INPUTS = (
+    TensorSpec("seed_ids", np.int64, (-1,)), TensorSpec("seed_embeddings", np.float32, (-1,)),
+    TensorSpec("candidate_ids", np.int64, (-1,)),
+)
 
 PRERANK_FEATURES = ("user_cat", "user_num", "item_id", "item_cat", "item_num", "hist_item", "hist_cat", "ctx")
 RANK_FEATURES = ("user_cat", "user_num", "item_id", "item_cat", "item_num", "hist_item", "hist_cat", "ctx")

@@ -59,7 +59,7 @@ async def open_lookalike(
     version = resources.manifest.model_versions.get("lookalike", 1)
     pool = np.arange(min(settings.lookalike_pool, audience.table.n_users), dtype=np.int64)
     try:  # a full-size call, so the first request pays no lazy initialisation in the model's stub
-        await scorer.score_lookalike(version, pool[:5], pool)
+        await scorer.score_lookalike(version, pool[:5], audience.table.side.embedding[pool[:5]], pool)
     except Exception as err:  # noqa: BLE001 - Triton not up yet: /readyz says so, requests degrade
         log.warning("warm-up of the look-alike scorer failed: %s", err)
     return LookalikeService(settings, audience.table, audience.likers, audience.index, places, live, scorer, version,

@@ -117,7 +117,7 @@ class LookalikeService:
         if not behaviour.any():
             answer = await self._by_rules(query, seeds, exclude, run)
         else:
-            answer = await self._by_model(query, seeds, embeddings[behaviour], exclude, version, run)
+            answer = await self._by_model(query, seeds, embeddings, behaviour, exclude, version, run)
         order = best_first(answer.score, query.k)
         answer.user_ids, answer.similarity, answer.score = answer.user_ids[order], answer.similarity[order], answer.score[order]
         answer.distance_km = answer.distance_km[order] if answer.distance_km is not None else None
@@ -156,11 +156,12 @@ class LookalikeService:
                 order = inside[np.argsort(km[inside], kind="stable")][:most]
                 return located[order], km[order]
 
-    async def _by_model(self, query: LookalikeQuery, seeds: np.ndarray, embeddings: np.ndarray, exclude: np.ndarray,
-                        version: int, run: "_Run") -> LookalikeAnswer:
+    async def _by_model(self, query: LookalikeQuery, seeds: np.ndarray, embeddings: np.ndarray, behaviour: np.ndarray,
+                        exclude: np.ndarray, version: int, run: "_Run") -> LookalikeAnswer:
+        """`embeddings`: every seed's, live where fresh; the seeds with behaviour steer the index search."""
         size = self.settings.lookalike_pool
         with run.stage("recall"):
-            q = mean_query(embeddings)
+            q = mean_query(embeddings[behaviour])
             _, ids = self.index.search(q[None], min(self.table.n_users, size + len(exclude)))
             similar = ids[0][ids[0] >= 0].astype(np.int64)
         nearby, km = (None, None) if query.near is None else await self._nearby(query.near, run)
@@ -168,7 +169,7 @@ class LookalikeService:
         with run.stage("score"):
             scored_by: ScoredBy = "model"
             try:
-                similarity = await asyncio.wait_for(self.scorer.score_lookalike(version, seeds, pool), run.left_s())
+                similarity = await asyncio.wait_for(self.scorer.score_lookalike(version, seeds, embeddings, pool), run.left_s())
             except Exception as err:  # noqa: BLE001 - the seeds' mean direction stands in
                 run.degrade("score", err)
                 scored_by, similarity = "embedding", self.table.side.embedding[pool] @ q

@@ -39,8 +39,9 @@ class Scorer(Protocol):
 
 
 class AudienceScorer(Protocol):
-    async def score_lookalike(self, version: int, seeds: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """float32 [C]: each candidate user's probability of joining the seed users' audience."""
+    async def score_lookalike(self, version: int, seeds: np.ndarray, seed_embeddings: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """float32 [C]: each candidate user's probability of joining the seed users' audience; the
+        seeds' embeddings [N, d] as they are now (live where re-embedded since the export)."""
         ...
 
 

@@ -118,7 +118,8 @@ def lookalike_config(
     name: str, max_batch_size: int, max_queue_delay_us: int, instances: int, intra_op_threads: int = 1
 ) -> mc.ModelConfig:
     """The look-alike scorer as a Python-backend model (`cascade.triton.lookalike_model`): a seed set's
-    user ids and its candidates' in ([1, N] and [1, C]), a probability per candidate out. Requests the
+    user ids, their embeddings (flat, [1, N x d]) and its candidates' ids ([1, N], [1, C]) in, a
+    probability per candidate out. Requests the
     batcher gathers are scored one graph run each (two seed sets share no run); a run scores all of
     its request's candidates."""
     spec = ModelSpec(name, LOOKALIKE_INPUTS, (PIPELINE_OUTPUT,))

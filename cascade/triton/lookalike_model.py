@@ -1,5 +1,5 @@
 """Python-backend adapter for the look-alike scorer (`lookalike_v<N>`): seed and candidate user ids
-in, `scores` out, with `cascade.lookalike.scorer.SeedScorer` over the version directory's
+and the seeds' embeddings in, `scores` out, with `cascade.lookalike.scorer.SeedScorer` over the version directory's
 `model.onnx` and `users.npz`."""
 from __future__ import annotations
 

@@ -23,14 +23,19 @@ RawOutput = tuple[str, str, bytes]  # name, Triton datatype, raw little-endian c
 _STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
+WIRE_TYPES = {"i": ("INT64", "<i8"), "u": ("INT64", "<i8"), "f": ("FP32", "<f4")}  # dtype kind -> Triton's name, bytes
+
+
 def encode_infer(host: str, model: str, arrays: Sequence[tuple[str, np.ndarray]], outputs: Sequence[str]) -> bytes:
-    """The request's bytes: a JSON header naming each INT64 input's shape and size and asking for
-    `outputs` as binary data, then the inputs' raw contents in that order."""
-    blobs = [np.ascontiguousarray(array, dtype="<i8") for _, array in arrays]
+    """The request's bytes: a JSON header naming each input's type (INT64 for integers, FP32 for
+    floats), shape and size and asking for `outputs` as binary data, then the inputs' raw contents in
+    that order."""
+    types = [WIRE_TYPES[np.asarray(array).dtype.kind] for _, array in arrays]
+    blobs = [np.ascontiguousarray(array, dtype=wire) for (_, array), (_, wire) in zip(arrays, types)]
     header = orjson.dumps({
         "inputs": [
-            {"name": name, "shape": list(blob.shape), "datatype": "INT64", "parameters": {"binary_data_size": blob.nbytes}}
-            for (name, _), blob in zip(arrays, blobs)
+            {"name": name, "shape": list(blob.shape), "datatype": datatype, "parameters": {"binary_data_size": blob.nbytes}}
+            for (name, _), blob, (datatype, _) in zip(arrays, blobs, types)
         ],
         "outputs": [{"name": name, "parameters": {"binary_data": True}} for name in outputs],
     })

@@ -72,12 +72,13 @@ def infer_request(
     model: str, arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec] = REQUEST_INPUTS,
     outputs: Sequence[TensorSpec] = (PIPELINE_OUTPUT,),
 ) -> service_pb2.ModelInferRequest:
-    """The ModelInfer request for `model`: the INT64 tensors of `inputs` in their order, taken from
+    """The ModelInfer request for `model`: the tensors of `inputs` in their order and types, taken from
     `arrays` by name (with their batch dimension, e.g. [1, n]), as raw contents; `outputs` requested."""
     request = service_pb2.ModelInferRequest(model_name=model)
     for spec in inputs:
-        array = np.ascontiguousarray(arrays[spec.name], dtype=_INT64)
-        request.inputs.add(name=spec.name, datatype="INT64", shape=array.shape)
+        datatype, wire = _DATATYPES[spec.dtype]
+        array = np.ascontiguousarray(arrays[spec.name], dtype=wire)
+        request.inputs.add(name=spec.name, datatype=datatype, shape=array.shape)
         request.raw_input_contents.append(array.tobytes())
     for spec in outputs:
         request.outputs.add(name=spec.name)
@@ -188,20 +189,21 @@ class TritonScorer:
         raw = await self._infer(model, arrays, TWO_STAGE_INPUTS, TWO_STAGE_OUTPUTS)
         return two_stage_of(raw, item_ids.shape[0], keep, model)
 
-    async def score_lookalike(self, version: int, seeds: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    async def score_lookalike(self, version: int, seeds: np.ndarray, seed_embeddings: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """float32 [C]: each candidate's probability of joining the seeds' audience, from the look-alike
         scorer's `version` (`orchestrator.ports.AudienceScorer`). Cancelling the caller leaves the call running."""
         if candidates.shape[0] == 0:
             return np.empty(0, np.float32)
         model = lookalike_name(version)
-        arrays = {"seed_ids": seeds.reshape(1, -1), "candidate_ids": candidates.reshape(1, -1)}
+        arrays = {"seed_ids": seeds.reshape(1, -1), "seed_embeddings": np.asarray(seed_embeddings, np.float32).reshape(1, -1),
+                  "candidate_ids": candidates.reshape(1, -1)}
         return scores_of(await self._infer(model, arrays, LOOKALIKE_INPUTS, (PIPELINE_OUTPUT,)), candidates.shape[0], model)
 
     async def _infer(
         self, model: str, arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
     ) -> list[RawOutput]:
         if self.http is not None:
-            answer = self.http.infer(model, [(t.name, arrays[t.name]) for t in inputs], [t.name for t in outputs])
+            answer = self.http.infer(model, [(t.name, np.asarray(arrays[t.name], t.dtype)) for t in inputs], [t.name for t in outputs])
         else:
             answer = self._grpc_infer(infer_request(model, arrays, inputs, outputs))
         call = asyncio.ensure_future(answer)

@@ -135,6 +135,11 @@ async def test_a_clicking_user_is_re_embedded_into_redis_with_a_ttl(configure, s
             assert not np.allclose(vector, table(exported).side.embedding[user], atol=1e-3)  # thirty new clicks moved it
             after = await lookalike(http, seed_user_ids=[user], k=20)
             assert after["degraded"] == [] and {u["user_id"] for u in after["users"]} != {u["user_id"] for u in before["users"]}
+            # Triton scored the seed as it is now: the exported graph over the live embedding gives its similarities
+            users = np.array([u["user_id"] for u in after["users"]])
+            served = session(ArtifactPaths(exported.artifacts_dir).onnx("lookalike"))
+            np.testing.assert_allclose([u["similarity"] for u in after["users"]],
+                                       graph_scores(served, table(exported).side, np.array([user]), users, vector[None]), atol=1e-5)
     finally:
         await store.delete(keys.live_embedding(user))
         await store.aclose()

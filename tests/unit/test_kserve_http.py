@@ -71,20 +71,22 @@ async def fake() -> AsyncIterator[tuple[FakeTriton, int]]:
     server.close()
 
 
-def test_request_bytes_carry_a_json_header_then_the_raw_int64_tensors() -> None:
-    data = encode_infer("h:1", "rank_pipeline_v2", [("item_ids", np.array([[3, 4]], np.int32)), ("keep", np.array([[7]]))],
-                        ["scores"])
+def test_request_bytes_carry_a_json_header_then_the_raw_int64_and_fp32_tensors() -> None:
+    data = encode_infer("h:1", "rank_pipeline_v2", [("item_ids", np.array([[3, 4]], np.int32)), ("keep", np.array([[7]])),
+                                                    ("seed_embeddings", np.array([[0.5, -2.0]], np.float64))], ["scores"])
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"POST /v2/models/rank_pipeline_v2/infer HTTP/1.1\r\nHost: h:1\r\n")
     split = int(head.split(b"Inference-Header-Content-Length: ")[1].split(b"\r\n")[0])
-    assert int(head.split(b"Content-Length: ")[-1]) == len(body) == split + 24
+    assert int(head.split(b"Content-Length: ")[-1]) == len(body) == split + 32
     meta = json.loads(body[:split])
     assert meta["inputs"] == [
         {"name": "item_ids", "shape": [1, 2], "datatype": "INT64", "parameters": {"binary_data_size": 16}},
         {"name": "keep", "shape": [1, 1], "datatype": "INT64", "parameters": {"binary_data_size": 8}},
+        {"name": "seed_embeddings", "shape": [1, 2], "datatype": "FP32", "parameters": {"binary_data_size": 8}},
     ]
     assert meta["outputs"] == [{"name": "scores", "parameters": {"binary_data": True}}]
-    assert np.frombuffer(body[split:], "<i8").tolist() == [3, 4, 7]
+    assert np.frombuffer(body[split:split + 24], "<i8").tolist() == [3, 4, 7]
+    assert np.frombuffer(body[split + 24:], "<f4").tolist() == [0.5, -2.0]
 
 
 def test_answers_decode_and_errors_name_the_model() -> None:

@@ -110,15 +110,30 @@ def test_the_exported_graph_scores_as_the_torch_model(tmp_path) -> None:
     # the evaluation's scorer (every user encoded once) gives the graph's scores too
     np.testing.assert_allclose(served, 1 / (1 + np.exp(-scorer_for(model, side)(seeds))), rtol=0, atol=1e-5)
 
-    # Triton's model: ids in, the same probabilities out, bad ids refused naming the tensor
+    # Triton's model: ids and the seeds' embeddings in, the same probabilities out, bad input refused naming the tensor
     scorer = SeedScorer(side, session(tmp_path / "lookalike.onnx"))
-    request = scorer.parse({"seed_ids": seeds[None], "candidate_ids": np.arange(300)[None]})
-    np.testing.assert_allclose(scorer.score([request, (seeds[:1], np.array([], np.int64))])[0], served, atol=1e-6)
-    assert scorer.score([(seeds[:1], np.array([], np.int64))])[0].shape == (0,)
-    for bad, message in (({"seed_ids": np.array([[300]]), "candidate_ids": np.array([[1]])}, "seed_ids holds ids outside 0..299"),
-                         ({"seed_ids": np.array([[1]]), "candidate_ids": np.array([[-1]])}, "candidate_ids holds ids outside"),
-                         ({"seed_ids": np.zeros((1, 0), np.int64), "candidate_ids": np.array([[1]])}, "seed_ids must hold 1.."),
-                         ({"candidate_ids": np.array([[1]])}, "seed_ids is missing")):
+    exported = side.embedding[seeds]
+    request = scorer.parse({"seed_ids": seeds[None], "seed_embeddings": exported.reshape(1, -1), "candidate_ids": np.arange(300)[None]})
+    none = (seeds[:1], exported[:1], np.array([], np.int64))
+    np.testing.assert_allclose(scorer.score([request, none])[0], served, atol=1e-6)
+    assert scorer.score([none])[0].shape == (0,)
+    # a seed re-embedded since the export scores as its new embedding says
+    moved = exported.copy()
+    moved[0] = side.embedding[250]
+    live = scorer.score([scorer.parse({"seed_ids": seeds[None], "seed_embeddings": moved.reshape(1, -1), "candidate_ids": np.arange(300)[None]})])[0]
+    with torch.inference_mode():
+        expected = torch.sigmoid(model.logits(torch.from_numpy(moved), *side.tensors(seeds)[1:], *side.tensors(np.arange(300)))).numpy()
+    np.testing.assert_allclose(live, expected, atol=1e-5)
+    assert np.abs(live - served).max() > 1e-3
+    one = {"seed_ids": np.array([[1]]), "seed_embeddings": side.embedding[1][None], "candidate_ids": np.array([[1]])}
+    for bad, message in (({**one, "seed_ids": np.array([[300]])}, "seed_ids holds ids outside 0..299"),
+                         ({**one, "candidate_ids": np.array([[-1]])}, "candidate_ids holds ids outside"),
+                         ({**one, "seed_ids": np.zeros((1, 0), np.int64), "seed_embeddings": np.zeros((1, 0), np.float32)},
+                          "seed_ids must hold 1.."),
+                         ({**one, "seed_embeddings": np.zeros((1, 3), np.float32)}, "seed_embeddings must hold 1 x 8 values"),
+                         ({**one, "seed_embeddings": np.full((1, 8), np.nan, np.float32)}, "not finite"),
+                         ({k: v for k, v in one.items() if k != "seed_ids"}, "seed_ids is missing"),
+                         ({k: v for k, v in one.items() if k != "seed_embeddings"}, "seed_embeddings is missing")):
         with pytest.raises(ValueError, match=message):
             scorer.parse(bad)
 

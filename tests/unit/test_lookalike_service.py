@@ -59,18 +59,19 @@ class Live:
 
 
 class Scorer:
-    """Similarity = the candidate's cosine with the first seed, mapped to [0, 1]; or down, or slow."""
+    """Similarity = the candidate's cosine with the first seed's embedding as sent, mapped to [0, 1];
+    or down, or slow."""
 
     def __init__(self, table: UserTable, fail: Exception | None = None, delay_s: float = 0.0) -> None:
         self.table, self.fail, self.delay_s, self.calls = table, fail, delay_s, []
 
-    async def score_lookalike(self, version, seeds, candidates):
+    async def score_lookalike(self, version, seeds, seed_embeddings, candidates):
         self.calls.append((version, seeds.copy(), candidates.copy()))
+        self.sent = seed_embeddings.copy()
         await asyncio.sleep(self.delay_s)
         if self.fail is not None:
             raise self.fail
-        e = self.table.side.embedding
-        return ((e[candidates] @ e[seeds[0]] + 1) / 2).astype(np.float32)
+        return ((self.table.side.embedding[candidates] @ seed_embeddings[0] + 1) / 2).astype(np.float32)
 
 
 def service(table: UserTable, scorer=None, places=None, live=None, **overrides) -> LookalikeService:
@@ -138,11 +139,13 @@ async def test_scorer_down_or_late_ranks_by_embedding_and_says_so(fail, delay, r
     assert (answer.user_ids % 2 == 0).all() and len(answer.user_ids) == 10
 
 
-async def test_a_live_embedding_moves_the_query() -> None:
+async def test_a_live_embedding_moves_the_query_and_is_what_the_scorer_gets() -> None:
     table = world()
     other = table.side.embedding[1]  # seed 0 now behaves like group 1
-    answer = await service(table, live=Live({0: other})).expand(query(seeds=(0,)), time.perf_counter())
+    scorer = Scorer(table)
+    answer = await service(table, scorer=scorer, live=Live({0: other})).expand(query(seeds=(0, 2)), time.perf_counter())
     assert (answer.user_ids[:5] % 2 == 1).all()
+    np.testing.assert_array_equal(scorer.sent, np.stack([other, table.side.embedding[2]]))  # seed 2: the exported one
 
 
 async def test_seeds_without_behaviour_go_by_rules_near_them() -> None:

@@ -165,7 +165,7 @@ class NoLiveEmbeddings:
 
 
 class FakeAudienceScorer:
-    async def score_lookalike(self, version: int, seeds: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    async def score_lookalike(self, version: int, seeds: np.ndarray, seed_embeddings: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         return np.linspace(0.9, 0.1, len(candidates), dtype=np.float32)
 
 

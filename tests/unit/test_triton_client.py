@@ -9,7 +9,7 @@ import pytest
 from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
-from cascade.specs import PIPELINE_OUTPUT, REQUEST_INPUTS, TWO_STAGE_INPUTS, TWO_STAGE_OUTPUTS
+from cascade.specs import LOOKALIKE_INPUTS, PIPELINE_OUTPUT, REQUEST_INPUTS, TWO_STAGE_INPUTS, TWO_STAGE_OUTPUTS
 from orchestrator.clients.errors import BackendTimeout, BackendUnavailable
 from orchestrator.clients.triton import TritonScorer, _translated, infer_request, raw_outputs, scores_of, two_stage_of
 
@@ -107,6 +107,16 @@ def test_two_stage_request_carries_keep_and_asks_for_the_three_outputs() -> None
     assert [t.name for t in request.inputs] == [t.name for t in TWO_STAGE_INPUTS]
     assert np.frombuffer(request.raw_input_contents[-1], dtype="<i8").tolist() == [2]
     assert [o.name for o in request.outputs] == ["kept", "prerank_scores", "scores"]
+
+
+def test_a_lookalike_request_carries_the_seeds_embeddings_as_fp32() -> None:
+    arrays = {"seed_ids": np.array([[4, 9]]), "seed_embeddings": np.array([[0.5, 1.0, -1.0, 0.25]], np.float64),
+              "candidate_ids": np.array([[1, 2, 3]])}
+    request = infer_request("lookalike_v1", arrays, LOOKALIKE_INPUTS)
+    assert [(t.name, t.datatype, list(t.shape)) for t in request.inputs] == [
+        ("seed_ids", "INT64", [1, 2]), ("seed_embeddings", "FP32", [1, 4]), ("candidate_ids", "INT64", [1, 3])]
+    assert np.frombuffer(request.raw_input_contents[1], dtype="<f4").tolist() == [0.5, 1.0, -1.0, 0.25]
+    assert np.frombuffer(request.raw_input_contents[2], dtype="<i8").tolist() == [1, 2, 3]
 
 
 def test_two_stage_answer_decodes_in_any_output_order_and_is_checked() -> None:

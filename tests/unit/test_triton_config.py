@@ -12,7 +12,6 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from cascade.specs import (
-    LOOKALIKE_INPUTS,
     PIPELINE_OUTPUT,
     REQUEST_INPUTS,
     TWO_STAGE_INPUTS,
@@ -426,7 +425,8 @@ def test_the_lookalike_scorer_is_a_cpu_model_of_its_own_taking_user_ids(tmp_path
     config = parse(path.read_text())
     assert config.name == "lookalike_v2" and config.backend == "python" and config.max_batch_size == MAX_BATCH
     assert [(i.name, i.data_type, list(i.dims), i.allow_ragged_batch) for i in config.input] == [
-        (spec.name, mc.TYPE_INT64, [-1], True) for spec in LOOKALIKE_INPUTS
+        ("seed_ids", mc.TYPE_INT64, [-1], True), ("seed_embeddings", mc.TYPE_FP32, [-1], True),
+        ("candidate_ids", mc.TYPE_INT64, [-1], True),
     ]
     assert [(o.name, o.data_type) for o in config.output] == [(PIPELINE_OUTPUT.name, mc.TYPE_FP32)]
     assert config.instance_group[0].kind == KIND_CPU and config.instance_group[0].count == INSTANCES
