@@ -9,6 +9,7 @@ import torch
 
 from cascade.features import FeatureTables, assemble_items
 from cascade.models.two_tower import TwoTower
+from cascade.specs import ITEM_SIDE
 
 IVF_FROM = 50_000  # exact inner-product search is fast enough below this catalogue size
 HNSW_ABOVE = 1_000_000  # IVF between the two; HNSW (no training, flat latency in n) above
@@ -20,7 +21,7 @@ def item_embeddings(model: TwoTower, tables: FeatureTables, batch: int = 8192) -
     out = []
     for lo in range(0, tables.n_items, batch):
         f = assemble_items(tables, np.arange(lo, min(lo + batch, tables.n_items)))
-        out.append(model.item_tower(*(torch.from_numpy(f[n]) for n in ("item_id", "item_cat", "item_num"))).numpy())
+        out.append(model.item_tower(*(torch.from_numpy(f[n]) for n in ITEM_SIDE)).numpy())
     return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
 

@@ -22,10 +22,10 @@ from torch.nn import functional as F
 
 from cascade.features import FeatureTables, assemble_items
 from cascade.models.two_tower import TwoTower
-from cascade.specs import USER_TOWER_FEATURES
+from cascade.specs import ITEM_SIDE, USER_TOWER_FEATURES
+from export.faiss_index import item_embeddings
 
 Batch = dict[str, torch.Tensor]
-ITEM_SIDE = ("item_id", "item_cat", "item_num")
 ANN_SHARE = 0.64  # of a list, the items drawn from the user's two-tower top `depth`; the rest from the catalogue
 
 
@@ -68,9 +68,7 @@ class CandidateLists:
         self.two_tower, self.tables = two_tower, tables
         self.depth, self.size = min(depth, tables.n_items), size
         self.from_ann = min(int(round(ANN_SHARE * size)), self.depth)
-        items = {k: torch.from_numpy(v) for k, v in assemble_items(tables, np.arange(tables.n_items)).items()}
-        with torch.no_grad():
-            self.item_vectors = two_tower.item_tower(*[items[n] for n in ITEM_SIDE])
+        self.item_vectors = torch.from_numpy(item_embeddings(two_tower, tables))  # what the item index holds
 
     def draw(self, batch: Batch, rng: np.random.Generator) -> np.ndarray:
         """[B, size] item ids for the rows of `batch` (assembled row tensors)."""

@@ -20,7 +20,7 @@ from cascade.models.teacher import TeacherRanker
 from cascade.models.two_tower import TwoTower
 from cascade.schema import Interactions, Split
 from cascade.settings import Settings
-from cascade.specs import PRERANK_FEATURES, RANK_FEATURES, USER_TOWER_FEATURES
+from cascade.specs import ITEM_SIDE, PRERANK_FEATURES, RANK_FEATURES, USER_TOWER_FEATURES
 from export.checkpoints import Checkpoints
 from export.distill import DistillWeights, distillation_loss
 from export.lists import CandidateLists, ListDistillation, graded_ndcg_within, list_kl
@@ -263,7 +263,7 @@ def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules:
     def retrieval_loss(rows: np.ndarray) -> torch.Tensor:
         f = training(rows)
         user = {n: f[n] for n in USER_TOWER_FEATURES}
-        item = {n: f[n] for n in ("item_id", "item_cat", "item_num")}
+        item = {n: f[n] for n in ITEM_SIDE}
         return two_tower.in_batch_loss(user, item, log_q[torch.from_numpy(log.item[rows])])
 
     positive_rows = train_rows[log.label[train_rows] > 0.5]

@@ -23,14 +23,20 @@ RawOutput = tuple[str, str, bytes]  # name, Triton datatype, raw little-endian c
 _STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
-WIRE_TYPES = {"i": ("INT64", "<i8"), "u": ("INT64", "<i8"), "f": ("FP32", "<f4")}  # dtype kind -> Triton's name, bytes
+_WIRE = {"i": ("INT64", np.dtype("<i8")), "u": ("INT64", np.dtype("<i8")), "f": ("FP32", np.dtype("<f4"))}
+
+
+def wire_type(dtype) -> tuple[str, np.dtype]:
+    """Triton's name for a tensor of `dtype` and the little-endian dtype its raw contents travel as:
+    integers as INT64, floats as FP32 (the two types the project's models take and give)."""
+    return _WIRE[np.dtype(dtype).kind]
 
 
 def encode_infer(host: str, model: str, arrays: Sequence[tuple[str, np.ndarray]], outputs: Sequence[str]) -> bytes:
     """The request's bytes: a JSON header naming each input's type (INT64 for integers, FP32 for
     floats), shape and size and asking for `outputs` as binary data, then the inputs' raw contents in
     that order."""
-    types = [WIRE_TYPES[np.asarray(array).dtype.kind] for _, array in arrays]
+    types = [wire_type(np.asarray(array).dtype) for _, array in arrays]
     blobs = [np.ascontiguousarray(array, dtype=wire) for (_, array), (_, wire) in zip(arrays, types)]
     header = orjson.dumps({
         "inputs": [

@@ -42,13 +42,12 @@ from cascade.specs import (
 from cascade.triton.layout import lookalike_name, pipeline_name, two_stage_name
 from cascade.triton.two_stage import TwoStageScores
 from orchestrator.clients.errors import BackendTimeout, BackendUnavailable
-from orchestrator.clients.kserve_http import HttpInference, RawOutput
+from orchestrator.clients.kserve_http import HttpInference, RawOutput, wire_type
 
 MAX_MESSAGE_BYTES = 2**31 - 1  # tritonclient's own default
 LOAD_TIMEOUT_S = 120.0  # loading a model version starts Python stubs and ONNX sessions
 
 _INT64 = np.dtype("<i8")  # Triton's raw tensor contents are little-endian
-_FP32 = np.dtype("<f4")
 
 
 def channel_args(max_reconnect_backoff_ms: int) -> list[tuple[str, int]]:
@@ -65,7 +64,6 @@ def channel_args(max_reconnect_backoff_ms: int) -> list[tuple[str, int]]:
     ]
 
 
-_DATATYPES = {np.int64: ("INT64", _INT64), np.float32: ("FP32", _FP32)}
 
 
 def infer_request(
@@ -76,7 +74,7 @@ def infer_request(
     `arrays` by name (with their batch dimension, e.g. [1, n]), as raw contents; `outputs` requested."""
     request = service_pb2.ModelInferRequest(model_name=model)
     for spec in inputs:
-        datatype, wire = _DATATYPES[spec.dtype]
+        datatype, wire = wire_type(spec.dtype)
         array = np.ascontiguousarray(arrays[spec.name], dtype=wire)
         request.inputs.add(name=spec.name, datatype=datatype, shape=array.shape)
         request.raw_input_contents.append(array.tobytes())
@@ -96,7 +94,7 @@ def raw_outputs(response: service_pb2.ModelInferResponse) -> list[RawOutput]:
 def outputs_of(raw: Sequence[RawOutput], outputs: Sequence[TensorSpec], model: str) -> dict[str, np.ndarray]:
     """The 1-d `outputs` of an answer by name (read-only, over its bytes), whichever protocol brought
     it. Raises RuntimeError naming the model when the outputs differ."""
-    want = {spec.name: _DATATYPES[spec.dtype] for spec in outputs}
+    want = {spec.name: wire_type(spec.dtype) for spec in outputs}
     if len(raw) != len(want):
         raise RuntimeError(f"{model} returned {len(raw)} outputs, expected {', '.join(want)} only")
     got = {}
