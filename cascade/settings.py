@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     distill_label_weight: float = Field(0.5, ge=0.0, le=1.0)
     distill_hint_weight: float = Field(0.1, ge=0.0)
     distill_list_rows: int = Field(32, ge=0, description="rows of a step in the student's listwise phase (export.lists), each with a candidate list; 0: no such phase")
-    distill_list_size: int = Field(100, ge=2, description="items per list: 64 % from the user's two-tower top CASCADE_RECALL_ANN_K, the rest from the catalogue")
+    distill_list_size: int = Field(100, ge=2, description="items per list: 64 % from the user's two-tower top CASCADE_RECALL_ANN_K (half of them the student's own best there), the rest from the catalogue")
     distill_list_temperature: float = Field(0.5, gt=0.0, description="softmax temperature of the list loss (lower: the teacher's top weighs more)")
     distill_list_weight: float = Field(3.0, ge=0.0, description="the list loss's weight beside the pointwise distillation loss")
     distill_list_steps: int = Field(500, ge=1, description="steps per epoch of the listwise phase")

@@ -190,8 +190,12 @@ def distil_lists(student: StudentRanker, teacher: TeacherRanker, candidates: Can
     Epochs of `lists.steps` steps, over one seeded draw of training rows; kept: the epoch (the start
     included) whose order of VALIDATION_LISTS fixed validation lists agrees best with the teacher's."""
     rng = np.random.default_rng([schedule.seed, 17])
+
+    def student_scores(batch: Batch, items: np.ndarray) -> np.ndarray:
+        return list_logits(student, candidates.features(batch, items), len(items)).numpy()
+
     valid = features(np.sort(rng.choice(valid_rows, min(len(valid_rows), VALIDATION_LISTS), replace=False)))
-    valid_lists = candidates.features(valid, candidates.draw(valid, rng))
+    valid_lists = candidates.features(valid, candidates.draw(valid, rng, student_scores))
     gains = torch.sigmoid(list_logits(teacher, valid_lists, len(valid["item_id"]))).numpy()
 
     def validate() -> float:
@@ -200,7 +204,7 @@ def distil_lists(student: StudentRanker, teacher: TeacherRanker, candidates: Can
     def loss(rows: np.ndarray) -> torch.Tensor:
         f = features(rows)
         x = [f[n] for n in RANK_FEATURES]
-        items = candidates.features(f, candidates.draw(f, rng))
+        items = candidates.features(f, candidates.draw(f, rng, student_scores))
         with torch.no_grad():
             t_logits = teacher.logits(*x)
         t_lists = list_logits(teacher, items, len(rows))
