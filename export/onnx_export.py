@@ -30,7 +30,6 @@ def export_onnx(model: torch.nn.Module, spec: ModelSpec, sample: dict[str, np.nd
     """Export `model` with the spec's input/output names and dynamic leading dimensions: one for
     the rows, and for a request-shaped scorer (`cascade.specs.USER_ROW`) one for its user side.
     `sample` holds row tensors (every row its own user side)."""
-    model.eval()
     feed = _feed(spec, sample)
     args = tuple(torch.from_numpy(feed[name]) for name in spec.input_names)
     rows = torch.export.Dim("rows", min=1, max=1 << 20)
