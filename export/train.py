@@ -208,7 +208,7 @@ def distil_lists(student: StudentRanker, teacher: TeacherRanker, candidates: Can
         with torch.no_grad():
             t_logits = teacher.logits(*x)
         t_lists = list_logits(teacher, items, len(rows))
-        s_lists = student.logits(*[items[n] for n in RANK_FEATURES]).view(len(rows), -1)
+        s_lists = list_logits(student, items, len(rows), grad=True)
         return distillation_loss(student.logits(*x), t_logits, labels[rows], weights) + lists.weight * list_kl(
             s_lists, t_lists, lists.temperature)
 
@@ -217,10 +217,10 @@ def distil_lists(student: StudentRanker, teacher: TeacherRanker, candidates: Can
     return fit("student_lists", student, loss, drawn, phase, lr=LIST_LR, validate=validate)
 
 
-@torch.no_grad()
-def list_logits(model: torch.nn.Module, rows: Batch, n_lists: int) -> torch.Tensor:
-    """[n_lists, M] logits of list row tensors (`CandidateLists.features`)."""
-    return model.logits(*[rows[n] for n in RANK_FEATURES]).view(n_lists, -1)
+def list_logits(model: torch.nn.Module, rows: Batch, n_lists: int, grad: bool = False) -> torch.Tensor:
+    """[n_lists, M] logits of list row tensors (`CandidateLists.features`), with autograd only when `grad`."""
+    with torch.set_grad_enabled(grad):
+        return model.logits(*[rows[n] for n in RANK_FEATURES]).view(n_lists, -1)
 
 
 def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules: dict[str, Schedule],
