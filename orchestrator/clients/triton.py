@@ -64,8 +64,6 @@ def channel_args(max_reconnect_backoff_ms: int) -> list[tuple[str, int]]:
     ]
 
 
-
-
 def infer_request(
     model: str, arrays: Mapping[str, np.ndarray], inputs: Sequence[TensorSpec] = REQUEST_INPUTS,
     outputs: Sequence[TensorSpec] = (PIPELINE_OUTPUT,),

@@ -50,15 +50,20 @@ def test_graded_ndcg_within_is_one_for_the_teachers_order_and_graded_below() -> 
     assert worse == pytest.approx((0.1 + 0.3 / np.log2(3)) / (0.9 + 0.5 / np.log2(3)))
 
 
+def _two_tower_top(two_tower, lists: CandidateLists, batch) -> np.ndarray:
+    """[B, depth] each row's two-tower top, computed here independently of `CandidateLists.draw`."""
+    with torch.no_grad():
+        users = two_tower.user_tower(batch["user_cat"], batch["user_num"], batch["hist_item"], batch["hist_cat"])
+        return torch.topk(users @ lists.item_vectors.T, lists.depth, dim=1).indices.numpy()
+
+
 def test_candidate_lists_draw_from_the_users_two_tower_top_and_the_catalogue(world) -> None:
     data, tables, features, two_tower = world
     lists = CandidateLists(two_tower, tables, depth=30, size=20)
     batch = features(np.arange(8))
     items = lists.draw(batch, np.random.default_rng(0))
     assert items.shape == (8, 20) and items.min() >= 0 and items.max() < tables.n_items
-    with torch.no_grad():
-        users = two_tower.user_tower(batch["user_cat"], batch["user_num"], batch["hist_item"], batch["hist_cat"])
-        top = torch.topk(users @ lists.item_vectors.T, 30, dim=1).indices.numpy()
+    top = _two_tower_top(two_tower, lists, batch)
     for row in range(8):  # the ANN share (64 % of 20: 13) from the row's own top 30, no repeats
         ann = items[row, : lists.from_ann]
         assert lists.from_ann == 13 and set(ann) <= set(top[row]) and len(set(ann)) == 13
@@ -74,9 +79,7 @@ def test_a_scorer_puts_its_best_of_the_two_tower_top_first(world) -> None:
     lists = CandidateLists(two_tower, tables, depth=30, size=20)
     batch = features(np.arange(8))
     items = lists.draw(batch, np.random.default_rng(0), lambda rows, top: -top.astype(np.float64))  # best: lowest id
-    with torch.no_grad():
-        users = two_tower.user_tower(batch["user_cat"], batch["user_num"], batch["hist_item"], batch["hist_cat"])
-        top = torch.topk(users @ lists.item_vectors.T, 30, dim=1).indices.numpy()
+    top = _two_tower_top(two_tower, lists, batch)
     assert lists.hard == 6
     for row in range(8):
         assert items[row, : lists.hard].tolist() == sorted(top[row])[: lists.hard]
