@@ -95,7 +95,7 @@ class FeatureTables:
         cfg = self.config
         fields = [hash_bucket(self.user_fields[:, f], USER_FIELD_SALT + f, cfg.user_field_buckets) for f in range(len(USER_FIELDS))]
         user_id = hash_bucket(np.arange(self.n_users, dtype=np.int64), USER_ID_SALT, cfg.user_id_buckets)
-        return np.stack([*fields, user_id], axis=1)
+        return np.stack([*fields, np.where(self.user_events > 0, user_id, 0)], axis=1)
 
     @property
     def n_items(self) -> int:

@@ -1,19 +1,19 @@
 """Look-alike audiences on held-out behaviour: given the users who liked an item in training (the
 seeds), find the users who will like it later.
 
-    python -m export.eval_lookalike [--out DIR] [--tasks 300] [--no-locations] [--everyone]   # the export CASCADE_* names
+    python -m export.eval_lookalike [--out DIR] [--tasks 300] [--no-locations] [--active-only]   # the export CASCADE_* names
 
 A task is an item with at least `MIN_SEEDS` training positives and a later positive from a user who
 had not liked it in training. Its seeds are its `MAX_SEEDS` most recent training positives; its
 targets are the users who like it in a later window and had not in training; the candidates are
-the users active in that later window (the audience a campaign could reach then), but the item's
-training positives; with `--everyone`, every user but those (who will be active later is not known
-when a campaign is planned). The audience matters on MovieLens: its later windows are mostly users who joined
-late (no training events: the models see their demographics alone), so over all users the most
-active ones in training score below random. It is also small there (166 users are active in the
-test window), so Recall@100 takes most of it and cannot be 3x random's; Recall@20 is given beside
-it. Validation tasks take their targets from the validation window, test tasks from the test
-window; both take their seeds from training. Each method ranks the candidates and is scored by Recall@K of the targets:
+every user but the item's training positives, as serving searches them: who will be active later
+is not known when a campaign is planned. `--active-only` keeps only the users active in the later
+window, a candidate set that knows the future (the scorer then trains the same way). On MovieLens
+the two differ: its later windows are mostly users who joined late (no training events: the
+models know their demographics, place and that they are new), so over every user the most active
+ones in training score below random; and only 166 users are active in its test window, so over
+those Recall@100 takes most of them and cannot be 3x random's. Validation tasks take their targets
+from the validation window, test tasks from the test window; both take their seeds from training. Each method ranks the candidates and is scored by Recall@K of the targets:
 
 * random users (seeded);
 * the most active users (training events);
@@ -96,11 +96,11 @@ def summary(per_task: dict[str, np.ndarray], resamples: int, seed: int) -> dict:
 
 
 def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 200, threads: int = 1,
-                       locations: bool = True, train_seed: int | None = None, everyone: bool = False) -> dict:
+                       locations: bool = True, train_seed: int | None = None, active_only: bool = False) -> dict:
     """`locations`: the scorer gets the users' geohash fields (`export.locations`); False for the ablation.
     `train_seed` seeds the scorer's training alone (default: settings.seed, which also seeds the data).
-    `everyone`: every user but the item's earlier likers is a candidate, not only those active in the
-    test window (`tasks_for`); validation tasks are cut the same way."""
+    `active_only`: the candidates are only the users active in the task's later window (`tasks_for`),
+    for the validation tasks and the scorer's training too."""
     started = time.perf_counter()
     paths = ArtifactPaths(settings.artifacts_dir)
     tables = FeatureTables.load(paths.tables)
@@ -109,11 +109,11 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
     if tables.n_users != dataset.n_users:
         raise RuntimeError(f"{paths.root} holds {tables.n_users} users, the data {dataset.n_users}: evaluate with the export's settings")
     tower = OnnxModel(paths.onnx("user_tower"), USER_EMBEDDING, threads)
-    valid = tasks_for(log, split.train, split.valid, tasks, settings.seed, everyone)
-    test = tasks_for(log, split.train, split.test, tasks, settings.seed + 1, everyone)
+    valid = tasks_for(log, split.train, split.valid, tasks, settings.seed, active_only)
+    test = tasks_for(log, split.train, split.test, tasks, settings.seed + 1, active_only)
     graph = paths.onnx("lookalike.eval")  # the export's own lookalike.onnx is what Triton serves: left alone
     fitted = fit_lookalike(settings, log, split.train, tables, tower, np.load(paths.user_history),
-                           user_locations(settings, dataset, split.train), valid, graph, locations, train_seed)
+                           user_locations(settings, dataset, split.train), valid, graph, locations, train_seed, active_only)
     side = fitted.table.side
     # the scorer's activity field, log(1 + training events), orders users as their event counts do
     methods, attention = rankers(side.embedding, side.activity[:, 0], settings.seed), soft_attention(side.embedding)
@@ -131,7 +131,7 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
         "mean_candidates": float(np.mean([t.audience.sum() - t.audience[t.known].sum() for t in test])) if test else float("nan"),
         "attention_params": {name: getattr(params, name) for name in GRID}, "grid": grid,
         "ralm_validation_by_epoch": fitted.validation, "locations": locations,
-        "candidates": "every user" if everyone else "users active in the test window",
+        "candidates": "users active in the test window" if active_only else "every user",
         "train_seed": settings.seed if train_seed is None else train_seed,
         "onnx": {"file": graph.name, "parity_max_abs_diff": fitted.parity},
         **by_k, "seconds": time.perf_counter() - started,
@@ -187,14 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="ONNX Runtime intra-op threads")
     parser.add_argument("--no-locations", action="store_true", help="the scorer without geohash fields (ablation)")
     parser.add_argument("--train-seed", type=int, help="seed of the scorer's training alone (default: the settings' seed)")
-    parser.add_argument("--everyone", action="store_true",
-                        help="every user is a candidate, not only those active in the test window (no future information)")
+    parser.add_argument("--active-only", action="store_true",
+                        help="only the users active in the test window are candidates (future information)")
     args = parser.parse_args(argv)
     settings = settings_or_report()
     if settings is None:
         return 2
     result = evaluate_lookalike(settings, args.tasks, threads=args.threads, locations=not args.no_locations,
-                                train_seed=args.train_seed, everyone=args.everyone)
+                                train_seed=args.train_seed, active_only=args.active_only)
     out = args.out or ArtifactPaths(settings.artifacts_dir).root / "report"
     out.mkdir(parents=True, exist_ok=True)
     (out / "lookalike.json").write_text(json.dumps(result, indent=2))

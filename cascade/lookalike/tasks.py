@@ -2,8 +2,9 @@
 
 A task is an item with at least `MIN_SEEDS` likers in the seed window and a like in a later window
 from a user who had not liked it before. Its seeds are its `MAX_SEEDS` most recent likers in the
-seed window; its targets are the later window's new likers; its candidates are the users active in
-the later window (the audience a campaign could reach then), but the item's earlier likers.
+seed window; its targets are the later window's new likers; its candidates are every user but the
+item's earlier likers: who will be active later is not known when a campaign is planned. The
+`active_only` view keeps only the users active in the later window, which uses that future.
 """
 from __future__ import annotations
 
@@ -25,15 +26,14 @@ class Task:
     seeds: np.ndarray  # int64 user ids, most recent first
     known: np.ndarray  # every liker of the item in the seed window (never candidates)
     targets: set[int]  # the later window's likers outside `known`
-    audience: np.ndarray  # bool [users]: active in the later window (the candidates, `known` aside)
+    audience: np.ndarray  # bool [users]: the candidates, `known` aside (every user, or the later window's active ones)
 
 
 def tasks_for(log: Interactions, seed_window: np.ndarray, window: np.ndarray, limit: int, seed: int,
-              everyone: bool = False) -> list[Task]:
-    """Up to `limit` seeded-random tasks: seeds from the rows in `seed_window`, targets and audience
-    from the rows in `window` (both boolean masks over the log). `everyone`: every user is in the
-    audience, not only those active in `window`: who will be active later is not known when a
-    campaign is planned, so only this candidate set uses no future information."""
+              active_only: bool = False) -> list[Task]:
+    """Up to `limit` seeded-random tasks: seeds from the rows in `seed_window`, targets from the rows
+    in `window` (both boolean masks over the log). Every user is in the audience; `active_only`: only
+    those active in `window`, a candidate set that knows the future."""
     liked = log.label > 0.5
     rows = np.flatnonzero(seed_window & liked)
     rows = rows[np.lexsort((-log.ts[rows], log.item[rows]))]  # by item, most recent first
@@ -42,7 +42,7 @@ def tasks_for(log: Interactions, seed_window: np.ndarray, window: np.ndarray, li
     later = later[np.argsort(log.item[later], kind="stable")]  # grouped by item: each task reads its slice
     later_items = log.item[later]
     audience = np.bincount(log.user[window], minlength=int(log.user.max()) + 1) > 0
-    if everyone:
+    if not active_only:
         audience[:] = True
     out = []
     for item, lo, hi in zip(items, starts, np.r_[starts[1:], len(rows)]):

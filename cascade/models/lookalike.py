@@ -10,7 +10,8 @@ The seed set is read two ways, as in RALM:
   weighs down a seed unlike the rest;
 * locally: attention from the candidate over the seeds, so the seeds nearest the candidate speak.
 
-The score is an MLP over the candidate's products and cosines with both summaries. One call scores
+The score is an MLP over the candidate itself (what makes any user likely to join an audience: on
+MovieLens, being new), its products with both summaries and its cosines with them. One call scores
 one seed set against many candidates: seeds [N, ...], candidates [C, ...] (a batch of tasks in
 training: [B, N, ...] and [B, C, ...]).
 """
@@ -52,7 +53,7 @@ class SeedAttention(nn.Module):
         self.pool_query = nn.Parameter(torch.zeros(dim))
         self.pool_key = nn.Linear(dim, dim)
         self.local_query = nn.Linear(dim, dim)
-        self.head = mlp([2 * dim + 2, hidden, 1])
+        self.head = mlp([3 * dim + 2, hidden, 1])
         self.dim = dim
 
     def summaries(self, seeds: torch.Tensor, seed_mask: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,7 +77,7 @@ class SeedAttention(nn.Module):
         glob, local = self.summaries(seeds, seed_mask, candidates)
         glob = glob.expand_as(candidates)
         cosines = [F.cosine_similarity(candidates, s, dim=-1).unsqueeze(-1) for s in (glob, local)]
-        return self.head(torch.cat([candidates * glob, candidates * local, *cosines], dim=-1)).squeeze(-1)
+        return self.head(torch.cat([candidates, candidates * glob, candidates * local, *cosines], dim=-1)).squeeze(-1)
 
     def logits(self, seed_embedding, seed_fields, seed_activity, embedding, fields, activity) -> torch.Tensor:
         """One seed set ([N, ...]) against C candidates ([C, ...]): logits [C]."""

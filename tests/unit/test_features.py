@@ -237,3 +237,14 @@ def test_a_training_row_reads_what_was_known_at_its_time_not_the_totals(tiny_tab
     assert row["item_num"][0, 1:] == pytest.approx([0.0, 0.0])  # nothing known of the item yet: the global rate
     served = assemble(tiny_tables, np.array([0]), np.array([2]), np.full((1, 3), P), np.array([TS]))
     assert served["item_num"][0, 1] == pytest.approx(math.log(2) / LOG_SCALE)  # serving: the training totals
+
+
+def test_a_user_with_no_training_event_keeps_their_fields_but_reads_the_unknown_id(tiny_dataset: Dataset,
+                                                                                    tiny_tables: FeatureTables) -> None:
+    """The id row of a user absent from training was never trained: the learnt unknown bucket stands
+    in for it (`export.train.hide_user_ids`), while their demographic fields stay."""
+    log = tiny_dataset.interactions
+    only_user_1 = build_tables(tiny_dataset, log.take(np.flatnonzero(log.user == 1)), tiny_tables.config)
+    out = assemble_users(only_user_1, np.array([0, 1]), np.full((2, 3), P), np.array([TS, TS]))
+    assert out["user_cat"][:, :-1].tolist() == tiny_tables.user_cat_buckets[:, :-1].tolist()
+    assert out["user_cat"][:, -1].tolist() == [0, int(hb(1, USER_ID_SALT, tiny_tables.config.user_id_buckets))]

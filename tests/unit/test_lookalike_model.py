@@ -137,3 +137,30 @@ def test_the_exported_graph_scores_as_the_torch_model(tmp_path) -> None:
         with pytest.raises(ValueError, match=message):
             scorer.parse(bad)
 
+
+
+def test_users_are_read_as_of_the_cut_a_user_with_no_event_by_then_as_unknown(tiny_dataset, tiny_tables) -> None:
+    """The tower learned every training user's id row from the whole training part: a task cut
+    earlier must read a user with no event before the cut through the unknown bucket, and every
+    user's counts as of the cut, or the scorer learns who comes back after it."""
+    from cascade.causal import Totals
+    from cascade.features import USER_ID_COLUMN
+    from cascade.history import PAD_ITEM
+    from export.lookalike import user_embeddings
+
+    seen: list[dict[str, np.ndarray]] = []
+
+    def tower(features: dict[str, np.ndarray]) -> np.ndarray:
+        seen.append(features)
+        return np.ones((len(features["user_cat"]), 2), np.float32)
+
+    log = tiny_dataset.interactions
+    before_cut = Totals.of(log.take(np.flatnonzero(log.user == 1)), tiny_tables.n_users, tiny_tables.n_items)
+    empty = np.full((tiny_tables.n_users, tiny_tables.config.history_len), PAD_ITEM)
+    embeddings = user_embeddings(tower, tiny_tables, empty, at=1_000, totals=before_cut)
+    assert embeddings.shape == (2, 2) and np.allclose(np.linalg.norm(embeddings, axis=1), 1.0)
+    ids = tiny_tables.user_cat_buckets[:, USER_ID_COLUMN]
+    assert seen[0]["user_cat"][:, USER_ID_COLUMN].tolist() == [0, ids[1]]
+    assert seen[0]["user_num"][0, 0] == 0.0 and seen[0]["user_num"][1, 0] > 0.0  # user 0: no events yet
+    user_embeddings(tower, tiny_tables, empty, at=1_000)  # the training totals: both users known
+    assert seen[1]["user_cat"][:, USER_ID_COLUMN].tolist() == ids.tolist() and min(ids) > 0

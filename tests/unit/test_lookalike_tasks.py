@@ -18,17 +18,17 @@ def _log() -> tuple[Interactions, np.ndarray, np.ndarray]:
     return log, train, ~train
 
 
-def test_a_task_holds_recent_seeds_new_likers_and_the_later_audience() -> None:
+def test_a_task_holds_recent_seeds_new_likers_and_every_user_as_candidates() -> None:
     log, train, later = _log()
     tasks = tasks_for(log, train, later, limit=10, seed=0)
     assert MIN_SEEDS <= 6 and [t.item for t in tasks] == [0]
     task = tasks[0]
     assert task.seeds.tolist() == [5, 4, 3, 2, 1, 0]  # most recent first
     assert task.targets == {7}  # user 3 liked it in training already
-    assert np.flatnonzero(task.audience).tolist() == [3, 7, 8, 9]
-    everyone = tasks_for(log, train, later, limit=10, seed=0, everyone=True)[0]
-    assert everyone.audience.all() and len(everyone.audience) == 10 and everyone.targets == task.targets
-    assert 6 in ranked(np.zeros(10), everyone, 10).tolist()  # inactive later, a candidate still
+    assert task.audience.all() and len(task.audience) == 10
+    assert 6 in ranked(np.zeros(10), task, 10).tolist()  # inactive later, a candidate still
+    active = tasks_for(log, train, later, limit=10, seed=0, active_only=True)[0]
+    assert np.flatnonzero(active.audience).tolist() == [3, 7, 8, 9] and active.targets == task.targets
 
 
 def test_ranking_keeps_to_the_audience_and_leaves_out_known_users() -> None:
