@@ -107,12 +107,12 @@ def training_pairs(tasks: list[Task]) -> list[tuple[int, int]]:
 
 
 def train_seed_attention(tasks: list[Task], side: UserSide, n_field_buckets: int, validate: Callable[[SeedAttention], float],
-                         epochs: int = 20, patience: int = 2, seed: int = 7) -> tuple[SeedAttention, list[float]]:
+                         epochs: int = 20, patience: int = 2, seed: int = 7, lr: float = 1e-3) -> tuple[SeedAttention, list[float]]:
     """The scorer trained on `tasks` (`side`: the users as of the tasks' cut); the epoch with the best
     `validate` score is kept. Returns the model and each epoch's validation score."""
     torch.manual_seed(seed)
     model = SeedAttention(side.embedding.shape[1], side.fields.shape[1], n_field_buckets)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     pairs = training_pairs(tasks)
     if not pairs:
         raise ValueError("no look-alike training tasks: the training part has no item with seeds before and new likers after the cut")
@@ -196,7 +196,7 @@ def fit_lookalike(settings: Settings, log: Interactions, train: np.ndarray, tabl
         *training_tasks(log, train, tower, tables, settings.history_len, settings.seed, places, active_only),
         tables.config.user_field_buckets,
         lambda m: _validation_recall(valid, scorer_for(m, side)),
-        epochs=settings.lookalike_epochs, seed=settings.seed if train_seed is None else train_seed)
+        epochs=settings.lookalike_epochs, seed=settings.seed if train_seed is None else train_seed, lr=settings.lookalike_lr)
     parity = export_scorer(model, side, onnx_path, settings.seed)
     return Fitted(UserTable(side, where.lat, where.lon), model, history, parity)
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from cascade.artifacts import MANIFEST_VERSION, ArtifactPaths, Manifest
-from cascade.settings import EMBEDDING_DECAY, Settings
+from cascade.settings import EMBEDDING_DECAY, LOOKALIKE_LR, Settings
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +36,14 @@ def test_embedding_decay_follows_the_data_source_unless_set(monkeypatch: pytest.
     assert Settings(embedding_weight_decay=0.5).embedding_weight_decay == 0.5
     monkeypatch.setenv("CASCADE_EMBEDDING_WEIGHT_DECAY", "0.0")
     assert Settings().embedding_weight_decay == 0.0
+
+
+def test_the_lookalike_learning_rate_follows_the_data_source_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().lookalike_lr == LOOKALIKE_LR["synthetic"]
+    monkeypatch.setenv("CASCADE_DATA_SOURCE", "movielens")
+    assert Settings().lookalike_lr == LOOKALIKE_LR["movielens"] != LOOKALIKE_LR["synthetic"]
+    monkeypatch.setenv("CASCADE_LOOKALIKE_LR", "0.01")
+    assert Settings().lookalike_lr == 0.01
 
 
 def test_environment_overrides_with_type_conversion(monkeypatch: pytest.MonkeyPatch) -> None:
