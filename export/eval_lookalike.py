@@ -22,7 +22,9 @@ from the validation window, test tasks from the test window; both take their see
   and mix chosen on the validation window's tasks;
 * the trained RALM-style scorer (`export.lookalike`), its epoch chosen on the validation tasks,
   exported to `<artifacts>/onnx/lookalike.eval.onnx` (beside the export's served one) and judged through ONNX Runtime, the graph a
-  server would run (its parity with torch is in the result).
+  server would run (its parity with torch is in the result);
+* the same scorer over only what serving scores (`ralm_served_pool`): the CASCADE_LOOKALIKE_POOL
+  users nearest the seeds' mean direction, as the route's recall stage cuts them before Triton.
 
 Every choice is made on the validation window's tasks; the figures are the test window's.
 
@@ -68,6 +70,20 @@ def rankers(embeddings: np.ndarray, activity: np.ndarray, seed: int) -> dict[str
         "most_active": lambda t: activity,
         "mean_pooled": lambda t: mean_pooled_scores(embeddings, embeddings[t.seeds]),
     }
+
+
+def in_served_pool(rank: Ranker, embeddings: np.ndarray, size: int) -> Ranker:
+    """`rank` over what serving scores alone: the `size` users nearest the seeds' mean direction
+    (`orchestrator.lookalike`'s recall stage, exact here where serving asks the users' index), the
+    task's known users left out as serving leaves out the seeds; every other user last."""
+    def ranked_in_pool(task: Task) -> np.ndarray:
+        near = mean_pooled_scores(embeddings, embeddings[task.seeds])
+        near[task.known] = -np.inf
+        pool = np.argsort(-near, kind="stable")[:size]
+        out = np.full(len(embeddings), -np.inf)
+        out[pool] = rank(task)[pool]
+        return out
+    return ranked_in_pool
 
 
 def soft_attention(embeddings: np.ndarray) -> Callable[[AttentionParams], Ranker]:
@@ -121,6 +137,7 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
     methods["soft_attention"] = attention(params)
     served = session(graph, threads)
     methods["ralm"] = lambda t: onnx_scores(served, side, t.seeds)  # the exported graph, as a server runs it
+    methods["ralm_served_pool"] = in_served_pool(methods["ralm"], side.embedding, settings.lookalike_pool)
     per_task = {name: recalls(test, rank, KS) for name, rank in tqdm(methods.items(), desc="look-alike methods", unit="method", leave=False)}
     by_k = {f"recall@{k}": summary({name: v[k] for name, v in per_task.items()}, resamples, settings.seed) for k in KS}
     return {
@@ -132,6 +149,7 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
         "attention_params": {name: getattr(params, name) for name in GRID}, "grid": grid,
         "ralm_validation_by_epoch": fitted.validation, "locations": locations,
         "candidates": "users active in the test window" if active_only else "every user",
+        "served_pool": settings.lookalike_pool,
         "train_seed": settings.seed if train_seed is None else train_seed,
         "onnx": {"file": graph.name, "parity_max_abs_diff": fitted.parity},
         **by_k, "seconds": time.perf_counter() - started,
@@ -173,7 +191,7 @@ def plot(result: dict, path: Path) -> Path:
         methods = result[f"recall@{k}"]["methods"]
         points = np.array([m["point"] for m in methods.values()])
         errors = np.array([[m["point"] - m["low"], m["high"] - m["point"]] for m in methods.values()]).T
-        ax.bar(list(methods), points, yerr=errors, capsize=4, color=["#999999"] * 3 + ["#7fa7d9", "#1f5fae"])
+        ax.bar(list(methods), points, yerr=errors, capsize=4, color=["#999999"] * 3 + ["#7fa7d9", "#1f5fae", "#0b3b75"][: len(methods) - 3])
         ax.set_title(f"Recall@{k} ({result['n_test_tasks']} test tasks, 95 % intervals)")
         ax.tick_params(axis="x", labelrotation=20)
     fig.suptitle(f"Look-alike audiences: {result['dataset']}, {result['n_users']:,} users")
