@@ -72,6 +72,18 @@ def rankers(embeddings: np.ndarray, activity: np.ndarray, seed: int) -> dict[str
     }
 
 
+def once_per_task(rank: Ranker) -> Ranker:
+    """`rank`, each task's scores computed once: the scorer's are read by two methods (over every
+    user and over the served pool), and scoring every user is the evaluation's costliest step."""
+    scores: dict[int, np.ndarray] = {}
+
+    def cached(task: Task) -> np.ndarray:
+        if task.item not in scores:
+            scores[task.item] = rank(task)
+        return scores[task.item]
+    return cached
+
+
 def in_served_pool(rank: Ranker, embeddings: np.ndarray, size: int) -> Ranker:
     """`rank` over what serving scores alone: the `size` users nearest the seeds' mean direction
     (`orchestrator.lookalike`'s recall stage, exact here where serving asks the users' index), the
@@ -136,7 +148,7 @@ def evaluate_lookalike(settings: Settings, tasks: int = 300, resamples: int = 20
     params, grid = choose_params(valid, attention)
     methods["soft_attention"] = attention(params)
     served = session(graph, threads)
-    methods["ralm"] = lambda t: onnx_scores(served, side, t.seeds)  # the exported graph, as a server runs it
+    methods["ralm"] = once_per_task(lambda t: onnx_scores(served, side, t.seeds))  # the exported graph, as a server runs it
     methods["ralm_served_pool"] = in_served_pool(methods["ralm"], side.embedding, settings.lookalike_pool)
     per_task = {name: recalls(test, rank, KS) for name, rank in tqdm(methods.items(), desc="look-alike methods", unit="method", leave=False)}
     by_k = {f"recall@{k}": summary({name: v[k] for name, v in per_task.items()}, resamples, settings.seed) for k in KS}

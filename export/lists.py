@@ -20,8 +20,8 @@ rank's order of the served candidates went 0.904 -> 0.914 against the teacher's,
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

@@ -7,8 +7,8 @@ evaluation's and serving's candidates; or, with `active_only`, those active afte
 for these tasks are read as of the cut: histories, counts and activity from before it, and a user
 with no event before it gets the tower's unknown user-id bucket, whose id row the tower learned from
 events after the cut. Read from the whole training part, those rows told the scorer who would come
-back (on MovieLens, where most later likers join late, its Recall@100 was 0.24 where the
-unknown bucket gives 0.33, against random's 0.11). Each step takes a batch of (seed set, one positive, `NEGATIVES`
+back (on MovieLens, where most later likers join late, it reached Recall@100 0.07 on 300 test
+tasks trained so, 0.33 read as of the cut, against random's 0.10). Each step takes a batch of (seed set, one positive, `NEGATIVES`
 negatives) and a softmax cross-entropy over the 1 + `NEGATIVES` candidates. Training stops when
 the caller's validation score (`export.eval_lookalike`: Recall@100 on validation tasks) stops rising.
 """

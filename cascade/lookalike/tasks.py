@@ -41,9 +41,8 @@ def tasks_for(log: Interactions, seed_window: np.ndarray, window: np.ndarray, li
     later = np.flatnonzero(window & liked)
     later = later[np.argsort(log.item[later], kind="stable")]  # grouped by item: each task reads its slice
     later_items = log.item[later]
-    audience = np.bincount(log.user[window], minlength=int(log.user.max()) + 1) > 0
-    if not active_only:
-        audience[:] = True
+    n_users = int(log.user.max()) + 1
+    audience = np.bincount(log.user[window], minlength=n_users) > 0 if active_only else np.ones(n_users, bool)
     out = []
     for item, lo, hi in zip(items, starts, np.r_[starts[1:], len(rows)]):
         if hi - lo < MIN_SEEDS:

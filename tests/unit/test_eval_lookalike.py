@@ -38,3 +38,21 @@ def test_the_served_pool_keeps_the_users_nearest_the_seeds_and_ranks_them_by_the
     # nearest seed 0's direction, known users (0, 5) aside: users 1 and 2; the scorer orders them
     assert np.isfinite(out).tolist() == [False, True, True, False, False, False]
     assert out[2] > out[1]
+
+
+def test_a_scorer_shared_by_two_methods_scores_each_task_once() -> None:
+    import numpy as np
+
+    from cascade.lookalike.tasks import Task
+    from export.eval_lookalike import once_per_task
+
+    calls: list[int] = []
+
+    def scorer(task: Task) -> np.ndarray:
+        calls.append(task.item)
+        return np.full(3, float(task.item))
+
+    tasks = [Task(item, np.array([0]), np.array([0]), {1}, np.ones(3, bool)) for item in (4, 9)]
+    cached = once_per_task(scorer)
+    assert [cached(t).tolist() for t in tasks + tasks] == [[4.0] * 3, [9.0] * 3] * 2
+    assert calls == [4, 9]

@@ -138,7 +138,6 @@ def test_the_exported_graph_scores_as_the_torch_model(tmp_path) -> None:
             scorer.parse(bad)
 
 
-
 def test_users_are_read_as_of_the_cut_a_user_with_no_event_by_then_as_unknown(tiny_dataset, tiny_tables) -> None:
     """The tower learned every training user's id row from the whole training part: a task cut
     earlier must read a user with no event before the cut through the unknown bucket, and every
