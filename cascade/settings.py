@@ -60,6 +60,10 @@ class Settings(BaseSettings):
         0.1, gt=0.0, lt=0.5, description="the rows before the test cut held out for validation (early stopping)",
     )
     epochs: int = Field(20, ge=1, description="teacher epochs at most: training stops once validation AUC has not risen for `patience` epochs")
+    teacher_members: int = Field(
+        3, ge=1, description="teachers trained under their own seeds; the teacher is the mean of their logits "
+        "(cascade.models.teacher.TeacherEnsemble). 1: a single teacher",
+    )
     distill_epochs: int = Field(20, ge=1, description="student and pre-ranker epochs at most, stopped the same way")
     patience: int = Field(2, ge=1, description="epochs without a better validation AUC before a ranker's training stops (it keeps its best epoch)")
     retrieval_epochs: int = Field(10, ge=1, description="two-tower epochs")

@@ -35,7 +35,7 @@ ROLES = {
 }
 TRAINING_FIELDS = {
     "data_source", "seed", "n_users", "n_items", "n_interactions", "n_categories", "history_len",
-    "holdout_fraction", "valid_fraction", "epochs", "patience", "distill_epochs", "retrieval_epochs", "batch_size", "retrieval_batch_size", "embedding_weight_decay", "hidden_user_ids", "distill_temperature", "distill_label_weight", "distill_hint_weight",
+    "holdout_fraction", "valid_fraction", "epochs", "teacher_members", "patience", "distill_epochs", "retrieval_epochs", "batch_size", "retrieval_batch_size", "embedding_weight_decay", "hidden_user_ids", "distill_temperature", "distill_label_weight", "distill_hint_weight",
     "second_head_loss_weight", "rank_head_weights", "distill_list_rows", "distill_list_size", "distill_list_temperature",
     "distill_list_weight", "distill_list_steps", "distill_list_epochs", "recall_ann_k",
 }

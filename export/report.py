@@ -170,13 +170,19 @@ def _channels_md(channels: dict) -> str:
     )
 
 
-def _seeds_md(seeds: dict) -> str:
-    """Each training seed's test AUCs and best epochs, then mean ± standard deviation."""
+def _seeds_md(seeds: dict, export_members: int | None) -> str:
+    """Each training seed's test AUCs and best epochs, then mean ± standard deviation; said plainly
+    when the seeds' teacher had another number of members than the export's (seeds.json written
+    before `teacher_members` existed trained a single teacher)."""
     metrics = list(seeds["summary"])
     rows = [[f"seed {seed}", *(m.get(k) for k in metrics)] for seed, m in seeds["seeds"].items()]
     rows.append(["mean ± sd", *(f"{s['mean']:.4f} ± {s['std']:.4f}" for s in seeds["summary"].values())])
+    members = seeds.get("teacher_members", 1)
+    differs = export_members is not None and members != export_members
+    caveat = (f" **Each seed trained a teacher of {members} member(s), not the export's {export_members}: "
+              "these rows describe that other teacher and its student.**" if differs else "")
     return ("The rankers trained again with other training seeds on the same data, split and tables "
-            "(torch AUCs on the test rows).\n\n" + _table(["", *metrics], rows))
+            f"(torch AUCs on the test rows).{caveat}\n\n" + _table(["", *metrics], rows))
 
 
 def _optional_md(report: dict) -> list[str]:
@@ -185,7 +191,7 @@ def _optional_md(report: dict) -> list[str]:
         keys = ["model", "precision", "shape", "batch", "p50_ms", "p99_ms", "items_per_s"]
         parts += ["## Latency (perf/bench_models.py)", _table(keys, [[r.get(k) for k in keys] for r in report["latency"]])]
     if report.get("seeds"):
-        parts += ["## Seeds (python -m export.seeds)", _seeds_md(report["seeds"])]
+        parts += ["## Seeds (python -m export.seeds)", _seeds_md(report["seeds"], report.get("settings", {}).get("teacher_members"))]
     if report.get("model_costs"):
         rows = [[name, c.get("params"), c.get("flops_per_item")] for name, c in report["model_costs"].items()]
         parts += ["## Model cost (manifest)", _table(["model", "params", "FLOPs per item"], rows)]

@@ -54,7 +54,7 @@ def run_seeds(settings: Settings, seeds: list[int]) -> dict:
         metrics = train_with(settings, prepared.tables, prepared.log, prepared.split, checkpoints, seed=seed).metrics
         per_seed[seed] = {k: metrics[k] for k in REPORTED if k in metrics}
         print(f"seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in per_seed[seed].items()), flush=True)
-    return {"dataset": dataset.name, "seeds": per_seed, "summary": summarise(per_seed)}
+    return {"dataset": dataset.name, "teacher_members": settings.teacher_members, "seeds": per_seed, "summary": summarise(per_seed)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from cascade.features import FeatureTables, assemble
 from cascade.history import HistoryIndex
 from cascade.metrics import roc_auc
 from cascade.models.scorers import PreRanker, StudentRanker, head_loss
-from cascade.models.teacher import TeacherRanker
+from cascade.models.teacher import Teacher, TeacherEnsemble, TeacherRanker
 from cascade.models.two_tower import TwoTower
 from cascade.schema import Interactions, Split
 from cascade.settings import Settings
@@ -30,7 +30,7 @@ Batch = dict[str, torch.Tensor]
 
 @dataclass
 class Trained:
-    teacher: TeacherRanker
+    teacher: Teacher
     student: StudentRanker
     prerank: PreRanker
     two_tower: TwoTower
@@ -182,7 +182,7 @@ VALIDATION_LISTS = 256  # validation rows whose candidate lists judge the listwi
 LIST_LR = 3e-4  # the listwise phase fine-tunes a trained student: a third of a fresh model's rate
 
 
-def distil_lists(student: StudentRanker, teacher: TeacherRanker, candidates: CandidateLists, features: RowFeatures,
+def distil_lists(student: StudentRanker, teacher: Teacher, candidates: CandidateLists, features: RowFeatures,
                  train_rows: np.ndarray, valid_rows: np.ndarray, labels: torch.Tensor, weights: DistillWeights,
                  lists: ListDistillation, schedule: Schedule) -> FitResult:
     """The student's listwise phase (`export.lists`): each step, `lists.rows` training rows get the
@@ -223,13 +223,24 @@ def list_logits(model: torch.nn.Module, rows: Batch, n_lists: int, grad: bool = 
         return model.logits(*[rows[n] for n in RANK_FEATURES]).view(n_lists, -1)
 
 
+MEMBER_SEED_STRIDE = 1_000  # teacher member k trains under seed + k * this: the members of `export.seeds`' runs never coincide
+
+
+def member_schedule(schedule: Schedule, k: int) -> tuple[str, Schedule]:
+    """Teacher member k's name (its checkpoint and progress bar: `teacher`, then `teacher_2`, ...) and
+    schedule: the teacher's, under its own seed."""
+    return ("teacher" if k == 0 else f"teacher_{k + 1}"), replace(schedule, seed=schedule.seed + k * MEMBER_SEED_STRIDE)
+
+
 def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules: dict[str, Schedule],
               weights: DistillWeights, hidden_user_ids: float = 0.3, head_weights: tuple[float, float] = (1.0, 0.0),
-              lists: ListDistillation | None = None) -> Trained:
+              lists: ListDistillation | None = None, teacher_members: int = 1) -> Trained:
     """`schedules` names one Schedule per model: teacher, student, prerank, two_tower. The rankers
     train on `split.train` until their (click) AUC on (up to VALIDATION_ROWS of) `split.valid` stops
     rising; the metrics are AUCs on `split.test`. With `lists`, the student then learns the teacher's
     order of candidate lists drawn from the two-tower (`distil_lists`), which trains before it.
+    With `teacher_members` > 1 the teacher is a `TeacherEnsemble` of that many, each trained under
+    its own seed (`member_schedule`).
 
     The student learns its click head from the teacher and the labels, its second head from
     `log.second_label` (`cascade.heads`); it serves their mix by `head_weights`, and the pre-ranker
@@ -250,15 +261,19 @@ def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules:
     def validation(model: torch.nn.Module, names: tuple[str, ...]) -> Validate:
         return lambda: roc_auc(log.label[valid_rows], predict_logits(model, names, features, valid_rows))
 
-    torch.manual_seed(schedules["teacher"].seed)
-    teacher = TeacherRanker(cfg)
+    members = []
+    for k in range(teacher_members):
+        name, schedule = member_schedule(schedules["teacher"], k)
+        torch.manual_seed(schedule.seed)
+        member = TeacherRanker(cfg)
 
-    def teacher_loss(rows: np.ndarray) -> torch.Tensor:
-        f = training(rows)
-        return bce(teacher.logits(*[f[n] for n in RANK_FEATURES]), labels[rows])
+        def teacher_loss(rows: np.ndarray, member: TeacherRanker = member) -> torch.Tensor:
+            f = training(rows)
+            return bce(member.logits(*[f[n] for n in RANK_FEATURES]), labels[rows])
 
-    fits["teacher"] = fit("teacher", teacher, teacher_loss, train_rows, schedules["teacher"], lr=1e-3,
-                          validate=validation(teacher, RANK_FEATURES))
+        fits[name] = fit(name, member, teacher_loss, train_rows, schedule, lr=1e-3, validate=validation(member, RANK_FEATURES))
+        members.append(member)
+    teacher = members[0] if teacher_members == 1 else TeacherEnsemble(members)
 
     torch.manual_seed(schedules["two_tower"].seed + 3)
     two_tower = TwoTower(cfg)
@@ -358,4 +373,5 @@ def train_with(settings: Settings, tables: FeatureTables, log: Interactions, spl
     lists = ListDistillation(settings.distill_list_rows, settings.distill_list_size, settings.distill_list_temperature,
                              settings.distill_list_weight, settings.distill_list_steps, settings.distill_list_epochs,
                              settings.recall_ann_k)
-    return train_all(tables, log, split, schedules, weights, settings.hidden_user_ids, settings.head_weights, lists)
+    return train_all(tables, log, split, schedules, weights, settings.hidden_user_ids, settings.head_weights, lists,
+                     settings.teacher_members)

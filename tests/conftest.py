@@ -50,7 +50,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         ensemble_repository=root / "ensemble", run_dir=root / "run",
         triton_http_port=free_port(), triton_grpc_port=free_port(), triton_metrics_port=free_port(),
         redis_port=free_port(), recall_ann_k=300, recall_popular_k=50, prerank_keep=100, rank_keep=30,
-        distill_list_steps=30, distill_list_epochs=1,
+        distill_list_steps=30, distill_list_epochs=1, teacher_members=2,
     )
 
 

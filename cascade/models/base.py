@@ -26,7 +26,27 @@ from cascade.models.embeddings import ItemEmbedding, UserEmbedding
 from cascade.specs import ITEM_NUM_DIM
 
 
-class SequenceScorer(nn.Module):
+class HiddenScorer(nn.Module):
+    """A ranker whose logit is `out` over its last hidden layer (`hidden`, what the distillation hint
+    aligns), and whose score is that logit's sigmoid."""
+
+    out: nn.Linear
+
+    def hidden(
+        self, user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx, user_row=None
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def logits(self, *features: torch.Tensor) -> torch.Tensor:
+        return self.out(self.hidden(*features)).squeeze(1)
+
+    def forward(
+        self, user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx, user_row=None
+    ) -> torch.Tensor:
+        return torch.sigmoid(self.logits(user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx, user_row))
+
+
+class SequenceScorer(HiddenScorer):
     USER_SIDE_POOL = False  # True: `pool` ignores `target`, so it runs once per user
 
     def __init__(self, cfg: FeatureConfig, dim: int) -> None:
@@ -78,11 +98,3 @@ class SequenceScorer(nn.Module):
             per_user = user @ w[:, :u].T
             per_row = torch.cat([target, item_num, interest_rows, target * interest_rows], dim=1) @ w[:, u:].T
         return per_user[user_row] + per_row + layer.bias
-
-    def logits(self, *features: torch.Tensor) -> torch.Tensor:
-        return self.out(self.hidden(*features)).squeeze(1)
-
-    def forward(
-        self, user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx, user_row=None
-    ) -> torch.Tensor:
-        return torch.sigmoid(self.logits(user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx, user_row))

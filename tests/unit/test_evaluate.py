@@ -198,6 +198,8 @@ def test_the_models_learn(evaluation: Evaluation) -> None:
     variants = report["scorers"]["variants"]
     assert variants["teacher"]["auc"] > 0.65
     assert variants["rank"]["auc"] >= 0.97 * variants["teacher"]["auc"]
+    metrics = report["manifest"]["metrics"]  # the teacher is an ensemble of two (conftest), each member trained
+    assert metrics["teacher_best_epoch"] >= 1 and metrics["teacher_2_best_epoch"] >= 1
     assert report["retrieval"]["ann"]["recall@100"] > report["retrieval"]["popular"]["recall@100"]
 
 

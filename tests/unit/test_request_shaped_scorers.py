@@ -12,7 +12,7 @@ import torch
 
 from cascade.features import FeatureConfig, as_rows, random_rows
 from cascade.models.scorers import PreRanker, StudentRanker
-from cascade.models.teacher import TeacherRanker
+from cascade.models.teacher import TeacherEnsemble, TeacherRanker
 from cascade.specs import USER_SIDE, prerank_spec, rank_spec
 from export.onnx_export import check_parity, export_onnx, session
 
@@ -40,7 +40,11 @@ def torch_scores(model: torch.nn.Module, tensors: dict[str, np.ndarray]) -> torc
         return model(*[torch.from_numpy(tensors[n]) for n in (*FEATURES, "user_row") if n in tensors])
 
 
-@pytest.mark.parametrize("model_class", [PreRanker, StudentRanker, TeacherRanker])
+def teacher_ensemble(cfg: FeatureConfig) -> TeacherEnsemble:
+    return TeacherEnsemble([TeacherRanker(cfg), TeacherRanker(cfg)])
+
+
+@pytest.mark.parametrize("model_class", [PreRanker, StudentRanker, TeacherRanker, teacher_ensemble])
 def test_the_user_side_once_per_user_scores_like_every_row(model_class) -> None:
     torch.manual_seed(0)
     model = model_class(CFG).eval()

@@ -19,7 +19,7 @@ def test_summary_gives_mean_sd_and_range_across_seeds() -> None:
 
 def test_two_seeds_train_on_one_dataset_and_land_in_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     small = dict(n_users=60, n_items=300, n_interactions=3_000, n_categories=5, epochs=1, distill_epochs=1,
-                 retrieval_epochs=1, artifacts_dir=tmp_path / "artifacts")
+                 retrieval_epochs=1, distill_list_steps=20, distill_list_epochs=1, artifacts_dir=tmp_path / "artifacts")
     for name, value in small.items():
         monkeypatch.setenv(f"CASCADE_{name.upper()}", str(value))
     assert main(["--seeds", "3", "4"]) == 0
@@ -32,4 +32,13 @@ def test_two_seeds_train_on_one_dataset_and_land_in_the_report(tmp_path: Path, m
     report = {"seeds": json.loads(json.dumps(seeds))}
     section = "\n\n".join(_optional_md(report))
     assert "## Seeds" in section and "mean ± sd" in section
+    assert seeds["teacher_members"] == Settings().teacher_members and "not the export's" not in section
+
+
+def test_the_report_says_when_the_seeds_trained_another_teacher() -> None:
+    written_before = {"seeds": {"7": {"teacher_auc": 0.75}}, "summary": summarise({7: {"teacher_auc": 0.75}})}
+    section = "\n\n".join(_optional_md({"seeds": written_before, "settings": {"teacher_members": 3}}))
+    assert "a teacher of 1 member(s), not the export's 3" in section
+    same = {**written_before, "teacher_members": 3}
+    assert "not the export's" not in "\n\n".join(_optional_md({"seeds": same, "settings": {"teacher_members": 3}}))
 
