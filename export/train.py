@@ -296,10 +296,8 @@ def train_all(tables: FeatureTables, log: Interactions, split: Split, schedules:
         f = training(rows)
         x = [f[n] for n in RANK_FEATURES]
         with torch.no_grad():
-            t_hidden = teacher.hidden(*x)
-            t_logits = teacher.out(t_hidden).squeeze(1)
-        s_hidden = student.hidden(*x)
-        s_logits = student.out(s_hidden).squeeze(1)
+            t_hidden, t_logits = teacher.hidden_and_logits(*x)
+        s_hidden, s_logits = student.hidden_and_logits(*x)
         second = head_loss(student.probabilities(s_hidden), second_labels[rows])
         return distillation_loss(s_logits, t_logits, labels[rows], weights, regressor(s_hidden), t_hidden) + weights.second * second
 

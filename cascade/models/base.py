@@ -28,7 +28,8 @@ from cascade.specs import ITEM_NUM_DIM
 
 class HiddenScorer(nn.Module):
     """A ranker whose logit is `out` over its last hidden layer (`hidden`, what the distillation hint
-    aligns), and whose score is that logit's sigmoid."""
+    aligns), plus `bias` where the model has a term outside that layer, and whose score is that
+    logit's sigmoid."""
 
     out: nn.Linear
 
@@ -37,8 +38,21 @@ class HiddenScorer(nn.Module):
     ) -> torch.Tensor:
         raise NotImplementedError
 
+    def bias(self, item_id: torch.Tensor, item_cat: torch.Tensor) -> torch.Tensor | None:
+        """[N] added to the logit outside the hidden layer (the teacher's wide part); None: no such term."""
+        return None
+
+    def hidden_and_logits(
+        self, user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx, user_row=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The hidden layer and the logit, from one pass (distillation reads both)."""
+        hidden = self.hidden(user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx, user_row)
+        logits = self.out(hidden).squeeze(1)
+        bias = self.bias(item_id, item_cat)
+        return hidden, logits if bias is None else logits + bias
+
     def logits(self, *features: torch.Tensor) -> torch.Tensor:
-        return self.out(self.hidden(*features)).squeeze(1)
+        return self.hidden_and_logits(*features)[1]
 
     def forward(
         self, user_cat, user_num, item_id, item_cat, item_num, hist_item, hist_cat, ctx, user_row=None

@@ -67,3 +67,20 @@ def attend(weights: torch.Tensor, seq: torch.Tensor, pad: torch.Tensor) -> torch
     """Softmax of [N, L] attention `weights` over the unpadded positions, applied to seq [N, L, D]."""
     w = torch.softmax(weights.masked_fill(pad, -1e4), dim=1) * (~pad).to(seq.dtype)
     return torch.einsum("nl,nld->nd", w, seq)
+
+
+class ItemBias(nn.Module):
+    """item_id [N] + item_cat [N] -> [N]: a learnt scalar per item bucket and per category bucket, added
+    to a logit. The wide part of a wide-and-deep ranker: logistic regression's item and category terms
+    (its user term is the same for all of a user's candidates, so GAUC never sees it). Starts at zero,
+    so a fresh model scores as it would without it."""
+
+    def __init__(self, cfg: FeatureConfig) -> None:
+        super().__init__()
+        self.item = nn.Embedding(cfg.item_buckets, 1)
+        self.category = nn.Embedding(cfg.category_buckets, 1)
+        nn.init.zeros_(self.item.weight)
+        nn.init.zeros_(self.category.weight)
+
+    def forward(self, item_id: torch.Tensor, item_cat: torch.Tensor) -> torch.Tensor:
+        return (self.item(item_id) + self.category(item_cat)).squeeze(-1)

@@ -1,5 +1,6 @@
 """The teacher ranker: DIN-style target attention over the last L behaviours plus DCN-v2 cross
-layers and a deep tower. Too slow to serve on every candidate; it exists to teach the student."""
+layers and a deep tower, with a wide part (a bias per item and per category) beside them. Too slow
+to serve on every candidate; it exists to teach the student."""
 from __future__ import annotations
 
 import torch
@@ -7,7 +8,7 @@ from torch import nn
 
 from cascade.features import FeatureConfig
 from cascade.models.base import HiddenScorer, SequenceScorer
-from cascade.models.embeddings import attend, mlp
+from cascade.models.embeddings import ItemBias, attend, mlp
 
 
 class CrossNetV2(nn.Module):
@@ -25,6 +26,11 @@ class CrossNetV2(nn.Module):
 
 
 class TeacherRanker(SequenceScorer):
+    """The deep part's logit plus `ItemBias`. Why the wide part: on MovieLens-100k logistic regression
+    on one-hot ids ordered each user's held-out rows better than the teacher (GAUC 0.7159 against
+    0.7137 for three members); with the item and category biases the same three seeds reached
+    0.7120 / 0.7137 / 0.7143 apiece (0.7105 / 0.7079 / 0.7117 without) and 0.7161 together."""
+
     def __init__(
         self, cfg: FeatureConfig, dim: int = 32, attention_hidden: int = 64, cross_layers: int = 3,
         deep: tuple[int, ...] = (256, 128), hint_dim: int = 64,
@@ -36,6 +42,10 @@ class TeacherRanker(SequenceScorer):
         self.combine = mlp([self.width + deep[-1], hint_dim], final_activation=True)
         self.out = nn.Linear(hint_dim, 1)
         self.hint_dim = hint_dim
+        self.wide = ItemBias(cfg)
+
+    def bias(self, item_id: torch.Tensor, item_cat: torch.Tensor) -> torch.Tensor:
+        return self.wide(item_id, item_cat)
 
     def pool(self, target: torch.Tensor, seq: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         """DIN: an MLP scores each behaviour against the candidate; padding masked."""
@@ -58,8 +68,9 @@ class TeacherEnsemble(HiddenScorer):
     served candidates went from 0.914 to 0.953 graded NDCG@10 against the exhaustive teacher, and
     the served funnel from 0.901 to 0.940.
 
-    The hidden layer the student's hint loss reads is the members' concatenated, and `out` maps it
-    to the mean logit, so the ensemble is a teacher like any other to the distillation code."""
+    The hidden layer the student's hint loss reads is the members' concatenated; `out` maps it to the
+    mean of the members' deep logits, and `bias` is the mean of their wide parts, so the ensemble is a
+    teacher like any other to the distillation code."""
 
     def __init__(self, members: list[TeacherRanker]) -> None:
         super().__init__()
@@ -73,6 +84,9 @@ class TeacherEnsemble(HiddenScorer):
 
     def hidden(self, *features: torch.Tensor) -> torch.Tensor:
         return torch.cat([m.hidden(*features) for m in self.members], dim=1)
+
+    def bias(self, item_id: torch.Tensor, item_cat: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m.bias(item_id, item_cat) for m in self.members]).mean(dim=0)
 
 
 Teacher = TeacherRanker | TeacherEnsemble  # what distils the student: one teacher or several

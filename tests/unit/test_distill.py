@@ -49,8 +49,7 @@ def test_a_short_distillation_run_shrinks_the_kl_to_the_teacher(rows_and_feature
     batch = features(rows[:1_024])
     x = [batch[n] for n in RANK_FEATURES]
     with torch.no_grad():
-        t_hidden = teacher.hidden(*x)
-        t_logits = teacher.out(t_hidden).squeeze(1)
+        t_hidden, t_logits = teacher.hidden_and_logits(*x)
         before = binary_kl(t_logits, student.logits(*x), 2.0).item()
     weights = DistillWeights(temperature=2.0, label=0.2, hint=0.1)
     opt = torch.optim.Adam([*student.parameters(), *regressor.parameters()], lr=3e-3)
