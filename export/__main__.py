@@ -1,7 +1,6 @@
 """`python -m export`: data -> features -> train -> ONNX (+parity) -> FAISS -> Triton repositories."""
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -17,6 +16,7 @@ from export.datasets import prepare
 from export.faiss_index import build_index, item_embeddings, write_index
 from export.item_to_item import write_item_to_item
 from export.model_cost import onnx_cost
+from export.provenance import source_commit
 from export.onnx_export import check_parity, check_row_parity, export_onnx, export_row_graphs
 from export.quantize import QUANTIZED, quantize_all
 from export.lookalike import export_lookalike
@@ -39,14 +39,6 @@ TRAINING_FIELDS = {
     "second_head_loss_weight", "rank_head_weights", "distill_list_rows", "distill_list_size", "distill_list_temperature",
     "distill_list_weight", "distill_list_steps", "distill_list_epochs", "recall_ann_k",
 }
-
-
-def source_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 def run_export(settings: Settings) -> Manifest:

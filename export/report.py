@@ -170,17 +170,24 @@ def _channels_md(channels: dict) -> str:
     )
 
 
-def _seeds_md(seeds: dict, export_members: int | None) -> str:
+def _seeds_md(seeds: dict, export_members: int | None, export_commit: str | None) -> str:
     """Each training seed's test AUCs and best epochs, then mean ± standard deviation; said plainly
     when the seeds' teacher had another number of members than the export's (seeds.json written
-    before `teacher_members` existed trained a single teacher)."""
+    before `teacher_members` existed trained a single teacher), and when another commit trained
+    them (seeds.json written before it recorded its commit says none)."""
     metrics = list(seeds["summary"])
     rows = [[f"seed {seed}", *(m.get(k) for k in metrics)] for seed, m in seeds["seeds"].items()]
     rows.append(["mean ± sd", *(f"{s['mean']:.4f} ± {s['std']:.4f}" for s in seeds["summary"].values())])
-    members = seeds.get("teacher_members", 1)
-    differs = export_members is not None and members != export_members
-    caveat = (f" **Each seed trained a teacher of {members} member(s), not the export's {export_members}: "
-              "these rows describe that other teacher and its student.**" if differs else "")
+    members, commit = seeds.get("teacher_members", 1), seeds.get("source_commit")
+    caveats = []
+    if export_members is not None and members != export_members:
+        caveats.append(f"Each seed trained a teacher of {members} member(s), not the export's {export_members}: "
+                       "these rows describe that other teacher and its student.")
+    if export_commit is not None and commit != export_commit:
+        caveats.append(f"The seeds ran on commit {commit or 'unknown (seeds.json from before it recorded one)'}, "
+                       f"the export on {export_commit}: where training changed in between, these rows describe "
+                       "the earlier code's models.")
+    caveat = "".join(f" **{c}**" for c in caveats)
     return ("The rankers trained again with other training seeds on the same data, split and tables "
             f"(torch AUCs on the test rows).{caveat}\n\n" + _table(["", *metrics], rows))
 
@@ -191,7 +198,8 @@ def _optional_md(report: dict) -> list[str]:
         keys = ["model", "precision", "shape", "batch", "p50_ms", "p99_ms", "items_per_s"]
         parts += ["## Latency (perf/bench_models.py)", _table(keys, [[r.get(k) for k in keys] for r in report["latency"]])]
     if report.get("seeds"):
-        parts += ["## Seeds (python -m export.seeds)", _seeds_md(report["seeds"], report.get("settings", {}).get("teacher_members"))]
+        parts += ["## Seeds (python -m export.seeds)", _seeds_md(report["seeds"], report.get("settings", {}).get("teacher_members"),
+                                                                 (report.get("manifest") or {}).get("source_commit"))]
     if report.get("model_costs"):
         rows = [[name, c.get("params"), c.get("flops_per_item")] for name, c in report["model_costs"].items()]
         parts += ["## Model cost (manifest)", _table(["model", "params", "FLOPs per item"], rows)]

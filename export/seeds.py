@@ -4,7 +4,7 @@ Only training is re-seeded (initialisation, shuffles, hidden user ids); the data
 feature tables are the export's settings' own. Per seed: the test AUCs of the teacher, the student
 (its click head), the pre-ranker and the student's second head, and each ranker's best epoch; then
 their mean and standard deviation across seeds. Writes `seeds.json` into <artifacts>/report (or
---out), which `python -m export.evaluate` puts in its report. Each seed's checkpoints live under
+--out), with the commit that trained them, which `python -m export.evaluate` puts in its report. Each seed's checkpoints live under
 <artifacts>/checkpoints/seed-<seed>, so an interrupted run resumes.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from cascade.artifacts import ArtifactPaths
 from cascade.settings import Settings, settings_or_report
 from export.checkpoints import Checkpoints
 from export.datasets import prepare
+from export.provenance import source_commit
 from export.train import train_with
 
 SEEDS_FILE = "seeds.json"
@@ -54,7 +55,8 @@ def run_seeds(settings: Settings, seeds: list[int]) -> dict:
         metrics = train_with(settings, prepared.tables, prepared.log, prepared.split, checkpoints, seed=seed).metrics
         per_seed[seed] = {k: metrics[k] for k in REPORTED if k in metrics}
         print(f"seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in per_seed[seed].items()), flush=True)
-    return {"dataset": dataset.name, "teacher_members": settings.teacher_members, "seeds": per_seed, "summary": summarise(per_seed)}
+    return {"dataset": dataset.name, "teacher_members": settings.teacher_members, "source_commit": source_commit(),
+            "seeds": per_seed, "summary": summarise(per_seed)}
 
 
 def main(argv: list[str] | None = None) -> int:

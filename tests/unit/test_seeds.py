@@ -8,6 +8,7 @@ import pytest
 
 from cascade.settings import Settings
 from export.report import _optional_md
+from export.provenance import source_commit
 from export.seeds import SEEDS_FILE, main, read_seeds, summarise
 
 
@@ -33,6 +34,7 @@ def test_two_seeds_train_on_one_dataset_and_land_in_the_report(tmp_path: Path, m
     section = "\n\n".join(_optional_md(report))
     assert "## Seeds" in section and "mean ± sd" in section
     assert seeds["teacher_members"] == Settings().teacher_members and "not the export's" not in section
+    assert seeds["source_commit"] == source_commit() and "The seeds ran on commit" not in section  # no manifest here
 
 
 def test_the_report_says_when_the_seeds_trained_another_teacher() -> None:
@@ -42,3 +44,14 @@ def test_the_report_says_when_the_seeds_trained_another_teacher() -> None:
     same = {**written_before, "teacher_members": 3}
     assert "not the export's" not in "\n\n".join(_optional_md({"seeds": same, "settings": {"teacher_members": 3}}))
 
+
+
+def test_the_report_says_when_another_commit_trained_the_seeds() -> None:
+    seeds = {"teacher_members": 3, "source_commit": "abc1234", "seeds": {"7": {"teacher_auc": 0.75}},
+             "summary": summarise({7: {"teacher_auc": 0.75}})}
+    export = {"settings": {"teacher_members": 3}, "manifest": {"source_commit": "def5678"}}
+    assert "The seeds ran on commit abc1234, the export on def5678" in "\n\n".join(_optional_md({"seeds": seeds, **export}))
+    unrecorded = {k: v for k, v in seeds.items() if k != "source_commit"}
+    assert "commit unknown (seeds.json from before it recorded one)" in "\n\n".join(_optional_md({"seeds": unrecorded, **export}))
+    same = {**export, "manifest": {"source_commit": "abc1234"}}
+    assert "The seeds ran on commit" not in "\n\n".join(_optional_md({"seeds": seeds, **same}))
