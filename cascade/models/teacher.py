@@ -30,8 +30,9 @@ class TeacherRanker(SequenceScorer):
     on one-hot ids ordered each user's held-out rows better than the teacher (GAUC 0.7159 against
     0.7137 for three members). With the item and category biases, six members (the three seeds,
     trained twice) averaged GAUC 0.7122 against nine plain members' 0.7101: a small gain, within
-    the spread between two runs of one seed (CPU training is not bit-reproducible, and early
-    stopping amplifies it); the ensembles of those runs scored 0.7161 and 0.7136."""
+    the spread between two runs of one seed (a probe's run and the export's differed slightly, and
+    early stopping turned that into different stopping epochs); the two runs' ensembles scored
+    0.7161 and 0.7136."""
 
     def __init__(
         self, cfg: FeatureConfig, dim: int = 32, attention_hidden: int = 64, cross_layers: int = 3,
