@@ -192,14 +192,19 @@ def _seeds_md(seeds: dict, export_members: int | None, export_commit: str | None
             f"(torch AUCs on the test rows).{caveat}\n\n" + _table(["", *metrics], rows))
 
 
+def _export_commit(report: dict) -> str | None:
+    """The commit the export's manifest names; None without a manifest (or one from before it did)."""
+    return (report.get("manifest") or {}).get("source_commit")
+
+
 def _optional_md(report: dict) -> list[str]:
     parts = []
     if report.get("latency"):
         keys = ["model", "precision", "shape", "batch", "p50_ms", "p99_ms", "items_per_s"]
         parts += ["## Latency (perf/bench_models.py)", _table(keys, [[r.get(k) for k in keys] for r in report["latency"]])]
     if report.get("seeds"):
-        parts += ["## Seeds (python -m export.seeds)", _seeds_md(report["seeds"], report.get("settings", {}).get("teacher_members"),
-                                                                 (report.get("manifest") or {}).get("source_commit"))]
+        members = report.get("settings", {}).get("teacher_members")
+        parts += ["## Seeds (python -m export.seeds)", _seeds_md(report["seeds"], members, _export_commit(report))]
     if report.get("model_costs"):
         rows = [[name, c.get("params"), c.get("flops_per_item")] for name, c in report["model_costs"].items()]
         parts += ["## Model cost (manifest)", _table(["model", "params", "FLOPs per item"], rows)]
@@ -213,7 +218,7 @@ def markdown(report: dict) -> str:
         f"{d['n_users']:,} users, {d['n_items']:,} items, {d['n_interactions']:,} interactions "
         f"({d['n_train']:,} train, {d['n_held_out']:,} held out: the latest "
         f"{report['settings']['holdout_fraction']:.0%} of the log by time). Artefacts: `{report['artifacts_dir']}`"
-        f" (export commit {(report.get('manifest') or {}).get('source_commit', 'unknown')}). Created {report['created']}."
+        f" (export commit {_export_commit(report) or 'unknown'}). Created {report['created']}."
     )
     parts = [
         head, "## Bars", _bars_md(report["bars"]),

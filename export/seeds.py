@@ -4,8 +4,8 @@ Only training is re-seeded (initialisation, shuffles, hidden user ids); the data
 feature tables are the export's settings' own. Per seed: the test AUCs of the teacher, the student
 (its click head), the pre-ranker and the student's second head, and each ranker's best epoch; then
 their mean and standard deviation across seeds. Writes `seeds.json` into <artifacts>/report (or
---out), with the commit that trained them, which `python -m export.evaluate` puts in its report. Each seed's checkpoints live under
-<artifacts>/checkpoints/seed-<seed>, so an interrupted run resumes.
+--out), with the commit that trained them, which `python -m export.evaluate` puts in its report.
+Each seed's checkpoints live under <artifacts>/checkpoints/seed-<seed>, so an interrupted run resumes.
 """
 from __future__ import annotations
 

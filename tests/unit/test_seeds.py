@@ -45,7 +45,6 @@ def test_the_report_says_when_the_seeds_trained_another_teacher() -> None:
     assert "not the export's" not in "\n\n".join(_optional_md({"seeds": same, "settings": {"teacher_members": 3}}))
 
 
-
 def test_the_report_says_when_another_commit_trained_the_seeds() -> None:
     seeds = {"teacher_members": 3, "source_commit": "abc1234", "seeds": {"7": {"teacher_auc": 0.75}},
              "summary": summarise({7: {"teacher_auc": 0.75}})}

@@ -44,7 +44,7 @@ def test_the_ensemble_scores_the_mean_of_its_members_logits() -> None:
         torch.testing.assert_close(ensemble.logits(*x), each.mean(dim=0), rtol=0, atol=1e-5)
         torch.testing.assert_close(ensemble(*x), torch.sigmoid(each.mean(dim=0)), rtol=0, atol=1e-6)
         # the hint the student regresses on: every member's last hidden layer, side by side
-        assert ensemble.hidden(*x).shape == (32, 3 * parts[0].hint_dim) and ensemble.hint_dim == 3 * parts[0].hint_dim
+        assert hidden.shape == (32, 3 * parts[0].hint_dim) and ensemble.hint_dim == 3 * parts[0].hint_dim
     assert not any(p.requires_grad for p in ensemble.parameters())  # assembled from trained members
 
 
