@@ -53,6 +53,9 @@ CANDIDATES: dict[str, Chain] = {
     "scatter 5": [{"name": "scatter", "window": 5}, {"name": "truncate"}],
     "mmr 0.7 → scatter 4": [{"name": "mmr", "lam": 0.7}, {"name": "scatter", "window": 4}, {"name": "truncate"}],
     "cap 3 → mmr 0.7": [{"name": "cap_per_category", "limit": 3}, {"name": "mmr", "lam": 0.7}, {"name": "truncate"}],
+    "cover 4": [{"name": "cover_categories", "min_categories": 4}, {"name": "truncate"}],
+    "cover 5": [{"name": "cover_categories", "min_categories": 5}, {"name": "truncate"}],
+    "mmr 0.7 → cover 4": [{"name": "mmr", "lam": 0.7}, {"name": "cover_categories", "min_categories": 4}, {"name": "truncate"}],
 }
 
 

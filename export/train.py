@@ -358,11 +358,12 @@ def train_with(settings: Settings, tables: FeatureTables, log: Interactions, spl
     seeds the training alone, not the data."""
     seed = settings.seed if seed is None else seed
     schedules = {
-        name: Schedule(epochs, batch, seed, checkpoints, settings.patience, settings.embedding_weight_decay)
-        for name, epochs, batch in (
-            ("teacher", settings.epochs, settings.batch_size), ("student", settings.distill_epochs, settings.batch_size),
-            ("prerank", settings.distill_epochs, settings.batch_size),
-            ("two_tower", settings.retrieval_epochs, settings.retrieval_batch_size),
+        name: Schedule(epochs, batch, seed, checkpoints, patience, settings.embedding_weight_decay)
+        for name, epochs, batch, patience in (
+            ("teacher", settings.epochs, settings.batch_size, settings.teacher_patience),
+            ("student", settings.distill_epochs, settings.batch_size, settings.patience),
+            ("prerank", settings.distill_epochs, settings.batch_size, settings.patience),
+            ("two_tower", settings.retrieval_epochs, settings.retrieval_batch_size, settings.patience),  # no validation
         )
     }
     weights = DistillWeights(

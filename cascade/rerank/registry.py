@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from cascade.rerank.base import RerankOperator
+from cascade.rerank.cover import CoverCategories
 from cascade.rerank.dedup import DropDuplicateItems
 from cascade.rerank.dpp import DiversifyByDPP
 from cascade.rerank.filters import ExcludeCategories
@@ -21,6 +22,7 @@ OPERATORS: dict[str, type] = {
     "exclude_categories": ExcludeCategories,
     "cap_per_category": CapPerCategory,
     "scatter": ScatterCategories,
+    "cover_categories": CoverCategories,
     "mmr": DiversifyByMMR,
     "dpp": DiversifyByDPP,
     "truncate": TruncateToK,

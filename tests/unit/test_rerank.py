@@ -123,7 +123,7 @@ def test_build_chain() -> None:
     chain = build_chain([{"name": "mmr", "lam": 0.4}, {"name": "truncate"}])
     assert chain == [DiversifyByMMR(lam=0.4), TruncateToK()]
     assert set(OPERATORS) == {
-        "dedup", "exclude_categories", "cap_per_category", "scatter", "mmr", "dpp", "truncate"
+        "dedup", "exclude_categories", "cap_per_category", "scatter", "cover_categories", "mmr", "dpp", "truncate"
     }
 
 

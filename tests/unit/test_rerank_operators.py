@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cascade.rerank.base import RerankInput, apply_chain
+from cascade.rerank.cover import CoverCategories
 from cascade.rerank.dedup import DropDuplicateItems
 from cascade.rerank.dpp import JITTER, DiversifyByDPP
 from cascade.rerank.filters import ExcludeCategories
@@ -219,10 +220,50 @@ def test_dpp_handles_flat_scores_and_zero_embeddings() -> None:
     assert order.tolist() == [0, 2, 1]
 
 
+# --- cover categories --------------------------------------------------------------------------
+
+
+def test_cover_keeps_a_list_that_already_holds_enough_categories() -> None:
+    categories = [0, 1, 0, 2, 3, 0, 0, 1, 0, 0, 2, 4]
+    assert CoverCategories(4)(ranked(categories), k=10).tolist() == list(range(10))
+
+
+def test_cover_brings_the_best_of_each_missing_category_into_the_last_positions() -> None:
+    categories = [0] * 12 + [1, 2, 1, 3, 4]  # items 12, 13, 15 are the best of categories 1, 2, 3
+    order = CoverCategories(4)(ranked(categories), k=10).tolist()
+    assert order == [0, 1, 2, 3, 4, 5, 6, 12, 13, 15]
+
+
+def test_cover_counts_categories_the_ranking_brings_by_itself() -> None:
+    categories = [0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3]  # category 1 is already at position 2
+    assert CoverCategories(4)(ranked(categories), k=10).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 11, 12]
+
+
+def test_cover_asks_no_more_categories_than_the_input_holds() -> None:
+    categories = [0] * 14 + [1]
+    assert CoverCategories(4)(ranked(categories), k=10).tolist() == [*range(9), 14]
+
+
+def test_cover_leaves_positions_after_within_in_rank_order() -> None:
+    categories = [0] * 6 + [1, 2]
+    assert CoverCategories(3, within=4)(ranked(categories), k=8).tolist() == [0, 1, 6, 7, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_cover_reaches_the_categories_the_input_allows_and_keeps_its_prefix(seed: int) -> None:
+    b = random_batch(30, seed, n_categories=int(np.random.default_rng(seed).integers(1, 7)))
+    b = b.take(np.argsort(-b.scores, kind="stable"))  # rank order, as the rerank receives it
+    full = CoverCategories(4)(b, k=30)
+    assert sorted(full.tolist()) == list(range(30))
+    assert len(set(b.categories[full[:10]].tolist())) >= min(4, len(set(b.categories.tolist())))
+    for k in (1, 5, 10, 12):
+        assert CoverCategories(4)(b, k=k).tolist() == full[:k].tolist()
+
+
 # --- every operator: the protocol, and parameter checks --------------------------------------------
 
 FILTERS = [DropDuplicateItems(), ExcludeCategories((1,)), CapPerCategory(2)]
-REORDERS = [ScatterCategories(3), DiversifyByDPP(), DiversifyByDPP(theta=0.2, category_weight=1.0)]
+REORDERS = [ScatterCategories(3), CoverCategories(2, within=5), DiversifyByDPP(), DiversifyByDPP(theta=0.2, category_weight=1.0)]
 
 
 @pytest.mark.parametrize("operator", FILTERS + REORDERS)
@@ -246,6 +287,8 @@ def test_orders_are_distinct_int64_and_at_most_k(operator: object, k: int) -> No
         (lambda: CapPerCategory(1.5), "CapPerCategory: limit"),  # type: ignore[arg-type]
         (lambda: ScatterCategories(0), "ScatterCategories: window"),
         (lambda: ScatterCategories(True), "ScatterCategories: window"),
+        (lambda: CoverCategories(0), "CoverCategories: min_categories"),
+        (lambda: CoverCategories(4, within=0), "CoverCategories: within"),
         (lambda: DiversifyByDPP(theta=1.0), "DiversifyByDPP: theta"),
         (lambda: DiversifyByDPP(theta=0.0), "DiversifyByDPP: theta"),
         (lambda: DiversifyByDPP(category_weight=1.5), "DiversifyByDPP: category_weight"),

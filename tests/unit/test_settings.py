@@ -24,7 +24,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults() -> None:
     s = Settings()
     assert (s.n_users, s.prerank_keep, s.rank_keep) == (5_000, 200, 50)
-    assert s.rerank_chain == [{"name": "mmr", "lam": 0.5, "category_weight": 1.0}, {"name": "truncate"}]
+    assert s.rerank_chain == [{"name": "cover_categories", "min_categories": 4}, {"name": "truncate"}]
     assert s.triton_grpc_url == "127.0.0.1:8001"
     assert s.effective_redis_url == "redis://127.0.0.1:6379/0"
 
