@@ -97,8 +97,8 @@ def _baseline_bars(report: dict) -> list[Bar]:
     auc, base_auc = teacher["auc"], baselines[best_auc]["auc"]["point"]
     gauc, base_gauc = teacher["gauc"], baselines[best_gauc]["gauc"]["point"]
     return [
-        Bar(auc_name, auc >= base_auc + TEACHER_LEAD, f"teacher {auc:.4f} vs {best_auc} {base_auc:.4f}: {auc - base_auc:+.4f}", lead_note),
-        Bar(gauc_name, gauc >= base_gauc, f"teacher {gauc:.4f} vs {best_gauc} {base_gauc:.4f}: {gauc - base_gauc:+.4f}", gauc_note),
+        Bar(auc_name, auc >= base_auc + TEACHER_LEAD, f"teacher {auc:.4f} vs {best_auc} {base_auc:.4f}: {auc - base_auc:+.5f}", lead_note),
+        Bar(gauc_name, gauc >= base_gauc, f"teacher {gauc:.4f} vs {best_gauc} {base_gauc:.4f}: {gauc - base_gauc:+.5f}", gauc_note),
     ]
 
 
@@ -110,7 +110,7 @@ def _funnel_bar(report: dict) -> Bar:
     graded = funnel["graded_ndcg@10"]
     scorer = funnel["exhaustive_scorer"]
     met = None if graded is None or np.isnan(graded) else graded >= 0.95
-    figure = f"graded NDCG@10 of the funnel against exhaustive {scorer}: {graded:.3f}"
+    figure = f"graded NDCG@10 of the funnel against exhaustive {scorer}: {graded:.4f}"
     held = (funnel["funnel"]["ndcg@10"], funnel["exhaustive"]["ndcg@10"])
     hits = (funnel["funnel"]["hits@10"], funnel["exhaustive"]["hits@10"])
     notes = [f"held-out positives: funnel NDCG@10 {held[0]:.4f} vs exhaustive {held[1]:.4f} "
