@@ -36,6 +36,10 @@ class RerankInput:
             return self.unit_embeddings
         return None if self.embeddings is None else unit_rows(self.embeddings)
 
+    def category_codes(self) -> np.ndarray:
+        """int64 [n]: each item's category as a dense code in [0, number of distinct categories)."""
+        return np.unique(self.categories, return_inverse=True)[1].reshape(-1)
+
     def take(self, index: np.ndarray) -> RerankInput:
         return RerankInput(
             self.item_ids[index],

@@ -37,7 +37,7 @@ class CoverCategories:
         size = max(0, min(k, len(batch)))
         if size == 0:
             return np.empty(0, dtype=np.int64)
-        codes = np.unique(batch.categories, return_inverse=True)[1].reshape(-1)
+        codes = batch.category_codes()
         covered = np.zeros(codes.max() + 1, dtype=bool)
         remaining = np.ones(len(batch), dtype=bool)
         placed = np.empty(size, dtype=np.int64)

@@ -30,7 +30,7 @@ class ScatterCategories:
         size = max(0, min(k, len(batch)))
         if size == 0:
             return np.empty(0, dtype=np.int64)
-        codes = np.unique(batch.categories, return_inverse=True)[1].reshape(-1)
+        codes = batch.category_codes()
         last_placed = np.full(codes.max() + 1, -self.window, dtype=np.int64)  # position, per category
         remaining = np.ones(len(batch), dtype=bool)
         placed = np.empty(size, dtype=np.int64)
