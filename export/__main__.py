@@ -35,7 +35,7 @@ ROLES = {
 }
 TRAINING_FIELDS = {
     "data_source", "seed", "n_users", "n_items", "n_interactions", "n_categories", "history_len",
-    "holdout_fraction", "valid_fraction", "epochs", "teacher_members", "patience", "distill_epochs", "retrieval_epochs", "batch_size", "retrieval_batch_size", "embedding_weight_decay", "hidden_user_ids", "distill_temperature", "distill_label_weight", "distill_hint_weight",
+    "holdout_fraction", "valid_fraction", "epochs", "teacher_members", "teacher_patience", "patience", "distill_epochs", "retrieval_epochs", "batch_size", "retrieval_batch_size", "embedding_weight_decay", "hidden_user_ids", "distill_temperature", "distill_label_weight", "distill_hint_weight",
     "second_head_loss_weight", "rank_head_weights", "distill_list_rows", "distill_list_size", "distill_list_temperature",
     "distill_list_weight", "distill_list_steps", "distill_list_epochs", "recall_ann_k",
 }
@@ -43,6 +43,7 @@ TRAINING_FIELDS = {
 
 def run_export(settings: Settings) -> Manifest:
     started = time.perf_counter()
+    commit = source_commit()  # the code this run started from: HEAD may move while it trains
     paths = ArtifactPaths(settings.artifacts_dir)
     paths.root.mkdir(parents=True, exist_ok=True)
     prepared = prepare(settings)
@@ -116,7 +117,7 @@ def run_export(settings: Settings) -> Manifest:
         dataset=dataset.name, n_users=dataset.n_users, n_items=dataset.n_items, n_categories=dataset.n_categories,
         history_len=L, embedding_dim=int(embeddings.shape[1]),
         model_versions={"prerank": MODEL_VERSION, "rank": MODEL_VERSION, "user_tower": MODEL_VERSION, "lookalike": MODEL_VERSION},
-        source_commit=source_commit(), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        source_commit=commit, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         metrics=trained.metrics, train_seconds=trained.seconds, parity_max_abs_diff=parity,
         models=model_entries, quantized=quantized, calibration=calibration_entry,
         served={n: p.name for n, p in served.items()}, item_to_item=item_to_item_entry, lookalike=lookalike_entry,

@@ -45,6 +45,7 @@ def summarise(per_seed: dict[int, dict[str, float]]) -> dict[str, dict[str, floa
 
 
 def run_seeds(settings: Settings, seeds: list[int]) -> dict:
+    commit = source_commit()  # the code this run started from: HEAD may move while it trains
     paths = ArtifactPaths(settings.artifacts_dir)
     prepared = prepare(settings)
     dataset = prepared.dataset
@@ -55,7 +56,7 @@ def run_seeds(settings: Settings, seeds: list[int]) -> dict:
         metrics = train_with(settings, prepared.tables, prepared.log, prepared.split, checkpoints, seed=seed).metrics
         per_seed[seed] = {k: metrics[k] for k in REPORTED if k in metrics}
         print(f"seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in per_seed[seed].items()), flush=True)
-    return {"dataset": dataset.name, "teacher_members": settings.teacher_members, "source_commit": source_commit(),
+    return {"dataset": dataset.name, "teacher_members": settings.teacher_members, "source_commit": commit,
             "seeds": per_seed, "summary": summarise(per_seed)}
 
 
