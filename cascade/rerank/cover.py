@@ -41,15 +41,16 @@ class CoverCategories:
         covered = np.zeros(codes.max() + 1, dtype=bool)
         remaining = np.ones(len(batch), dtype=bool)
         placed = np.empty(size, dtype=np.int64)
+        n_covered = 0
         for position in range(size):
             pick = int(np.argmax(remaining))
-            if position < self.within and not covered.all():
+            if position < self.within and n_covered < self.min_categories:  # the floor not met yet
                 new = remaining & ~covered[codes]
                 available = np.count_nonzero(np.bincount(codes[new], minlength=len(covered)))
-                missing = min(self.min_categories - np.count_nonzero(covered), available)
-                if missing >= self.within - position:
+                if min(self.min_categories - n_covered, available) >= self.within - position:
                     pick = int(np.argmax(new))
             placed[position] = pick
             remaining[pick] = False
+            n_covered += not covered[codes[pick]]
             covered[codes[pick]] = True
         return placed
