@@ -89,7 +89,10 @@ class Settings(BaseSettings):
     distill_list_temperature: float = Field(0.5, gt=0.0, description="softmax temperature of the list loss (lower: the teacher's top weighs more)")
     distill_list_weight: float = Field(3.0, ge=0.0, description="the list loss's weight beside the pointwise distillation loss")
     distill_list_steps: int = Field(500, ge=1, description="steps per epoch of the listwise phase")
-    distill_list_epochs: int = Field(4, ge=1, description="listwise epochs at most, stopped on the validation lists' graded NDCG@10")
+    distill_list_epochs: int = Field(
+        8, ge=1, description="listwise epochs at most: the phase stops once `patience` epochs bring no better graded NDCG@10 "
+        "on the validation lists, and keeps its best epoch. At 4 the synthetic export's phase was cut while still rising "
+        "(0.9682, 0.9726, 0.9743, 0.9757); MovieLens-100k's peaked at epoch 3")
     calibration_rows: int = Field(2_048, ge=16)
     rank_head_weights: str = Field(
         heads.DEFAULT, description="'click,second': how the served rank score mixes its click and second head "
