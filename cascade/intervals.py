@@ -137,6 +137,13 @@ def percentile_interval(point: float, values: np.ndarray, level: float) -> Inter
     return Interval(point, float(low), float(high))
 
 
+def mean_interval(values: np.ndarray, resamples: int = 200, seed: int = 0, level: float = 0.95) -> Interval:
+    """The mean of per-user values (NaNs left out) with its percentile bootstrap interval from
+    resampling users: the ratio of means over a denominator of ones."""
+    values = np.asarray(values, np.float64)
+    return ratio_of_means(values, np.ones_like(values), resamples, seed, level)
+
+
 def ratio_of_means(a: np.ndarray, b: np.ndarray, resamples: int = 200, seed: int = 0, level: float = 0.95) -> Interval:
     """mean(a) / mean(b) over paired per-user values (users with a NaN in either left out), with the
     percentile bootstrap interval from resampling users; NaN where mean(b) is 0."""

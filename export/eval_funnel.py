@@ -31,6 +31,7 @@ from cascade.diversity import (
     share_reaching,
 )
 from cascade.exposure import filter_exposed
+from cascade.intervals import mean_interval
 from cascade.metrics import ndcg_at_k, recall_at_k
 from cascade.settings import Settings
 from export.bars import MIN_CATEGORIES
@@ -169,7 +170,9 @@ async def _evaluate(models: FunnelModels, held: HeldOutUsers, settings: Settings
     for metric in (f"ndcg@{TOP_K}", f"recall@{TOP_K}"):
         f, e = result["funnel"][metric], result["exhaustive"][metric]
         result[f"{metric}_ratio"] = f / e if e > 0 else float("nan")
-    result[f"graded_ndcg@{TOP_K}"] = _mean([exhaustive.graded_ndcg(i, top) for i, top in enumerate(funnel_top)])
+    graded = np.array([exhaustive.graded_ndcg(i, top) for i, top in enumerate(funnel_top)])
+    result[f"graded_ndcg@{TOP_K}"] = _mean(graded)
+    result[f"graded_ndcg@{TOP_K}_interval"] = mean_interval(graded, seed=settings.seed).as_dict()  # users resampled
     result[f"overlap@{TOP_K}"] = _mean([_hits(t, e) / TOP_K for t, e in zip(funnel_top, exhaustive.top)])
     result["candidate_recall"] = _mean([_hits(c, rel) / len(rel) for c, rel in zip(candidates, held.relevant)])
     result[f"exhaustive_top{TOP_K}_in_candidates"] = _mean([_hits(c, e) / TOP_K for c, e in zip(candidates, exhaustive.top)])

@@ -100,6 +100,11 @@ def test_retrieval_and_funnel_numbers_in_range(exported: Settings, evaluation: E
         assert 1 <= figures["distinct_categories"] <= 10, name
     assert funnel["chains"]["exhaustive"]["graded_ndcg@10"] == pytest.approx(1.0)
     assert funnel["chains"]["served"]["graded_ndcg@10"] == pytest.approx(funnel["graded_ndcg@10"])
+    interval = funnel["graded_ndcg@10_interval"]  # users resampled; the funnel bar's note names it
+    assert interval["point"] == pytest.approx(funnel["graded_ndcg@10"])
+    assert 0.0 <= interval["low"] <= interval["point"] <= interval["high"] <= 1.0 + 1e-9
+    funnel_bar = next(b for b in evaluation.report["bars"] if b["bar"].startswith("funnel NDCG@10"))
+    assert f"95 % CI [{interval['low']:.4f}, {interval['high']:.4f}]" in funnel_bar["note"]
     channels = evaluation.report["channels"]
     assert channels["n_users"] == retrieval["n_users"]
     assert set(channels["channels"]) == {"ann", "item_to_item", "popular"}

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from cascade.intervals import METRICS, UserBootstrap, ratio_of_means
+from cascade.intervals import METRICS, UserBootstrap, mean_interval, ratio_of_means
 from cascade.metrics import gauc, log_loss, roc_auc
 
 
@@ -97,3 +97,15 @@ def test_a_ratio_of_means_holds_its_point_and_leaves_out_users_with_no_value() -
     assert np.isnan(ratio_of_means(b, np.zeros(500)).point)
     with pytest.raises(ValueError, match="paired"):
         ratio_of_means(b, b[:-1])
+
+
+def test_a_mean_interval_holds_the_mean_leaves_out_nans_and_narrows_with_more_users() -> None:
+    rng = np.random.default_rng(4)
+    values = rng.normal(0.95, 0.03, 2_000)
+    few = mean_interval(values[:100], seed=1)
+    many = mean_interval(np.r_[values, np.nan], seed=1)
+    assert many.point == pytest.approx(values.mean())
+    assert few.low < few.point < few.high and many.low < many.point < many.high
+    assert many.high - many.low < few.high - few.low
+    assert many.low < 0.95 < many.high
+    assert (mean_interval(np.full(10, 0.5)).low, mean_interval(np.full(10, 0.5)).high) == (0.5, 0.5)
