@@ -115,9 +115,8 @@ def _funnel_bar(report: dict) -> Bar:
     hits = (funnel["funnel"]["hits@10"], funnel["exhaustive"]["hits@10"])
     notes = [f"held-out positives: funnel NDCG@10 {held[0]:.4f} vs exhaustive {held[1]:.4f} "
              f"({hits[0]} vs {hits[1]} hits over {funnel['n_users']} users)"]
-    interval = funnel.get("graded_ndcg@10_interval")  # reports before it lack it
-    if interval is not None:
-        notes.insert(0, f"graded NDCG@10 95 % CI [{interval['low']:.4f}, {interval['high']:.4f}] (users resampled)")
+    interval = funnel["graded_ndcg@10_interval"]
+    notes.insert(0, f"graded NDCG@10 95 % CI [{interval['low']:.4f}, {interval['high']:.4f}] (users resampled)")
     if scorer != "teacher":
         notes.append("judged against exhaustive rank (the student): no teacher.onnx in the export")
     if min(hits) < FEW_HITS:

@@ -147,7 +147,7 @@ def _served_candidates(served: Served, seen: np.ndarray) -> np.ndarray:
     return merged[filter_exposed(merged, seen, TOP_K, seen)]
 
 
-async def _evaluate(models: FunnelModels, held: HeldOutUsers, settings: Settings) -> dict:
+async def _evaluate(models: FunnelModels, held: HeldOutUsers, settings: Settings, resamples: int) -> dict:
     funnel = ServedFunnel(settings, models.prerank, models.rank)
     try:
         exhaustive = Exhaustive.score(models.exhaustive, funnel, held)
@@ -172,7 +172,7 @@ async def _evaluate(models: FunnelModels, held: HeldOutUsers, settings: Settings
         result[f"{metric}_ratio"] = f / e if e > 0 else float("nan")
     graded = np.array([exhaustive.graded_ndcg(i, top) for i, top in enumerate(funnel_top)])
     result[f"graded_ndcg@{TOP_K}"] = _mean(graded)
-    result[f"graded_ndcg@{TOP_K}_interval"] = mean_interval(graded, seed=settings.seed).as_dict()  # users resampled
+    result[f"graded_ndcg@{TOP_K}_interval"] = mean_interval(graded, resamples, settings.seed).as_dict()  # users resampled
     result[f"overlap@{TOP_K}"] = _mean([_hits(t, e) / TOP_K for t, e in zip(funnel_top, exhaustive.top)])
     result["candidate_recall"] = _mean([_hits(c, rel) / len(rel) for c, rel in zip(candidates, held.relevant)])
     result[f"exhaustive_top{TOP_K}_in_candidates"] = _mean([_hits(c, e) / TOP_K for c, e in zip(candidates, exhaustive.top)])
@@ -190,7 +190,7 @@ async def _evaluate(models: FunnelModels, held: HeldOutUsers, settings: Settings
     return result
 
 
-def evaluate_funnel(models: FunnelModels, held: HeldOutUsers, settings: Settings) -> dict:
+def evaluate_funnel(models: FunnelModels, held: HeldOutUsers, settings: Settings, resamples: int) -> dict:
     """The served funnel's top 10s against exhaustive ranking and held-out positives, the diversity
-    of its lists and of the reference chain's."""
-    return asyncio.run(_evaluate(models, held, settings))
+    of its lists and of the reference chain's; the graded NDCG@10 with its interval over `resamples` draws of users."""
+    return asyncio.run(_evaluate(models, held, settings, resamples))

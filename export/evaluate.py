@@ -177,7 +177,7 @@ def evaluate(settings: Settings, options: EvalOptions | None = None) -> Evaluati
     n_funnel = min(options.funnel_users or (200 if dataset.n_items <= SMALL_CATALOGUE else 100), len(held))
     exhaustive = "teacher" if "teacher" in models else "rank"
     funnel_models = FunnelModels(models["prerank"], models["rank"], models[exhaustive], exhaustive)
-    funnel = evaluate_funnel(funnel_models, held.take(np.arange(n_funnel)), settings)
+    funnel = evaluate_funnel(funnel_models, held.take(np.arange(n_funnel)), settings, options.resamples)
     timings["funnel"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
 
