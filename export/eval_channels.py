@@ -9,7 +9,9 @@ A single channel's Recall@K is its own top K. The multi-channel figure at a budg
 served merge (`cascade.recall.merge`, the channel file's priority order) with every quota scaled
 to K in the served proportions: the served quotas add up to well over K (1,000 ANN + 200 + 200),
 and the first K of the full merge would be ANN's top K alone. Beside it, the best split of the same
-budget in hindsight (`best_quota_split`): the ceiling any quotas reach with these channels' lists.
+budget in hindsight (`best_quota_split`): the ceiling any quotas reach with these channels' lists;
+and each user's best single channel in hindsight (the routing ceiling): the most any router sending
+each user to one channel could reach.
 """
 from __future__ import annotations
 
@@ -87,7 +89,8 @@ def channel_figures(
     resamples: int = 200, seed: int = 0,
 ) -> dict:
     """Recall@K (K in CHANNEL_KS) of each served channel alone, Recall@MULTI_CHANNEL_BUDGET of the
-    served channels merged with scaled quotas and with the best split in hindsight, and the ratios
+    served channels merged with scaled quotas and with the best split in hindsight, each user's best
+    channel's Recall@MULTI_CHANNEL_BUDGET (the routing ceiling), and the ratios
     the bars read with their bootstrap intervals (users resampled): the merge over each channel at
     the budget, ANN over each other channel at ANN_K."""
     unseen = [_unseen(channels, seen) for (_, channels), seen in zip(recorded, train_items)]
@@ -100,15 +103,19 @@ def channel_figures(
     quotas = scaled_quotas(recorded[0][0].quotas, budget) if recorded else {}
     multi = _merged_recall(unseen, relevant, quotas, budget)
     split, best_split = best_quota_split(unseen, relevant, budget)
+    # each user's best single channel (NaN only for a user with no relevant item, NaN in every channel)
+    routed = np.max([r[budget] for r in per_user.values()], axis=0) if per_user else np.full(len(unseen), np.nan)
     ratios = {f"multi_channel/{name}": _interval(multi, r[budget], resamples, seed) for name, r in per_user.items()}
     if "ann" in per_user:
         ratios |= {f"ann/{name}": _interval(per_user["ann"][ANN_K], r[ANN_K], resamples, seed)
                    for name, r in per_user.items() if name != "ann"}
     return {
         "n_users": len(unseen),
+        "users_without_history": sum(len(seen) == 0 for seen in train_items),
         "channels": {name: {f"recall@{k}": float(np.nanmean(r[k])) for k in CHANNEL_KS} for name, r in per_user.items()},
         "multi_channel": {f"recall@{budget}": float(np.nanmean(multi)), "quotas": quotas},
         "best_split": {f"recall@{budget}": float(np.nanmean(best_split)), "quotas": split, "step": SPLIT_STEP},
+        "routing_ceiling": {f"recall@{budget}": float(np.nanmean(routed))},
         "ratios": ratios,
     }
 

@@ -158,12 +158,16 @@ def _channels_md(channels: dict) -> str:
                  None, channels["multi_channel"][budget]])
     split = channels["best_split"]
     rows.append([f"best split in hindsight, quotas in steps of {split['step']} ({quotas(split['quotas'])})", None, split[budget]])
+    rows.append(["each user's best single channel in hindsight (routing ceiling)", None, channels["routing_ceiling"][budget]])
     ratios = [[name.replace("/", " / "), r["point"], f"[{_fmt(r['low'], 3)}, {_fmt(r['high'], 3)}]"]
               for name, r in channels["ratios"].items()]
     return (
         f"{channels['n_users']:,} held-out users (the retrieval users), each at its first held-out timestamp; every list is "
-        "what `orchestrator.recall.RecallChannels` gives the funnel, training items excluded. The best split in hindsight "
-        "is chosen on these same users: the most any quotas reach with these lists, not a served figure.\n\n"
+        "what `orchestrator.recall.RecallChannels` gives the funnel, training items excluded; "
+        f"{channels['users_without_history']:,} of them have no training event, so no history for item-to-item to start "
+        "from. The best split in hindsight is chosen on these same users: the most any quotas reach with these lists, not "
+        "a served figure. The routing ceiling sends each user to the one channel that recalls most for that user: the "
+        "most any per-user choice of channel reaches.\n\n"
         + _table(["channel", "Recall@100", f"Recall@{MULTI_CHANNEL_BUDGET}"], rows)
         + f"\n\nRatios the bars read (multi-channel at Recall@{MULTI_CHANNEL_BUDGET}, ANN at Recall@{ANN_K}), "
         "95 % intervals from resampling users:\n\n" + _table(["ratio", "point", "95 % CI"], ratios)
