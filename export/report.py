@@ -163,9 +163,8 @@ def _channels_md(channels: dict) -> str:
               for name, r in channels["ratios"].items()]
     return (
         f"{channels['n_users']:,} held-out users (the retrieval users), each at its first held-out timestamp; every list is "
-        "what `orchestrator.recall.RecallChannels` gives the funnel, training items excluded; "
-        f"{channels['users_without_history']:,} of them have no training event, so no history for item-to-item to start "
-        "from. The best split in hindsight is chosen on these same users: the most any quotas reach with these lists, not "
+        "what `orchestrator.recall.RecallChannels` gives the funnel, training items excluded. Users with no training "
+        f"event, for whom item-to-item has no history to start from: {channels['users_without_history']:,}. The best split in hindsight is chosen on these same users: the most any quotas reach with these lists, not "
         "a served figure. The routing ceiling sends each user to the one channel that recalls most for that user: the "
         "most any per-user choice of channel reaches.\n\n"
         + _table(["channel", "Recall@100", f"Recall@{MULTI_CHANNEL_BUDGET}"], rows)
