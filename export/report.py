@@ -189,7 +189,7 @@ def _seeds_md(seeds: dict, export_members: int | None, export_commit: str | None
     if export_commit is not None and commit != export_commit:
         caveats.append(f"The seeds ran on commit {commit or 'unknown (seeds.json from before it recorded one)'}, "
                        f"the export on {export_commit}: where training changed in between, these rows describe "
-                       "the earlier code's models.")
+                       "models of the seeds' commit, not the export's.")
     caveat = "".join(f" **{c}**" for c in caveats)
     return ("The rankers trained again with other training seeds on the same data, split and tables "
             f"(torch AUCs on the test rows).{caveat}\n\n" + _table(["", *metrics], rows))
