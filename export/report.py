@@ -164,9 +164,10 @@ def _channels_md(channels: dict) -> str:
     return (
         f"{channels['n_users']:,} held-out users (the retrieval users), each at its first held-out timestamp; every list is "
         "what `orchestrator.recall.RecallChannels` gives the funnel, training items excluded. Users with no training "
-        f"event, for whom item-to-item has no history to start from: {channels['users_without_history']:,}. The best split in hindsight is chosen on these same users: the most any quotas reach with these lists, not "
-        "a served figure. The routing ceiling sends each user to the one channel that recalls most for that user: the "
-        "most any per-user choice of channel reaches.\n\n"
+        f"event, for whom item-to-item has no history to start from: {channels['users_without_history']:,}. The best "
+        "split in hindsight is chosen on these same users: the most any quotas reach with these lists, not a served "
+        "figure. The routing ceiling sends each user to the one channel that recalls most for that user: the most any "
+        "per-user choice of channel reaches.\n\n"
         + _table(["channel", "Recall@100", f"Recall@{MULTI_CHANNEL_BUDGET}"], rows)
         + f"\n\nRatios the bars read (multi-channel at Recall@{MULTI_CHANNEL_BUDGET}, ANN at Recall@{ANN_K}), "
         "95 % intervals from resampling users:\n\n" + _table(["ratio", "point", "95 % CI"], ratios)
