@@ -170,9 +170,10 @@ async def _evaluate(models: FunnelModels, held: HeldOutUsers, settings: Settings
     for metric in (f"ndcg@{TOP_K}", f"recall@{TOP_K}"):
         f, e = result["funnel"][metric], result["exhaustive"][metric]
         result[f"{metric}_ratio"] = f / e if e > 0 else float("nan")
-    graded = np.array([exhaustive.graded_ndcg(i, top) for i, top in enumerate(funnel_top)])
-    result[f"graded_ndcg@{TOP_K}"] = _mean(graded)
-    result[f"graded_ndcg@{TOP_K}_interval"] = mean_interval(graded, resamples, settings.seed).as_dict()  # users resampled
+    graded = mean_interval(np.array([exhaustive.graded_ndcg(i, top) for i, top in enumerate(funnel_top)]),
+                           resamples, settings.seed)  # users resampled
+    result[f"graded_ndcg@{TOP_K}"] = graded.point
+    result[f"graded_ndcg@{TOP_K}_interval"] = graded.as_dict()
     result[f"overlap@{TOP_K}"] = _mean([_hits(t, e) / TOP_K for t, e in zip(funnel_top, exhaustive.top)])
     result["candidate_recall"] = _mean([_hits(c, rel) / len(rel) for c, rel in zip(candidates, held.relevant)])
     result[f"exhaustive_top{TOP_K}_in_candidates"] = _mean([_hits(c, e) / TOP_K for c, e in zip(candidates, exhaustive.top)])

@@ -108,4 +108,5 @@ def test_a_mean_interval_holds_the_mean_leaves_out_nans_and_narrows_with_more_us
     assert few.low < few.point < few.high and many.low < many.point < many.high
     assert many.high - many.low < few.high - few.low
     assert many.low < 0.95 < many.high
-    assert (mean_interval(np.full(10, 0.5)).low, mean_interval(np.full(10, 0.5)).high) == (0.5, 0.5)
+    constant = mean_interval(np.full(10, 0.5))
+    assert (constant.low, constant.high) == (0.5, 0.5)
