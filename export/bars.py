@@ -135,8 +135,9 @@ def _channel_bar(report: dict, bar: Bar, ratio: str) -> Bar:
 
 def _multi_channel_bar(report: dict) -> Bar:
     """The served channels merged with their quotas scaled to 200 against each channel's own top 200;
-    the note adds the best quota split in hindsight, the most any quotas reach with these lists, and
-    each user's best channel in hindsight, the most any routing of users to channels reaches."""
+    the note adds the best quota split in hindsight, the most any quotas reach with these lists,
+    each user's best channel in hindsight, the most any routing of users to channels reaches, and on
+    synthetic data the oracle list, the most any list can expect."""
     section = report["channels"]
     single = {name: _finite(c["recall@200"]) for name, c in section["channels"].items()}
     best = max(single, key=lambda name: single[name] or 0.0, default="none")
@@ -150,9 +151,11 @@ def _multi_channel_bar(report: dict) -> Bar:
         return bar
     quotas = ", ".join(f"{name} {q}" for name, q in section["best_split"]["quotas"].items() if q)
     routed = section["routing_ceiling"]["recall@200"]
+    oracle = section.get("oracle", {}).get("recall@200")
+    bound = f", the generator's oracle list {oracle:.4f} = {oracle / single[best]:.2f}x" if oracle is not None else ""
     return Bar(bar.bar, bar.met, bar.figure, f"{bar.note}; the best split in hindsight ({quotas}) reaches "
                f"{ceiling:.4f} = {ceiling / single[best]:.2f}x, each user's best channel in hindsight "
-               f"{routed:.4f} = {routed / single[best]:.2f}x")
+               f"{routed:.4f} = {routed / single[best]:.2f}x{bound}")
 
 
 def _ann_bar(report: dict) -> Bar:

@@ -11,7 +11,8 @@ to K in the served proportions: the served quotas add up to well over K (1,000 A
 and the first K of the full merge would be ANN's top K alone. Beside it, the best split of the same
 budget in hindsight (`best_quota_split`): the ceiling any quotas reach with these channels' lists;
 and each user's best single channel in hindsight (the routing ceiling): the most any router sending
-each user to one channel could reach.
+each user to one channel could reach. On synthetic data, also the oracle list (`export.eval_oracle`):
+what no list of the budget's length can expect to beat.
 """
 from __future__ import annotations
 
@@ -86,13 +87,14 @@ def _interval(a: np.ndarray, b: np.ndarray, resamples: int, seed: int) -> dict[s
 
 def channel_figures(
     recorded: Sequence[Recorded], train_items: Sequence[np.ndarray], relevant: list[set[int]],
-    resamples: int = 200, seed: int = 0,
+    resamples: int = 200, seed: int = 0, oracle: Sequence[np.ndarray] | None = None,
 ) -> dict:
     """Recall@K (K in CHANNEL_KS) of each served channel alone, Recall@MULTI_CHANNEL_BUDGET of the
     served channels merged with scaled quotas and with the best split in hindsight, each user's best
     channel's Recall@MULTI_CHANNEL_BUDGET (the routing ceiling), and the ratios
     the bars read with their bootstrap intervals (users resampled): the merge over each channel at
-    the budget, ANN over each other channel at ANN_K."""
+    the budget, ANN over each other channel at ANN_K. With `oracle` lists (one per user, training
+    items excluded), their Recall@MULTI_CHANNEL_BUDGET and its ratio over each channel too."""
     unseen = [_unseen(channels, seen) for (_, channels), seen in zip(recorded, train_items)]
     names = [name for name, _, _ in unseen[0]] if unseen else []
     budget = MULTI_CHANNEL_BUDGET
@@ -109,7 +111,12 @@ def channel_figures(
     if "ann" in per_user:
         ratios |= {f"ann/{name}": _interval(per_user["ann"][ANN_K], r[ANN_K], resamples, seed)
                    for name, r in per_user.items() if name != "ann"}
-    return {
+    figures = {}
+    if oracle is not None:
+        bound = recall_per_user(list(oracle), relevant, budget)
+        figures["oracle"] = {f"recall@{budget}": float(np.nanmean(bound))}
+        ratios |= {f"oracle/{name}": _interval(bound, r[budget], resamples, seed) for name, r in per_user.items()}
+    return figures | {
         "n_users": len(unseen),
         "users_without_history": sum(len(seen) == 0 for seen in train_items),
         "channels": {name: {f"recall@{k}": float(np.nanmean(r[k])) for k in CHANNEL_KS} for name, r in per_user.items()},
@@ -132,8 +139,10 @@ async def _record(settings: Settings, held: HeldOutUsers) -> list[Recorded]:
         await resources.channels.close()
 
 
-def evaluate_channels(settings: Settings, held: HeldOutUsers, resamples: int = 200, seed: int = 0) -> dict:
+def evaluate_channels(
+    settings: Settings, held: HeldOutUsers, resamples: int = 200, seed: int = 0, oracle: Sequence[np.ndarray] | None = None,
+) -> dict:
     """`channel_figures` of the served recall channels (CASCADE_RECALL_CONFIG, the exported popularity
     list as the trending list) for each held-out user at its first held-out timestamp."""
     recorded = asyncio.run(_record(settings, held))
-    return channel_figures(recorded, held.train_items, held.relevant, resamples, seed)
+    return channel_figures(recorded, held.train_items, held.relevant, resamples, seed, oracle)

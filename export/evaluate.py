@@ -5,7 +5,8 @@ come from the training code (`RowFeatures`) and the serving code (`assemble_requ
 numbers are those of the files Triton serves. Three parts:
   scorers    AUC / GAUC / LogLoss of every teacher/rank/prerank variant on held-out rows;
   retrieval  ANN (user tower + FAISS) vs most popular: Recall@K, NDCG@10 on held-out users;
-  channels   the served recall channels alone and merged, on the same users;
+  channels   the served recall channels alone and merged, on the same users (on synthetic data,
+             beside the oracle list of the generator's own probabilities);
   funnel     recall -> prerank -> rank top 10 vs exhaustive teacher top 10.
 Writes report.json, report.md and plots into <artifacts_dir>/report (or --out).
 """
@@ -32,8 +33,9 @@ from cascade.specs import USER_EMBEDDING
 from export.bars import LATENCY_FILE, LEADS, judge, model_costs, read_latency
 from export.baselines import Fitted, fit_baselines, summarise
 from export.datasets import load_dataset, split_log
-from export.eval_channels import evaluate_channels
+from export.eval_channels import MULTI_CHANNEL_BUDGET, evaluate_channels
 from export.eval_funnel import FunnelModels, evaluate_funnel
+from export.eval_oracle import hidden_model, oracle_lists
 from export.eval_retrieval import (
     RECALL_KS,
     ann_lists,
@@ -170,7 +172,9 @@ def evaluate(settings: Settings, options: EvalOptions | None = None) -> Evaluati
     timings["retrieval"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    channels = evaluate_channels(settings, held, options.resamples, settings.seed)
+    oracle = (oracle_lists(hidden_model(settings, log), log, train_mask, held, MULTI_CHANNEL_BUDGET)
+              if dataset.name == "synthetic" else None)
+    channels = evaluate_channels(settings, held, options.resamples, settings.seed, oracle)
     timings["channels"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -9,6 +9,8 @@ that weighs taste and price more and popularity against it, so the two heads ran
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from cascade.schema import Dataset, Interactions
@@ -19,9 +21,60 @@ FIELD_CARDINALITY = (7, 2, 21)
 LATENT_DIM = 16
 
 
+@dataclass(frozen=True)
+class HiddenModel:
+    """What the generator knew and the log does not show. With it, an evaluation can rank by the
+    generator's own probabilities: a bound that no recommender, which sees only the log, can expect
+    to beat (`export.eval_oracle`)."""
+
+    user_vec: np.ndarray  # float64 [n_users, LATENT_DIM]: latent taste
+    item_vec: np.ndarray  # float64 [n_items, LATENT_DIM]
+    item_category: np.ndarray  # int64 [n_items]
+    item_price: np.ndarray  # float32 [n_items]
+    popularity: np.ndarray  # float64 [n_items], sums to 1: the popularity half of the impressions
+    current: np.ndarray  # int64 [rows]: the category each row's user was interested in, in log order
+    n_categories: int
+
+    def static_logit(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The part of the click logit that does not change with time: taste match, popularity, price."""
+        n_items, d = self.item_vec.shape
+        return (
+            1.2 * np.sum(self.user_vec[users] * self.item_vec[items], axis=-1) / np.sqrt(d) / 1.5
+            + 0.25 * np.log(self.popularity[items] * n_items)
+            - 0.4 * (np.log(self.item_price[items]) - 3.0)
+            - 2.8
+        )
+
+    def context_logit(self, items: np.ndarray, current: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """The rest of it: the user's current interest, and the hour of day (clicks peak at 20:00)."""
+        hour = (ts // 3600) % 24
+        return 1.5 * (self.item_category[items] == current) + 0.4 * np.cos(2 * np.pi * (hour - 20) / 24)
+
+    def impression_probability(self, current: np.ndarray) -> np.ndarray:
+        """P(an impression is item i) for rows whose interest is `current` (int64 [R]): float64
+        [R, n_items]. Half the impressions come from popularity, half uniformly from the current
+        interest's category (all from popularity where that category is empty), as `simulate` draws them."""
+        count = np.bincount(self.item_category, minlength=self.n_categories)[current][:, None]
+        in_category = (self.item_category[None, :] == current[:, None]) / np.maximum(count, 1)
+        return np.where(count > 0, 0.5 * self.popularity + 0.5 * in_category, self.popularity)
+
+
+@dataclass(frozen=True)
+class Simulation:
+    dataset: Dataset
+    hidden: HiddenModel
+
+
 def generate(
     n_users: int, n_items: int, n_interactions: int, n_categories: int, seed: int
 ) -> Dataset:
+    return simulate(n_users, n_items, n_interactions, n_categories, seed).dataset
+
+
+def simulate(
+    n_users: int, n_items: int, n_interactions: int, n_categories: int, seed: int
+) -> Simulation:
+    """The synthetic dataset and the hidden model it was drawn from (`generate` keeps the dataset)."""
     rng = np.random.default_rng(seed)
     d = LATENT_DIM
 
@@ -61,15 +114,8 @@ def generate(
     in_cat = by_cat[np.minimum(cat_start[current] + (rng.random(n) * cat_count[current]).astype(np.int64), n_items - 1)]
     item = np.where(from_interest & (cat_count[current] > 0), in_cat, rng.choice(n_items, n, p=pop))
 
-    hour = (ts // 3600) % 24
-    logit = (
-        1.2 * np.einsum("nd,nd->n", user_vec[user], item_vec[item]) / np.sqrt(d) / 1.5
-        + 1.5 * (item_category[item] == current)
-        + 0.25 * np.log(pop[item] * n_items)
-        - 0.4 * (np.log(item_price[item]) - 3.0)
-        + 0.4 * np.cos(2 * np.pi * (hour - 20) / 24)
-        - 2.8
-    )
+    hidden = HiddenModel(user_vec, item_vec, item_category.astype(np.int64), item_price, pop, current.astype(np.int64), n_categories)
+    logit = hidden.static_logit(user, item) + hidden.context_logit(item, current, ts)
     label = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
     conversion_logit = (  # price-sensitive, and popular items draw clicks that do not convert
         2.0 * np.einsum("nd,nd->n", user_vec[user], item_vec[item]) / np.sqrt(d) / 1.5
@@ -78,7 +124,7 @@ def generate(
         - 0.5
     )
     converted = label * (rng.random(n) < 1.0 / (1.0 + np.exp(-conversion_logit)))
-    return Dataset(
+    dataset = Dataset(
         name="synthetic",
         user_fields=user_fields.astype(np.int64),
         item_category=item_category.astype(np.int64),
@@ -86,3 +132,5 @@ def generate(
         n_categories=n_categories,
         interactions=Interactions.sorted(user, item, ts, label, converted.astype(np.float32)),
     ).validate()
+    # rows were drawn in (user, ts) order already, so `current` is in the log's order
+    return Simulation(dataset, hidden)

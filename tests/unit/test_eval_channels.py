@@ -65,3 +65,14 @@ def test_the_routing_ceiling_sends_each_user_to_the_channel_that_recalls_most_fo
     assert figures["channels"] == {"ann": {"recall@2": 0.5}, "popular": {"recall@2": 0.5}}
     assert figures["multi_channel"]["recall@2"] == 0.0  # [1, 5] holds neither
     assert figures["routing_ceiling"]["recall@2"] == 1.0
+
+
+@pytest.mark.usefixtures("budget_of_two")
+def test_oracle_lists_are_judged_beside_the_channels() -> None:
+    plan = RecallPlan((ChannelSpec("ann"), ChannelSpec("popular")), 0, {"ann": 1, "popular": 1, "explore": 0}, 2, True)
+    lists = [("ann", *_ids(1, 2, 3)), ("popular", *_ids(5, 6, 7))]
+    oracle = [np.array([2, 6], np.int64)]
+    figures = channel_figures([(plan, lists)], [np.array([], np.int64)], [{2, 6}], oracle=oracle)
+    assert figures["oracle"] == {"recall@2": 1.0}
+    assert figures["ratios"]["oracle/ann"]["point"] == pytest.approx(2.0)  # 1.0 over ann's 0.5
+    assert "oracle" not in channel_figures([(plan, lists)], [np.array([], np.int64)], [{2, 6}])

@@ -115,6 +115,8 @@ def test_retrieval_and_funnel_numbers_in_range(exported: Settings, evaluation: E
     best_single = max(c["recall@200"] for c in channels["channels"].values())
     assert channels["routing_ceiling"]["recall@200"] >= best_single  # each user's best is at least any one channel
     assert 0 <= channels["users_without_history"] <= channels["n_users"]
+    assert channels["oracle"]["recall@200"] > best_single  # the generator's own probabilities (synthetic data)
+    assert "oracle: the generator's own probabilities" in (evaluation.out_dir / "report.md").read_text()
     for name, ratio in channels["ratios"].items():
         assert ratio["low"] <= ratio["point"] <= ratio["high"] or np.isnan(ratio["point"]), name
     has_teacher = ArtifactPaths(exported.artifacts_dir).onnx("teacher").exists()
@@ -181,6 +183,7 @@ def test_diversity_and_channel_bars_judge_their_figures(evaluation: Evaluation) 
         channels = {"n_users": 7, "channels": single, "multi_channel": {"recall@200": multi},
                     "best_split": {"recall@200": 0.45, "quotas": {"ann": 120, "popular": 80}},
                     "routing_ceiling": {"recall@200": 0.36},
+                    "oracle": {"recall@200": 0.48},
                     "ratios": {"multi_channel/ann": {"point": multi / 0.3, "low": 1.01, "high": 1.62}}}
         report = {**evaluation.report, "dataset": {**evaluation.report["dataset"], "name": dataset},
                   "funnel": {**funnel, "chains": chains}, "channels": channels}
@@ -194,7 +197,8 @@ def test_diversity_and_channel_bars_judge_their_figures(evaluation: Evaluation) 
     assert got["multi-channel"]["met"] is True and "ann 0.3" in got["multi-channel"]["figure"]  # 0.4 / 0.3
     assert "CI [1.01x, 1.62x]" in got["multi-channel"]["note"] and "7 held-out users" in got["multi-channel"]["note"]
     assert "(ann 120, popular 80) reaches 0.4500 = 1.50x" in got["multi-channel"]["note"]
-    assert "each user's best channel in hindsight 0.3600 = 1.20x" in got["multi-channel"]["note"]
+    assert "each user's best channel in hindsight 0.3600 = 1.20x, the generator's oracle list 0.4800 = 1.60x" in (
+        got["multi-channel"]["note"])
     assert bars(diverse, multi=0.35)["multi-channel"]["met"] is False
     assert got["ANN"]["met"] is True and "popular 0.1" in got["ANN"]["figure"]  # 2x popular on synthetic data
     movielens = bars(diverse, dataset="movielens100k")["ANN"]
