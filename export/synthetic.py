@@ -6,6 +6,7 @@ their timeline, so the behaviour sequence carries signal that user fields alone 
 Clicks are drawn from a logistic model of taste match, current interest, popularity, price and
 hour of day. A click converts (the ranker's second objective, `cascade.heads`) with a probability
 that weighs taste and price more and popularity against it, so the two heads rank differently.
+`simulate` returns the hidden model beside the dataset, for the oracle bound (`export.eval_oracle`).
 """
 from __future__ import annotations
 
