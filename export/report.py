@@ -159,7 +159,8 @@ def _channels_md(channels: dict) -> str:
     split = channels["best_split"]
     rows.append([f"best split in hindsight, quotas in steps of {split['step']} ({quotas(split['quotas'])})", None, split[budget]])
     rows.append(["each user's best single channel in hindsight (routing ceiling)", None, channels["routing_ceiling"][budget]])
-    if "oracle" in channels:
+    has_oracle = "oracle" in channels
+    if has_oracle:
         rows.append(["oracle: the generator's own probabilities, knowing each user's held-out rows", None,
                      channels["oracle"][budget]])
     ratios = [[name.replace("/", " / "), r["point"], f"[{_fmt(r['low'], 3)}, {_fmt(r['high'], 3)}]"]
@@ -173,10 +174,10 @@ def _channels_md(channels: dict) -> str:
         "per-user choice of channel reaches."
         + (" The oracle ranks each user's items by the generator's probability of being a held-out positive, "
            "knowing the user's held-out rows (how many, when, under which interest): no list of its length can "
-           "expect more." if "oracle" in channels else "")
+           "expect more." if has_oracle else "")
         + "\n\n"
         + _table(["channel", "Recall@100", f"Recall@{MULTI_CHANNEL_BUDGET}"], rows)
-        + f"\n\nRatios the bars read (multi-channel{' and oracle' if 'oracle' in channels else ''} at "
+        + f"\n\nRatios the bars read (multi-channel{' and oracle' if has_oracle else ''} at "
         f"Recall@{MULTI_CHANNEL_BUDGET}, ANN at Recall@{ANN_K}), "
         "95 % intervals from resampling users:\n\n" + _table(["ratio", "point", "95 % CI"], ratios)
     )
